@@ -1,0 +1,60 @@
+// dlopen loader for OpenBLAS and LAPACKE (see blas.h). Failure to load is not an error: the reason is kept for
+// `mla info` and the own kernels (matmul.cpp) or the TypeScript linear algebra are used instead.
+#include "blas.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "threadpool.h"
+
+namespace mla {
+
+static std::string dl_error() {
+  const char* e = dlerror();
+  return e ? std::string(e) : std::string("unknown dlopen error");
+}
+
+static BlasLib load() {
+  BlasLib lib;
+  const char* off = std::getenv("MLA_NO_BLAS");
+  if (off && *off && std::strcmp(off, "0") != 0) {
+    lib.blas_reason = "disabled by MLA_NO_BLAS";
+    lib.lapack_reason = "disabled by MLA_NO_BLAS";
+    return lib;
+  }
+  // RTLD_LOCAL keeps the BLAS symbols out of the global namespace (other addons may bring their own BLAS).
+  if (void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL)) {
+    lib.sgemm = reinterpret_cast<sgemm_fn>(dlsym(h, "cblas_sgemm"));
+    lib.set_threads = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads"));
+    auto cfg = reinterpret_cast<get_config_fn>(dlsym(h, "openblas_get_config"));
+    if (!lib.sgemm) {
+      lib.blas_reason = "libopenblas.so.0 has no cblas_sgemm";
+    } else {
+      lib.blas_name = cfg ? std::string("OpenBLAS ") + cfg() : std::string("OpenBLAS");
+      if (lib.set_threads) lib.set_threads(num_threads());
+    }
+  } else {
+    lib.blas_reason = "libopenblas.so.0 not loadable: " + dl_error();
+  }
+  if (void* h = dlopen("liblapacke.so.3", RTLD_NOW | RTLD_LOCAL)) {
+    lib.dgesdd = reinterpret_cast<dgesdd_fn>(dlsym(h, "LAPACKE_dgesdd"));
+    lib.dsyevd = reinterpret_cast<dsyevd_fn>(dlsym(h, "LAPACKE_dsyevd"));
+    if (!lib.dgesdd || !lib.dsyevd) {
+      lib.dgesdd = nullptr;
+      lib.dsyevd = nullptr;
+      lib.lapack_reason = "liblapacke.so.3 lacks LAPACKE_dgesdd/LAPACKE_dsyevd";
+    }
+  } else {
+    lib.lapack_reason = "liblapacke.so.3 not loadable: " + dl_error();
+  }
+  return lib;
+}
+
+BlasLib& blas() {
+  static BlasLib lib = load();
+  return lib;
+}
+
+}  // namespace mla

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// The `mla` command: main(argv) dispatches to one file per command; one error handler prints UserErrors without a stack.
+
+import { UserError } from '../io/errors.js';
+
+type Command = (argv: string[]) => Promise<void>;
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  info: { summary: 'architecture, parameters, per-layer attention, KV bytes per token', load: async () => (await import('./info.js')).infoCommand },
+  generate: { summary: 'generate text (stdout: prompt + continuation)', load: async () => (await import('./generate.js')).generateCommand },
+  ppl: { summary: 'perplexity on a text file', load: async () => (await import('./ppl.js')).pplCommand },
+};
+
+export function usage(): string {
+  const lines = ['usage: mla <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'Every command takes --backend ref|cpu|auto, and --json where it prints results.');
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name ? 0 : 1;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`mla: unknown command '${name}'\n\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`mla ${name}: ${cmd.summary}\n(see README.md for its flags)\n`);
+    return 0;
+  }
+  try {
+    await (await cmd.load())(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof UserError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 70;
+  },
+);

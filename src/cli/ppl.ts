@@ -1,0 +1,40 @@
+// mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
+
+import { readFileSync } from 'node:fs';
+import { commonOptions, num, onePositional, parse, positiveInt } from './args.js';
+import { openModel, requireTokenizer } from '../infer/open.js';
+import { perplexity } from '../eval/perplexity.js';
+import { windows } from '../eval/perplexity.js';
+import { Progress } from './progress.js';
+import { UserError } from '../io/errors.js';
+
+/** Read a text file for evaluation, with a clear error. */
+export function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`--text ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+export async function pplCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(
+    argv,
+    { ...commonOptions, text: { type: 'string' }, ctx: { type: 'string' }, batch: { type: 'string' } },
+    'ppl',
+  );
+  const path = onePositional(positionals, 'MODEL', 'ppl');
+  if (!values.text) throw new UserError('mla ppl: --text FILE is required');
+  const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
+  const ctx = num(values.ctx, 'ctx', Math.min(256, opened.model.config.maxPositions), positiveInt, 'a positive integer');
+  if (ctx < 2 || ctx > opened.model.config.maxPositions) {
+    throw new UserError(`--ctx: expected 2..${opened.model.config.maxPositions} (the model's context), got ${ctx}`);
+  }
+  const batch = num(values.batch, 'batch', 8, positiveInt, 'a positive integer');
+  const ids = requireTokenizer(opened).encode(readText(values.text), true);
+  if (windows(ids, ctx).length === 0) throw new UserError(`--text ${values.text}: fewer than 2 tokens`);
+  const bar = new Progress('ppl', ids.length, 'tok');
+  const r = perplexity(opened.model, ids, ctx, batch, bar);
+  if (values.json) process.stdout.write(JSON.stringify({ perplexity: r.perplexity, tokens: r.tokens }) + '\n');
+  else process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens (windows of ${ctx})\n`);
+}

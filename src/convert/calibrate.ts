@@ -1,0 +1,137 @@
+// Calibration for activation-aware conversion: per-layer first and second moments of the attention input
+// x = RMSNorm(h) (the vector every q/k/v projection reads), from teacher forward passes over calibration tokens.
+// Every energy the converter needs is a quadratic form in these moments: E[(w·x+b)(w'·x+b')] = wᵀSw' + b(w'·μ) + b'(w·μ) + bb'.
+
+import { readFileSync } from 'node:fs';
+import { noGrad } from '../autograd/var.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { Var } from '../autograd/var.js';
+import type { Model } from '../model/model.js';
+import { forward } from '../model/forward.js';
+import { generate } from '../model/generate.js';
+import type { Tokenizer } from '../io/tokenizer.js';
+import { UserError } from '../io/errors.js';
+import { layerPrefix } from '../model/weights.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+export interface LayerStats {
+  /** Tokens seen. */
+  n: number;
+  /** (C) E[x]. */
+  mean: Float64Array;
+  /** (C, C) E[x xᵀ], row-major. */
+  second: Float64Array;
+}
+
+export interface CalibrationOptions {
+  /** Text file; when absent, samples are drawn from the teacher itself. */
+  file?: string;
+  /** Number of sequences. */
+  samples: number;
+  /** Tokens per sequence. */
+  length: number;
+  seed: number;
+}
+
+/** Token sequences for calibration: windows of the calibration text, or the teacher's own samples from BOS. */
+export function calibrationSequences(
+  model: Model, tokenizer: Tokenizer | null, opts: CalibrationOptions, progress: ProgressSink = silentProgress,
+): number[][] {
+  const len = Math.min(opts.length, model.config.maxPositions);
+  if (opts.file) {
+    if (!tokenizer) throw new UserError(`--calib ${opts.file}: the model has no tokenizer (give --tokenizer)`);
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (e) {
+      throw new UserError(`--calib ${opts.file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+    const ids = tokenizer.encode(text, true);
+    const seqs: number[][] = [];
+    for (let s = 0; s + 2 <= ids.length && seqs.length < opts.samples; s += len) seqs.push(ids.slice(s, s + len));
+    if (seqs.length === 0) throw new UserError(`--calib ${opts.file}: fewer than 2 tokens of text`);
+    return seqs;
+  }
+  const bos = model.config.bosTokenId ?? tokenizer?.bosId ?? null;
+  if (bos === null) throw new UserError('calibration: the model has no BOS token to sample from; give --calib FILE');
+  const seqs: number[][] = [];
+  for (let i = 0; i < opts.samples; i++) {
+    const ids = generate(model, [bos], { maxTokens: len - 1, temperature: 1, topP: 1, seed: opts.seed + i, stopIds: [] });
+    seqs.push([bos, ...ids]);
+    progress.tick(1);
+  }
+  progress.end();
+  return seqs;
+}
+
+/** Per-layer moments of the attention inputs over the sequences. */
+export function collectStats(model: Model, seqs: number[][], progress: ProgressSink = silentProgress): LayerStats[] {
+  const { config: cfg, be, F } = model;
+  const C = cfg.hiddenSize;
+  const stats: LayerStats[] = cfg.layers.map(() => ({ n: 0, mean: new Float64Array(C), second: new Float64Array(C * C) }));
+  noGrad(() => {
+    for (const seq of seqs) {
+      const hidden: Var[] = [];
+      forward(model, Int32Array.from(seq), 1, seq.length, { collectHidden: hidden });
+      hidden.forEach((h, l) => {
+        const x = F.rmsnorm(h, model.p(`${layerPrefix(l)}.input_layernorm.weight`), cfg.rmsNormEps).value; // (T, C)
+        const xtx = be.run('matmul', [x, x], { transA: true, transB: false })[0]; // (C, C)
+        const st = stats[l]!;
+        for (let i = 0; i < C * C; i++) st.second[i]! += xtx.data[i]!;
+        for (let t = 0; t < seq.length; t++) for (let c = 0; c < C; c++) st.mean[c]! += x.data[t * C + c]!;
+        st.n += seq.length;
+      });
+      progress.tick(seq.length);
+    }
+  });
+  progress.end();
+  for (const st of stats) {
+    for (let i = 0; i < C * C; i++) st.second[i]! /= st.n;
+    for (let c = 0; c < C; c++) st.mean[c]! /= st.n;
+  }
+  return stats;
+}
+
+/** Identity moments: energies become plain weight norms (data-free conversion). */
+export function identityStats(C: number): LayerStats {
+  const second = new Float64Array(C * C);
+  for (let i = 0; i < C; i++) second[i * C + i] = 1;
+  return { n: 0, mean: new Float64Array(C), second };
+}
+
+/** E[(W x + b)(W' x + b')ᵀ] for row-major W (m, C), W' (m', C): (m, m'). Uses the backend for the big products. */
+export function crossMoment(
+  model: Model, st: LayerStats, W: Float64Array, b: Float64Array | null, m: number,
+  W2: Float64Array, b2: Float64Array | null, m2: number,
+): Float64Array {
+  const C = st.mean.length;
+  const be = model.be;
+  const t = (d: Float64Array, r: number) => new Tensor([r, C], Float32Array.from(d)).to(be.dtype);
+  const S = new Tensor([C, C], Float32Array.from(st.second)).to(be.dtype);
+  const WS = be.run('matmul', [t(W, m), S], { transA: false, transB: false })[0];
+  const G = be.run('matmul', [WS, t(W2, m2)], { transA: false, transB: true })[0];
+  const out = Float64Array.from(G.data);
+  if (b || b2) {
+    const wmu = matVec(W, m, C, st.mean);
+    const w2mu = matVec(W2, m2, C, st.mean);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < m2; j++) {
+        const bi = b ? b[i]! : 0;
+        const bj = b2 ? b2[j]! : 0;
+        out[i * m2 + j]! += bi * w2mu[j]! + bj * wmu[i]! + bi * bj;
+      }
+    }
+  }
+  return out;
+}
+
+function matVec(W: Float64Array, m: number, C: number, v: Float64Array): Float64Array {
+  const out = new Float64Array(m);
+  for (let i = 0; i < m; i++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += W[i * C + c]! * v[c]!;
+    out[i] = s;
+  }
+  return out;
+}

@@ -1,0 +1,318 @@
+// Conversion of a GQA/MHA model into MLA (DeepSeek-V3 parameterisation), layer by layer:
+//   1. rope: pick the rotary components the shared rope key keeps (rope-select.ts), with their original frequencies;
+//   2. no-rope keys: each kv head's keys minus what the rope key carries (exact when every component is kept);
+//   3. latent: factor [K_nope; V] ≈ B·A (basis.ts) at the planned rank; A and the rope rows form kv_a_proj_with_mqa,
+//      B (repeated per query head) forms kv_b_proj with per-head rows [k_nope (D) | v (D)];
+//   4. query: the teacher's rows for the no-rope part and u-weighted pair rows for the rope part, scaled so the
+//      student's 1/sqrt(Dn+Dr) softmax scale equals the teacher's 1/sqrt(D); o_proj is unchanged.
+// Legend: C hidden, H heads, Hkv kv heads, D head dim, KD = Hkv·D, R kv rank, Dr rope dims, Rq q rank.
+
+import { Tensor } from '../tensor/tensor.js';
+import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
+import { kvValuesPerToken, kvBytesPerToken } from '../model/config.js';
+import type { Model } from '../model/model.js';
+import { layerPrefix } from '../model/weights.js';
+import type { Tokenizer } from '../io/tokenizer.js';
+import { UserError } from '../io/errors.js';
+import { energyRank, roundUp } from '../linalg/pca.js';
+import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
+import { selectRope, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod } from './rope-select.js';
+import { energyKept, factorize, type BasisMethod } from './basis.js';
+import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+export type RankPlan = { kind: 'rank'; rank: number } | { kind: 'ratio'; ratio: number } | { kind: 'energy'; delta: number };
+
+export interface ConvertOptions {
+  plan: RankPlan;
+  /** Rope dims of the shared key (even); default D/2. */
+  ropeDim?: number;
+  ropeMethod: RopeMethod;
+  basis: BasisMethod;
+  /** Low-rank query (q_a_proj / q_a_layernorm / q_b_proj); null keeps a full q_proj. */
+  qRank: number | null;
+  latentNorm: boolean;
+  /** Layers kept as original attention. */
+  keepLayers: number[];
+  calib: CalibrationOptions;
+}
+
+export interface LayerReport {
+  layer: number;
+  kind: 'gqa' | 'mla';
+  kvRank: number | null;
+  ropeDim: number | null;
+  /** Fraction of the basis energy kept (1 for kept layers). */
+  energyKept: number;
+  kvValuesPerToken: number;
+  teacherValuesPerToken: number;
+}
+
+export interface ConvertResult {
+  config: ModelConfig;
+  weights: Map<string, Tensor>;
+  layers: LayerReport[];
+  teacherKvBytesPerToken: number;
+  studentKvBytesPerToken: number;
+  compression: number;
+  /** Facts the user must know (function-changing options, export limits). */
+  notes: string[];
+}
+
+/** Does this conversion need calibration activations? */
+export function needsCalibration(o: ConvertOptions): boolean {
+  return o.ropeMethod !== 'ecomla' || o.basis === 'activation' || o.latentNorm || o.qRank !== null;
+}
+
+export function convert(
+  model: Model, tokenizer: Tokenizer | null, opts: ConvertOptions,
+  progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
+): ConvertResult {
+  const cfg = model.config;
+  const C = cfg.hiddenSize;
+  const H = cfg.numHeads;
+  for (const l of opts.keepLayers) {
+    if (!Number.isInteger(l) || l < 0 || l >= cfg.numLayers) throw new UserError(`--keep-layers: layer ${l} outside 0..${cfg.numLayers - 1}`);
+  }
+  cfg.layers.forEach((a, i) => {
+    if (a.kind !== 'gqa') throw new UserError(`convert: layer ${i} is already MLA; convert a GQA/MHA model`);
+  });
+  const teacherLayers = cfg.layers as GqaAttention[];
+  const D0 = teacherLayers[0]!.headDim;
+  const ropeDim = opts.ropeDim ?? D0 / 2;
+  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new UserError(`--rope-dim: expected an even number ≥ 2, got ${ropeDim}`);
+  const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
+  const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
+
+  let stats: LayerStats[] | null = null;
+  if (needsCalibration(opts)) {
+    const seqs = calibrationSequences(model, tokenizer, opts.calib, progress.calib);
+    stats = collectStats(model, seqs, progress.calib);
+  }
+  const notes: string[] = [];
+  const weights = new Map<string, Tensor>();
+  for (const [k, v] of model.params) weights.set(k, v.value);
+  const layers: LayerAttention[] = [];
+  const reports: LayerReport[] = [];
+  const geometric = new Set<string>();
+
+  teacherLayers.forEach((a, l) => {
+    const teacherValues = kvValuesPerToken(a);
+    if (!convertSet[l]) {
+      layers.push(a);
+      reports.push({ layer: l, kind: 'gqa', kvRank: null, ropeDim: null, energyKept: 1, kvValuesPerToken: teacherValues, teacherValuesPerToken: teacherValues });
+      progress.layers.tick(1);
+      return;
+    }
+    const st = stats?.[l] ?? identityStats(C);
+    const out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!);
+    for (const name of attentionNames(l, a)) weights.delete(name);
+    for (const [k, t] of out.tensors) weights.set(k, t);
+    layers.push(out.attn);
+    const expr = ropeExpressibility(out.attn.ropeInvFreq);
+    geometric.add(expr.geometric ? 'geometric' : expr.why!);
+    reports.push({
+      layer: l, kind: 'mla', kvRank: out.attn.kvRank, ropeDim, energyKept: out.energyKept,
+      kvValuesPerToken: kvValuesPerToken(out.attn), teacherValuesPerToken: teacherValues,
+    });
+    progress.layers.tick(1);
+  });
+  progress.layers.end();
+
+  const config: ModelConfig = { ...cfg, arch: 'deepseek_v3', layers };
+  if (opts.latentNorm) {
+    notes.push('kv_a_layernorm added (--latent-norm): RMSNorm on the latent changes the function until distillation; its weight is initialised to the latent\'s mean RMS.');
+  } else {
+    notes.push('no latent norm: exact SVD/PCA factorisation; stock engines (transformers, vLLM, llama.cpp) always apply kv_a_layernorm, so convert with --latent-norm (and distil) for a stock export.');
+  }
+  if (opts.qRank !== null) notes.push(`low-rank query (q_a_layernorm) at rank ${opts.qRank}: the RMSNorm changes the function until distillation.`);
+  for (const g of geometric) {
+    notes.push(
+      g === 'geometric'
+        ? 'rope: each layer keeps a geometric run of the original frequencies (a base and a linear scale): exportable.'
+        : `rope: ${g}; the native format keeps the exact frequencies, a stock export cannot express them.`,
+    );
+  }
+  if (opts.keepLayers.length) notes.push(`layers ${opts.keepLayers.join(', ')} kept as original attention (hybrid): a stock DeepSeek-V3 export cannot express it.`);
+  const teacherBytes = kvBytesPerToken(cfg, 4);
+  const studentBytes = kvBytesPerToken(config, 4);
+  return { config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes };
+}
+
+function attentionNames(l: number, a: GqaAttention): string[] {
+  const p = `${layerPrefix(l)}.self_attn`;
+  const names = ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((n) => `${p}.${n}.weight`);
+  if (a.qkvBias) names.push(...['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.${n}.bias`));
+  return names;
+}
+
+/** Per-layer kv rank from the plan (null: chosen later from the spectrum by energy). */
+export function planRanks(cfg: ModelConfig, plan: RankPlan, ropeDim: number, convertSet: boolean[]): (number | null)[] {
+  const nConv = convertSet.filter(Boolean).length;
+  if (nConv === 0) throw new UserError('convert: --keep-layers keeps every layer; nothing to convert');
+  if (plan.kind === 'energy') {
+    if (!(plan.delta > 0 && plan.delta <= 1)) throw new UserError(`--energy: expected a fraction in (0, 1], got ${plan.delta}`);
+    return convertSet.map(() => null);
+  }
+  if (plan.kind === 'rank') {
+    if (!Number.isInteger(plan.rank) || plan.rank < 1) throw new UserError(`--kv-rank: expected a positive integer, got ${plan.rank}`);
+    return convertSet.map(() => plan.rank);
+  }
+  if (!(plan.ratio >= 1)) throw new UserError(`--kv-ratio: expected a compression ≥ 1, got ${plan.ratio}`);
+  const teacher = cfg.layers.reduce((s, a) => s + kvValuesPerToken(a), 0);
+  const kept = cfg.layers.reduce((s, a, i) => s + (convertSet[i] ? 0 : kvValuesPerToken(a)), 0);
+  const perLayer = (teacher / plan.ratio - kept) / nConv;
+  const rank = Math.round(perLayer - ropeDim);
+  if (rank < 1) {
+    throw new UserError(`--kv-ratio ${plan.ratio}: leaves ${perLayer.toFixed(1)} values per layer, not enough for rope dim ${ropeDim} plus a latent; lower the ratio or --rope-dim`);
+  }
+  return convertSet.map(() => rank);
+}
+
+interface LayerOut {
+  attn: MlaAttention;
+  tensors: Map<string, Tensor>;
+  energyKept: number;
+}
+
+function convertLayer(
+  model: Model, l: number, a: GqaAttention, st: LayerStats, opts: ConvertOptions, Dr: number, plannedRank: number | null,
+): LayerOut {
+  const cfg = model.config;
+  const { hiddenSize: C, numHeads: H, ropePairing: pairing } = cfg;
+  const { numKvHeads: Hkv, headDim: D } = a;
+  const KD = Hkv * D;
+  const p = `${layerPrefix(l)}.self_attn`;
+  const get = (n: string) => f64(model.p(`${p}.${n}`).value);
+  const Wq = get('q_proj.weight');
+  const Wk = get('k_proj.weight');
+  const Wv = get('v_proj.weight');
+  const bq = a.qkvBias ? get('q_proj.bias') : null;
+  const bk = a.qkvBias ? get('k_proj.bias') : null;
+  const bv = a.qkvBias ? get('v_proj.bias') : null;
+
+  // 1. Rope components.
+  const maxPairs = (D / 2) * (opts.ropeMethod === 'transmla' ? Hkv : 1);
+  if (Dr / 2 > maxPairs) {
+    throw new UserError(`--rope-dim ${Dr}: ${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
+  }
+  let energies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0) };
+  if (opts.ropeMethod !== 'ecomla') {
+    const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
+    const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
+    energies = ropeEnergies(pairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, KD, Wk, bk, KD));
+  }
+  const comps: RopeComponent[] = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg: model.be.linalg });
+
+  // 2. Shared rope key rows and the no-rope remainder of each kv head's keys.
+  const kRope = new Float64Array(Dr * C);
+  const kRopeBias = new Float64Array(Dr);
+  comps.forEach((c, pi) => {
+    const dst = pairRows(pairing, Dr, pi);
+    const src = pairRows(pairing, D, c.pair);
+    for (let side = 0; side < 2; side++) {
+      for (let g = 0; g < Hkv; g++) {
+        addRow(kRope, dst[side]!, Wk, g * D + src[side]!, C, c.u[g]!);
+        if (bk) kRopeBias[dst[side]!]! += c.u[g]! * bk[g * D + src[side]!]!;
+      }
+    }
+  });
+  const Kn = Wk.slice();
+  const bkn = bk ? bk.slice() : null;
+  comps.forEach((c, pi) => {
+    const dst = pairRows(pairing, Dr, pi);
+    const src = pairRows(pairing, D, c.pair);
+    for (let side = 0; side < 2; side++) {
+      for (let g = 0; g < Hkv; g++) {
+        addRow(Kn, g * D + src[side]!, kRope, dst[side]!, C, -c.u[g]!);
+        if (bkn) bkn[g * D + src[side]!]! -= c.u[g]! * kRopeBias[dst[side]!]!;
+      }
+    }
+  });
+
+  // 3. Latent basis and rank.
+  const fact = factorize(opts.basis, { model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg: model.be.linalg });
+  let R = plannedRank ?? Math.max(8, roundUp(energyRank(fact.spectrum, (opts.plan as { delta: number }).delta), 8));
+  R = Math.min(R, fact.maxRank);
+  const { A, a: aBias, Bk, Bv } = fact.build(R);
+
+  const tensors = new Map<string, Tensor>();
+  const put = (name: string, shape: number[], data: Float64Array) => tensors.set(`${p}.${name}`, new Tensor(shape, Float32Array.from(data)));
+  const hasBias = a.qkvBias;
+
+  // kv_a_proj_with_mqa: rows [latent (R) | rope key (Dr)].
+  const kva = new Float64Array((R + Dr) * C);
+  kva.set(A, 0);
+  kva.set(kRope, R * C);
+  put('kv_a_proj_with_mqa.weight', [R + Dr, C], kva);
+  if (hasBias) {
+    const b = new Float64Array(R + Dr);
+    if (aBias) b.set(aBias, 0);
+    b.set(kRopeBias, R);
+    put('kv_a_proj_with_mqa.bias', [R + Dr], b);
+  }
+  // kv_b_proj: per query head h rows [k_nope of kv head g(h) (D) | v of g(h) (D)].
+  const kvb = new Float64Array(H * 2 * D * R);
+  for (let h = 0; h < H; h++) {
+    const g = kvHeadOf(h, H, Hkv);
+    kvb.set(Bk.subarray(g * D * R, (g + 1) * D * R), h * 2 * D * R);
+    kvb.set(Bv.subarray(g * D * R, (g + 1) * D * R), (h * 2 + 1) * D * R);
+  }
+  put('kv_b_proj.weight', [H * 2 * D, R], kvb);
+  if (opts.latentNorm) {
+    const m = crossMoment(model, st, A, aBias, R, A, aBias, R);
+    let tr = 0;
+    for (let i = 0; i < R; i++) tr += m[i * R + i]!;
+    put('kv_a_layernorm.weight', [R], new Float64Array(R).fill(Math.sqrt(tr / R) || 1));
+  }
+
+  // 4. Query: per head [no-rope rows (D) | rope rows (Dr)], scaled to keep the teacher's softmax temperature.
+  const Dq = D + Dr;
+  const qs = Math.sqrt(Dq / D);
+  const Q = new Float64Array(H * Dq * C);
+  const qb = bq ? new Float64Array(H * Dq) : null;
+  for (let h = 0; h < H; h++) {
+    const g = kvHeadOf(h, H, Hkv);
+    for (let r = 0; r < D; r++) {
+      addRow(Q, h * Dq + r, Wq, h * D + r, C, qs);
+      if (qb && bq) qb[h * Dq + r] = qs * bq[h * D + r]!;
+    }
+    comps.forEach((c, pi) => {
+      const dst = pairRows(pairing, Dr, pi);
+      const src = pairRows(pairing, D, c.pair);
+      for (let side = 0; side < 2; side++) {
+        addRow(Q, h * Dq + D + dst[side]!, Wq, h * D + src[side]!, C, qs * c.u[g]!);
+        if (qb && bq) qb[h * Dq + D + dst[side]!] = qs * c.u[g]! * bq[h * D + src[side]!]!;
+      }
+    });
+  }
+  if (opts.qRank === null) {
+    put('q_proj.weight', [H * Dq, C], Q);
+    if (qb) put('q_proj.bias', [H * Dq], qb);
+  } else {
+    if (qb) throw new UserError('--q-rank: a low-rank query cannot carry the teacher\'s q bias; convert without --q-rank');
+    const Rq = Math.min(opts.qRank, H * Dq, C);
+    const { u, s, vt, k } = model.be.linalg.svd(Q, H * Dq, C);
+    const qa = new Float64Array(Rq * C);
+    for (let r = 0; r < Rq; r++) for (let c = 0; c < C; c++) qa[r * C + c] = s[r]! * vt[r * C + c]!;
+    const qbW = new Float64Array(H * Dq * Rq);
+    for (let i = 0; i < H * Dq; i++) for (let r = 0; r < Rq; r++) qbW[i * Rq + r] = u[i * k + r]!;
+    const m = crossMoment(model, st, qa, null, Rq, qa, null, Rq);
+    let tr = 0;
+    for (let i = 0; i < Rq; i++) tr += m[i * Rq + i]!;
+    put('q_a_proj.weight', [Rq, C], qa);
+    put('q_a_layernorm.weight', [Rq], new Float64Array(Rq).fill(Math.sqrt(tr / Rq) || 1));
+    put('q_b_proj.weight', [H * Dq, Rq], qbW);
+  }
+  tensors.set(`${p}.o_proj.weight`, model.p(`${p}.o_proj.weight`).value);
+
+  const invFreq = cfg.ropeInvFreq;
+  const attn: MlaAttention = {
+    kind: 'mla', kvRank: R, ropeDim: Dr, nopeDim: D, vDim: D,
+    qRank: opts.qRank === null ? null : Math.min(opts.qRank, H * Dq, C),
+    latentNorm: opts.latentNorm, bias: hasBias,
+    ropeInvFreq: comps.map((c) => invFreq[c.pair]!),
+  };
+  return { attn, tensors, energyKept: energyKept(fact.spectrum, R) };
+}

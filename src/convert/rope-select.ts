@@ -1,0 +1,146 @@
+// Which rotary components the converted layer keeps in its one shared rope key (the rest of each key goes to the
+// compressed no-rope path). A component is a rope pair j of the teacher (its original frequency is kept) and a unit
+// mixing vector u over the Hkv kv heads: k_rope = Σ_g u[g]·k_{g,j}, and query head h uses u[g(h)]·q_{h,j}.
+// Because one orthogonal mixing across heads at a fixed frequency commutes with that frequency's rotation, keeping
+// every (j, u) of an orthonormal set per frequency is exact (TransMLA's GQA ⊂ MLA equivalence).
+//   ecomla   X-EcoMLA: the lowest-frequency d_r/2 pairs, u uniform (k_rope = mean of the kv heads).
+//   mha2mla  MHA2MLA's 2-norm rule: pairs ranked by Σ_h ‖q_{h,j}‖·‖k_{g(h),j}‖ on calibration data, u uniform.
+//   transmla TransMLA's RoRoPE: per-frequency PCA of the keys across kv heads; components ranked by
+//            sqrt(key energy · query energy) along them, so one shared key carries the most attention energy.
+// Legend: C hidden, H heads, Hkv kv heads, D head dim, Dr rope dims.
+
+import type { RopePairing } from '../tensor/ops.js';
+import type { LinalgProvider } from '../tensor/backend.js';
+import { kvHeadOf, pairRows } from './heads.js';
+
+export type RopeMethod = 'ecomla' | 'mha2mla' | 'transmla';
+export const ROPE_METHODS: readonly RopeMethod[] = ['ecomla', 'mha2mla', 'transmla'];
+
+export interface RopeComponent {
+  /** Teacher rope pair index (its frequency is kept). */
+  pair: number;
+  /** (Hkv) unit mixing vector over kv heads. */
+  u: Float64Array;
+  /** Importance used for ranking (larger is kept first). */
+  score: number;
+}
+
+export interface RopeEnergies {
+  /** keyMoment[j] (Hkv, Hkv): E[Σ_c k_{g,j,c} k_{g',j,c}] over the pair's two rows. */
+  keyMoment: Float64Array[];
+  /** queryEnergy[h·(D/2) + j]: E‖q_{h,j}‖². */
+  queryEnergy: Float64Array;
+}
+
+export interface RopeSelectInput {
+  method: RopeMethod;
+  /** Kept pairs: Dr/2. */
+  count: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  energies: RopeEnergies;
+  linalg: LinalgProvider;
+}
+
+/** Energies of every rope pair from the second moments of q (H·D rows) and k (Hkv·D rows). */
+export function ropeEnergies(
+  pairing: RopePairing, H: number, Hkv: number, D: number, qDiag: Float64Array, kMoment: Float64Array,
+): RopeEnergies {
+  const n = D / 2;
+  const KD = Hkv * D;
+  const keyMoment: Float64Array[] = [];
+  for (let j = 0; j < n; j++) {
+    const M = new Float64Array(Hkv * Hkv);
+    const rows = pairRows(pairing, D, j);
+    for (let g = 0; g < Hkv; g++) {
+      for (let g2 = 0; g2 < Hkv; g2++) {
+        let s = 0;
+        for (const r of rows) s += kMoment[(g * D + r) * KD + g2 * D + r]!;
+        M[g * Hkv + g2] = s;
+      }
+    }
+    keyMoment.push(M);
+  }
+  const queryEnergy = new Float64Array(H * n);
+  for (let h = 0; h < H; h++) {
+    for (let j = 0; j < n; j++) {
+      const [a, b] = pairRows(pairing, D, j);
+      queryEnergy[h * n + j] = qDiag[h * D + a]! + qDiag[h * D + b]!;
+    }
+  }
+  return { keyMoment, queryEnergy };
+}
+
+/** Query energy of pair j along mixing u: Σ_h u[g(h)]² E‖q_{h,j}‖². */
+function queryAlong(inp: RopeSelectInput, j: number, u: Float64Array): number {
+  const n = inp.D / 2;
+  let s = 0;
+  for (let h = 0; h < inp.H; h++) s += u[kvHeadOf(h, inp.H, inp.Hkv)]! ** 2 * inp.energies.queryEnergy[h * n + j]!;
+  return s;
+}
+
+/** The kept components, ordered by pair (high frequency first) then by importance. */
+export function selectRope(inp: RopeSelectInput): RopeComponent[] {
+  const { H, Hkv, D, count, energies } = inp;
+  const n = D / 2;
+  const uniform = Float64Array.from({ length: Hkv }, () => 1 / Math.sqrt(Hkv));
+  let candidates: RopeComponent[];
+  switch (inp.method) {
+    case 'ecomla':
+      // Lowest frequencies = the last pairs; score only orders them.
+      candidates = Array.from({ length: n }, (_, j) => ({ pair: j, u: uniform, score: j }));
+      break;
+    case 'mha2mla':
+      candidates = Array.from({ length: n }, (_, j) => {
+        let s = 0;
+        for (let h = 0; h < H; h++) {
+          const g = kvHeadOf(h, H, Hkv);
+          s += Math.sqrt(energies.queryEnergy[h * n + j]! * energies.keyMoment[j]![g * Hkv + g]!);
+        }
+        return { pair: j, u: uniform, score: s };
+      });
+      break;
+    case 'transmla':
+      candidates = [];
+      for (let j = 0; j < n; j++) {
+        const { values, vectors } = inp.linalg.eigh(energies.keyMoment[j]!, Hkv);
+        for (let m = 0; m < Hkv; m++) {
+          const u = Float64Array.from({ length: Hkv }, (_, g) => vectors[g * Hkv + m]!);
+          const keyE = Math.max(values[m]!, 0);
+          candidates.push({ pair: j, u, score: Math.sqrt(keyE * queryAlong(inp, j, u)) });
+        }
+      }
+      break;
+    default: {
+      const never: never = inp.method;
+      throw new Error(`unknown rope method ${String(never)}`);
+    }
+  }
+  if (count > candidates.length) {
+    throw new Error(`rope: ${count} pairs requested but ${inp.method} offers ${candidates.length} (rope dim ≤ ${2 * candidates.length})`);
+  }
+  const kept = candidates
+    .map((c, i) => ({ c, i }))
+    .sort((a, b) => b.c.score - a.c.score || a.i - b.i)
+    .slice(0, count)
+    .map((x) => x.c);
+  return kept.sort((a, b) => a.pair - b.pair || b.score - a.score);
+}
+
+/** Whether kept frequencies form a geometric run f_i = f_0·ρ^i (expressible as a base and a linear scale). */
+export function ropeExpressibility(invFreq: number[]): { geometric: boolean; base?: number; factor?: number; why?: string } {
+  const d = invFreq.length;
+  if (d === 0) return { geometric: false, why: 'no rope dims' };
+  const f0 = invFreq[0]!;
+  if (d === 1) return { geometric: true, base: 10000, factor: 1 / f0 };
+  const rho = invFreq[1]! / f0;
+  for (let i = 1; i < d; i++) {
+    if (Math.abs(invFreq[i]! - f0 * rho ** i) > 1e-9 * f0) {
+      return { geometric: false, why: 'the kept frequencies are not one geometric run (an arbitrary selection, or a repeated pair)' };
+    }
+  }
+  if (!(rho < 1 && rho > 0)) return { geometric: false, why: 'frequencies do not decrease' };
+  // DeepSeek computes base^(−2i/Dr) / factor with Dr = 2d rope dims.
+  return { geometric: true, base: rho ** -d, factor: 1 / f0 };
+}

@@ -1,0 +1,64 @@
+// Perplexity over non-overlapping windows: the token stream is cut into windows of `ctx` tokens; each window predicts
+// its tokens 2..n from their prefixes inside the window (no context carried across windows), so a window of n tokens
+// scores n−1 tokens. ppl = exp(Σ nll / Σ scored tokens).
+
+import { noGrad } from '../autograd/var.js';
+import type { Model } from '../model/model.js';
+import { forward } from '../model/forward.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+export interface PerplexityResult {
+  perplexity: number;
+  /** Scored tokens. */
+  tokens: number;
+  /** Mean negative log-likelihood (nats per token). */
+  nll: number;
+}
+
+/** Windows of `ctx` tokens (the last may be shorter; windows of one token are dropped). */
+export function windows(ids: ArrayLike<number>, ctx: number): number[][] {
+  const out: number[][] = [];
+  for (let s = 0; s < ids.length; s += ctx) {
+    const w = Array.from(ids).slice(s, s + ctx);
+    if (w.length >= 2) out.push(w);
+  }
+  return out;
+}
+
+/** Perplexity of `model` on token ids. Windows of equal length run as one batch of up to `batch` rows. */
+export function perplexity(
+  model: Model,
+  ids: ArrayLike<number>,
+  ctx: number,
+  batch = 8,
+  progress: ProgressSink = silentProgress,
+): PerplexityResult {
+  const ws = windows(ids, ctx);
+  if (ws.length === 0) throw new Error('perplexity: the text holds fewer than 2 tokens');
+  let nll = 0;
+  let count = 0;
+  noGrad(() => {
+    for (let i = 0; i < ws.length; ) {
+      const T = ws[i]!.length;
+      const group: number[][] = [];
+      while (i < ws.length && ws[i]!.length === T && group.length < batch) group.push(ws[i++]!);
+      const B = group.length;
+      const input = new Int32Array(B * T);
+      const targets = new Int32Array(B * T).fill(-1);
+      group.forEach((w, b) => {
+        for (let t = 0; t < T; t++) {
+          input[b * T + t] = w[t]!;
+          if (t + 1 < T) targets[b * T + t] = w[t + 1]!;
+        }
+      });
+      const logits = forward(model, input, B, T);
+      const losses = model.F.crossEntropy(logits, targets).value;
+      for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
+      count += B * (T - 1);
+      progress.tick(B * T);
+    }
+  });
+  progress.end();
+  return { perplexity: Math.exp(nll / count), tokens: count, nll: nll / count };
+}

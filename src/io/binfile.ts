@@ -1,0 +1,58 @@
+// Positioned reads of binary files into freshly allocated (hence aligned) buffers: lets the loaders
+// convert one tensor at a time, without readFileSync's 2 GiB limit or a whole-file copy in memory.
+
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { UserError } from './errors.js';
+
+/** The formats we read are little-endian and are viewed in place through typed arrays. */
+export function assertLittleEndianHost(): void {
+  if (endianness() !== 'LE') throw new UserError('this tool reads little-endian files through typed arrays and needs a little-endian machine');
+}
+
+/** An open file: size and exact positioned reads. Call close() when done (or use withFile). */
+export class BinFile {
+  readonly fd: number;
+  readonly size: number;
+
+  constructor(readonly path: string) {
+    try {
+      this.fd = openSync(path, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new UserError(`${path}: cannot open (${code === 'ENOENT' ? 'file not found' : (code ?? (e as Error).message)})`);
+    }
+    const st = fstatSync(this.fd);
+    if (!st.isFile()) {
+      closeSync(this.fd);
+      throw new UserError(`${path}: not a regular file`);
+    }
+    this.size = st.size;
+  }
+
+  /** Exactly `length` bytes starting at `position` (the caller has checked the range). */
+  read(position: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const chunk = Math.min(length - done, 1 << 30);
+      const n = readSync(this.fd, out, done, chunk, position + done);
+      if (n <= 0) throw new UserError(`${this.path}: unexpected end of file at byte ${position + done}`);
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+export function withFile<T>(path: string, fn: (f: BinFile) => T): T {
+  const f = new BinFile(path);
+  try {
+    return fn(f);
+  } finally {
+    f.close();
+  }
+}

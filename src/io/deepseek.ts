@@ -1,0 +1,248 @@
+// Our native save format IS the DeepSeek-V3 HF layout: config.json (model_type deepseek_v3, every layer dense) +
+// model.safetensors under DeepSeek-V3 tensor names + the tokenizer. What the stock layout cannot express (per-layer
+// ranks, no latent norm, hybrid GQA layers, exact rope frequencies, half-split rope pairing) lives under the one extra
+// config key `mla_upcycle`; a directory without that key is read with the stock DeepSeek-V3 semantics.
+
+import { existsSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Tensor } from '../tensor/tensor.js';
+import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
+import { defaultInvFreq } from '../model/config.js';
+import { modelTensors } from '../model/weights.js';
+import { UserError } from './errors.js';
+import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
+import { readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
+import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+
+export const NATIVE_VERSION = 1;
+const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+/** Inverse frequencies Dr/2 as DeepSeek computes them: base^(−2i/Dr) / factor. */
+export function geometricInvFreq(base: number, ropeDim: number, factor = 1): number[] {
+  return defaultInvFreq(base, ropeDim).map((f) => f / factor);
+}
+
+/** Base and linear factor reproducing invFreq exactly, or null. */
+export function geometricFit(invFreq: number[]): { base: number; factor: number } | null {
+  const d = invFreq.length;
+  if (d === 0) return null;
+  const f0 = invFreq[0]!;
+  const rho = d > 1 ? invFreq[1]! / f0 : 1e-4;
+  const base = rho ** -d;
+  const want = geometricInvFreq(base, 2 * d, 1 / f0);
+  return want.every((w, i) => Math.abs(w - invFreq[i]!) <= 1e-9 * Math.abs(w)) ? { base, factor: 1 / f0 } : null;
+}
+
+function layerJson(a: LayerAttention): JsonObject {
+  return a.kind === 'gqa'
+    ? { kind: 'gqa', num_kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias }
+    : {
+        kind: 'mla', kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank,
+        latent_norm: a.latentNorm, bias: a.bias, rope_inv_freq: a.ropeInvFreq,
+      };
+}
+
+/** config.json for a model in the DeepSeek-V3 layout (with the mla_upcycle extra key when `native`). */
+export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native: boolean): JsonObject {
+  const mla = cfg.layers.filter((a): a is MlaAttention => a.kind === 'mla');
+  const first = mla[0];
+  if (!first) throw new UserError('deepseek_v3 layout: the model has no MLA layer');
+  const fit = geometricFit(first.ropeInvFreq);
+  const j: JsonObject = {
+    architectures: ['DeepseekV3ForCausalLM'],
+    model_type: 'deepseek_v3',
+    vocab_size: cfg.vocabSize,
+    hidden_size: cfg.hiddenSize,
+    intermediate_size: cfg.intermediateSize,
+    moe_intermediate_size: cfg.intermediateSize,
+    num_hidden_layers: cfg.numLayers,
+    num_attention_heads: cfg.numHeads,
+    num_key_value_heads: cfg.numHeads,
+    // Every layer dense: transformers builds DeepseekV3MLP for layers < first_k_dense_replace (vLLM alike).
+    first_k_dense_replace: cfg.numLayers,
+    n_routed_experts: 1,
+    n_shared_experts: 1,
+    num_experts_per_tok: 1,
+    n_group: 1,
+    topk_group: 1,
+    moe_layer_freq: 1,
+    routed_scaling_factor: 1.0,
+    norm_topk_prob: true,
+    q_lora_rank: first.qRank,
+    kv_lora_rank: Math.max(...mla.map((a) => a.kvRank)),
+    qk_nope_head_dim: first.nopeDim,
+    qk_rope_head_dim: first.ropeDim,
+    v_head_dim: first.vDim,
+    hidden_act: 'silu',
+    max_position_embeddings: cfg.maxPositions,
+    rms_norm_eps: cfg.rmsNormEps,
+    rope_theta: fit ? fit.base : cfg.ropeTheta,
+    rope_scaling: fit && Math.abs(fit.factor - 1) > 1e-12 ? { type: 'linear', rope_type: 'linear', factor: fit.factor } : null,
+    rope_interleave: cfg.ropePairing === 'adjacent',
+    attention_bias: false,
+    attention_dropout: 0.0,
+    tie_word_embeddings: cfg.tieEmbeddings,
+    bos_token_id: cfg.bosTokenId,
+    eos_token_id: cfg.eosTokenId,
+    torch_dtype: torchDtype,
+  };
+  if (native) {
+    j.mla_upcycle = {
+      version: NATIVE_VERSION,
+      source_arch: cfg.arch,
+      rope_pairing: cfg.ropePairing,
+      rope_theta: cfg.ropeTheta,
+      rope_scaling: cfg.ropeScaling,
+      rope_inv_freq: cfg.ropeInvFreq,
+      layers: cfg.layers.map(layerJson),
+    };
+  }
+  return j;
+}
+
+export interface SaveOptions {
+  dtype?: SafetensorsDtype;
+  overwrite?: boolean;
+  /** Files copied into the directory (tokenizer files), source paths; the name is kept. */
+  copyFiles?: string[];
+  /** Write the stock DeepSeek-V3 config only (no mla_upcycle key): the caller checked it is expressible. */
+  stock?: boolean;
+  /** Extra metadata stored in the safetensors header. */
+  metadata?: Record<string, string>;
+}
+
+/** Save a model in the DeepSeek-V3 layout, atomically (temporary directory, then rename). */
+export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: SaveOptions = {}): void {
+  const dtype = opts.dtype ?? 'F32';
+  const cfgJson = deepseekConfigJson(cfg, TORCH_DTYPE[dtype], !opts.stock);
+  const entries = modelTensors(cfg).map((spec) => {
+    const t = weights.get(spec.name);
+    if (!t) throw new UserError(`save ${dir}: tensor ${spec.name}: missing`);
+    if (t.size !== spec.shape.reduce((a, b) => a * b, 1)) throw new UserError(`save ${dir}: tensor ${spec.name}: expected [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
+    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    return { name: spec.name, shape: spec.shape, data, dtype };
+  });
+  const tmp = tempNameFor(dir);
+  mkdirSync(tmp, { recursive: true });
+  try {
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
+    writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
+    for (const f of opts.copyFiles ?? []) copyFileSync(f, join(tmp, basename(f)));
+    replaceDir(tmp, dir, opts.overwrite ?? false);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function parseLayer(f: Fields, i: number): LayerAttention {
+  const kind = f.str('kind');
+  if (kind === 'gqa') {
+    return { kind: 'gqa', numKvHeads: f.int('num_kv_heads'), headDim: f.int('head_dim'), qkvBias: f.bool('qkv_bias') } satisfies GqaAttention;
+  }
+  if (kind !== 'mla') throw f.error('kind', `expected "gqa" or "mla" for layer ${i}, got "${kind}"`);
+  const freqs = f.obj.rope_inv_freq;
+  const ropeDim = f.int('rope_dim');
+  if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
+    throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
+  }
+  const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
+  return {
+    kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
+    latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
+  } satisfies MlaAttention;
+}
+
+/** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */
+export function loadDeepseekModel(dir: string): LoadedModel {
+  const file = join(dir, 'config.json');
+  const f = new Fields(file, readJsonObject(file));
+  const L = f.int('num_hidden_layers');
+  const H = f.int('num_attention_heads');
+  const ext = f.optObj('mla_upcycle');
+  let layers: LayerAttention[];
+  let pairing: 'half' | 'adjacent';
+  let ropeInvFreq: number[];
+  let ropeTheta: number;
+  let ropeScaling: Record<string, unknown> | null = null;
+  if (ext) {
+    const v = ext.int('version');
+    if (v > NATIVE_VERSION) throw ext.error('version', `expected ≤ ${NATIVE_VERSION} (written by a newer mla-upcycle), got ${v}`);
+    const ls = ext.obj.layers;
+    if (!Array.isArray(ls) || ls.length !== L) throw ext.error('layers', `expected an array of ${L} layer objects (num_hidden_layers)`);
+    layers = ls.map((o, i) => {
+      if (!isObject(o)) throw ext.error(`layers[${i}]`, 'expected an object');
+      return parseLayer(new Fields(file, o, `mla_upcycle.layers[${i}]`), i);
+    });
+    const p = ext.str('rope_pairing');
+    if (p !== 'half' && p !== 'adjacent') throw ext.error('rope_pairing', `expected "half" or "adjacent", got "${p}"`);
+    pairing = p;
+    ropeTheta = ext.pos('rope_theta');
+    const rif = ext.obj.rope_inv_freq;
+    if (!Array.isArray(rif) || rif.some((x) => typeof x !== 'number')) throw ext.error('rope_inv_freq', 'expected an array of numbers');
+    ropeInvFreq = rif as number[];
+    const rs = ext.obj.rope_scaling;
+    ropeScaling = isObject(rs) ? rs : null;
+  } else {
+    // Stock DeepSeek-V3: every layer MLA with latent norm, dense MLP required.
+    if (f.optInt('first_k_dense_replace', 0, 0) < L) {
+      throw f.error('first_k_dense_replace', `expected ≥ num_hidden_layers (${L}): mixture-of-experts layers are not supported, only dense DeepSeek-V3 models`);
+    }
+    if (f.optBool('attention_bias', false)) throw f.error('attention_bias', 'expected false (attention biases in the stock layout are not supported)');
+    const Dr = f.int('qk_rope_head_dim');
+    ropeTheta = f.optPos('rope_theta', 10000);
+    let factor = 1;
+    const rs = f.optObj('rope_scaling');
+    if (rs) {
+      const type = rs.has('rope_type') ? rs.str('rope_type') : rs.optStr('type', 'default');
+      if (type === 'linear') factor = rs.pos('factor');
+      else if (type !== 'default') throw rs.error('rope_type', `expected "linear" or none (got "${type}": YaRN and other scalings are not supported)`);
+      ropeScaling = rs.obj;
+    }
+    ropeInvFreq = geometricInvFreq(ropeTheta, Dr, factor);
+    pairing = f.optBool('rope_interleave', true) ? 'adjacent' : 'half';
+    const q = f.obj.q_lora_rank;
+    const qRank = q === null || q === undefined || q === 0 ? null : f.int('q_lora_rank');
+    const a: MlaAttention = {
+      kind: 'mla', kvRank: f.int('kv_lora_rank'), ropeDim: Dr, nopeDim: f.int('qk_nope_head_dim', 0), vDim: f.int('v_head_dim'),
+      qRank, latentNorm: true, bias: false, ropeInvFreq,
+    };
+    layers = Array.from({ length: L }, () => ({ ...a }));
+  }
+  const act = f.optStr('hidden_act', 'silu');
+  if (act !== 'silu') throw f.error('hidden_act', `expected "silu", got "${act}"`);
+  const config: ModelConfig = {
+    arch: 'deepseek_v3',
+    vocabSize: f.int('vocab_size'),
+    hiddenSize: f.int('hidden_size'),
+    intermediateSize: f.int('intermediate_size'),
+    numLayers: L,
+    numHeads: H,
+    rmsNormEps: f.optPos('rms_norm_eps', 1e-6),
+    ropePairing: pairing,
+    ropeInvFreq,
+    ropeTheta,
+    ropeScaling,
+    maxPositions: f.optInt('max_position_embeddings', 4096),
+    tieEmbeddings: f.optBool('tie_word_embeddings', false),
+    bosTokenId: f.optTokenId('bos_token_id'),
+    eosTokenId: f.optTokenId('eos_token_id'),
+    layers,
+  };
+  const tensors = readCheckpointTensors(dir);
+  const weights = new Map<string, Tensor>();
+  for (const spec of modelTensors(config)) {
+    const t = tensors.get(spec.name);
+    if (!t) throw new UserError(`${dir}: tensor ${spec.name}: missing (expected shape [${spec.shape.join(', ')}])`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new UserError(`${t.file}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
+    }
+    weights.set(spec.name, new Tensor(spec.shape, t.data));
+  }
+  return { config, weights };
+}
+
+/** Whether a directory holds a config.json (used by callers that accept a model path). */
+export function hasConfig(dir: string): boolean {
+  return existsSync(join(dir, 'config.json'));
+}

@@ -1,0 +1,245 @@
+// HF Llama-family checkpoints (llama, qwen2, mistral): a directory with config.json and model.safetensors,
+// or shards listed by model.safetensors.index.json. Loads to f32 Tensors under the HF names; saves the same
+// layout (used by tests and round trips). Every expected tensor is checked by name and shape.
+// Legend: V vocab, C hidden, I intermediate, H heads, Hkv kv heads, D head dim.
+
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from '../model/config.js';
+import { modelTensors, type TensorSpec } from '../model/weights.js';
+import { UserError } from './errors.js';
+import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
+import { Fields, readJsonObject } from './json.js';
+import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+
+export interface LoadedModel {
+  config: ModelConfig;
+  /** f32 tensors under HF names, e.g. model.layers.0.self_attn.q_proj.weight (H·D, C). */
+  weights: Map<string, Tensor>;
+}
+
+/** One tensor read from a checkpoint, with the file it came from (for error messages). */
+export interface CheckpointTensor {
+  shape: number[];
+  data: Float32Array;
+  file: string;
+}
+
+/**
+ * Names and shapes of every tensor of a llama-family model (all layers GQA), in save order:
+ * embed_tokens (V, C); per layer input_layernorm (C), q_proj (H·D, C), k_proj/v_proj (Hkv·D, C),
+ * o_proj (C, H·D), [q/k/v biases], post_attention_layernorm (C), gate/up (I, C), down (C, I);
+ * norm (C); lm_head (V, C) unless tied.
+ */
+export function expectedGqaTensors(config: ModelConfig): TensorSpec[] {
+  for (const l of config.layers) {
+    if (l.kind !== 'gqa') throw new Error('expectedGqaTensors: every layer must be GQA');
+  }
+  return modelTensors(config);
+}
+
+const SINGLE = 'model.safetensors';
+const INDEX = 'model.safetensors.index.json';
+
+/** Reject shard names that could leave the checkpoint directory. */
+function checkShardName(index: string, name: string, shard: string): void {
+  if (shard === '' || shard !== basename(shard) || shard === '.' || shard === '..') {
+    throw new UserError(`${index}: weight_map.${name}: expected a file name in the same directory, got "${shard}"`);
+  }
+}
+
+/** Every tensor of a checkpoint directory (single file or sharded), widened to f32. */
+export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
+  const out = new Map<string, CheckpointTensor>();
+  const single = join(dir, SINGLE);
+  const index = join(dir, INDEX);
+  if (existsSync(single)) {
+    for (const [name, t] of readSafetensors(single).tensors) out.set(name, { shape: t.shape, data: t.data, file: single });
+    return out;
+  }
+  if (!existsSync(index)) {
+    const hasBin = existsSync(join(dir, 'pytorch_model.bin')) || existsSync(join(dir, 'pytorch_model.bin.index.json'));
+    throw new UserError(
+      `${dir}: no ${SINGLE} or ${INDEX}` + (hasBin ? ' (PyTorch .bin checkpoints are not read: convert them to safetensors first)' : ''),
+    );
+  }
+  const idx = new Fields(index, readJsonObject(index));
+  const map = idx.optObj('weight_map');
+  if (!map) throw idx.error('weight_map', 'missing: expected an object {tensor name: shard file}');
+  const byShard = new Map<string, Set<string>>();
+  for (const name of Object.keys(map.obj)) {
+    const shard = map.str(name);
+    checkShardName(index, name, shard);
+    let s = byShard.get(shard);
+    if (!s) byShard.set(shard, (s = new Set()));
+    s.add(name);
+  }
+  for (const [shard, names] of byShard) {
+    const file = join(dir, shard);
+    if (!existsSync(file)) throw new UserError(`${index}: weight_map lists shard ${shard}, which does not exist in ${dir}`);
+    const inFile = new Set(readSafetensorsHeader(file).entries.map((e) => e.name));
+    for (const n of names) {
+      if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
+    }
+    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) out.set(name, { shape: t.shape, data: t.data, file });
+  }
+  return out;
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+/** Tensors a checkpoint may carry that the model does not use (buffers older exports saved). */
+const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
+
+/**
+ * Load an HF llama / qwen2 / mistral directory: config.json → ModelConfig, safetensors → f32 Tensors.
+ * Refuses QK-norm models, unknown model types and any missing, mis-shaped or unexpected tensor.
+ */
+export function loadHfModel(dir: string): LoadedModel {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory`);
+  const cfgFile = join(dir, 'config.json');
+  const config = parseHfConfig(readJsonObject(cfgFile), cfgFile);
+  const tensors = readCheckpointTensors(dir);
+  for (const [name, t] of tensors) {
+    if (/(^|\.)(q_norm|k_norm|q_layernorm|k_layernorm)(\.|$)/.test(name)) throw qkNormError(t.file, `tensor ${name}`);
+  }
+
+  const weights = new Map<string, Tensor>();
+  for (const spec of expectedGqaTensors(config)) {
+    const t = tensors.get(spec.name);
+    if (!t) {
+      const hint = spec.name === 'lm_head.weight' ? ' (config.json says tie_word_embeddings is false, so the checkpoint must hold it)' : '';
+      throw new UserError(`${dir}: tensor ${spec.name}: missing (expected shape ${fmt(spec.shape)})${hint}`);
+    }
+    if (!sameShape(t.shape, spec.shape)) {
+      throw new UserError(`${t.file}: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
+    }
+    weights.set(spec.name, new Tensor(spec.shape, t.data));
+    tensors.delete(spec.name);
+  }
+
+  const unexpected: string[] = [];
+  for (const [name, t] of tensors) {
+    if (IGNORABLE.test(name)) continue;
+    // Tied models sometimes also store the (identical) head: the embedding is used.
+    if (name === 'lm_head.weight' && config.tieEmbeddings) continue;
+    // Llama's attention_bias adds an o_proj bias the schema has no place for: accept it only when it is zero.
+    if (/\.self_attn\.o_proj\.bias$/.test(name) && config.arch === 'llama') {
+      if (t.data.every((x) => x === 0)) continue;
+      throw new UserError(`${t.file}: tensor ${name}: a non-zero o_proj bias is not supported`);
+    }
+    unexpected.push(name);
+  }
+  if (unexpected.length > 0) {
+    const list = unexpected.slice(0, 5).join(', ') + (unexpected.length > 5 ? `, … (${unexpected.length} in all)` : '');
+    throw new UserError(`${dir}: unexpected tensors for a ${config.arch} model: ${list}`);
+  }
+  return { config, weights };
+}
+
+const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+export interface SaveHfOptions {
+  /** Replace an existing non-empty directory (default: refuse). */
+  overwrite?: boolean;
+  /** Split into model-0000k-of-0000n.safetensors shards of at most about this many bytes, with an index. */
+  maxShardBytes?: number;
+  /** Extra files to write into the directory (e.g. tokenizer.json), name → contents. */
+  extraFiles?: Record<string, string>;
+}
+
+/**
+ * Save a llama / qwen2 / mistral model as an HF directory (config.json + safetensors in `dtype`).
+ * Written to `dir.tmp-…` and renamed into place, so `dir` never holds a partial checkpoint.
+ */
+export function saveHfModel(
+  dir: string,
+  config: ModelConfig,
+  weights: Map<string, Tensor>,
+  dtype: SafetensorsDtype = 'F32',
+  opts: SaveHfOptions = {},
+): void {
+  const cfgJson = hfConfigJson(config, TORCH_DTYPE[dtype]);
+  const a = uniformGqaLayer(config, 'saveHfModel');
+  const entries = expectedGqaTensors(config).map((spec) => {
+    const t = weights.get(spec.name);
+    if (!t) throw new UserError(`saveHfModel: tensor ${spec.name}: missing (expected shape ${fmt(spec.shape)})`);
+    if (!sameShape(t.shape, spec.shape)) throw new UserError(`saveHfModel: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
+    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    return { name: spec.name, shape: spec.shape, data, dtype };
+  });
+  // transformers' Llama with attention_bias also has an o_proj bias: write zeros so it loads exactly.
+  if (config.arch === 'llama' && a.qkvBias) {
+    config.layers.forEach((_, i) => {
+      entries.push({ name: `model.layers.${i}.self_attn.o_proj.bias`, shape: [config.hiddenSize], data: new Float32Array(config.hiddenSize), dtype });
+    });
+  }
+
+  const tmp = tempNameFor(dir);
+  mkdirSync(tmp, { recursive: true });
+  try {
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
+    const meta = { format: 'pt' };
+    const bytesOf = (e: (typeof entries)[number]): number => e.data.length * (dtype === 'F32' ? 4 : 2);
+    const shards: (typeof entries)[] = [];
+    if (opts.maxShardBytes === undefined) {
+      shards.push(entries);
+    } else {
+      let cur: typeof entries = [];
+      let size = 0;
+      for (const e of entries) {
+        if (cur.length > 0 && size + bytesOf(e) > opts.maxShardBytes) {
+          shards.push(cur);
+          cur = [];
+          size = 0;
+        }
+        cur.push(e);
+        size += bytesOf(e);
+      }
+      if (cur.length > 0) shards.push(cur);
+    }
+    if (shards.length === 1 && opts.maxShardBytes === undefined) {
+      writeSafetensors(join(tmp, SINGLE), entries, meta);
+    } else {
+      const n = shards.length;
+      const pad = (k: number): string => String(k).padStart(5, '0');
+      const weightMap: Record<string, string> = {};
+      shards.forEach((s, k) => {
+        const name = `model-${pad(k + 1)}-of-${pad(n)}.safetensors`;
+        writeSafetensors(join(tmp, name), s, meta);
+        for (const e of s) weightMap[e.name] = name;
+      });
+      const total = entries.reduce((acc, e) => acc + bytesOf(e), 0);
+      writeFileSync(join(tmp, INDEX), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
+    }
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
+      if (name !== basename(name)) throw new UserError(`saveHfModel: extra file "${name}" must be a plain file name`);
+      writeFileSync(join(tmp, name), text);
+    }
+    replaceDir(tmp, dir, opts.overwrite ?? false);
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Move a finished temporary directory into place; an existing non-empty `dir` needs `overwrite`. */
+export function replaceDir(tmp: string, dir: string, overwrite: boolean): void {
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new UserError(`${dir}: exists and is not a directory`);
+    if (readdirSync(dir).length === 0) {
+      rmSync(dir, { recursive: true });
+    } else if (!overwrite) {
+      throw new UserError(`${dir}: already exists and is not empty (choose another output or allow overwriting)`);
+    } else {
+      const old = tempNameFor(dir).replace('.tmp-', '.old-');
+      renameSync(dir, old);
+      renameSync(tmp, dir);
+      rmSync(old, { recursive: true, force: true });
+      return;
+    }
+  }
+  renameSync(tmp, dir);
+}

@@ -1,0 +1,128 @@
+// Reading JSON inputs (config.json, tokenizer_config.json, index files) with field-level validation:
+// every getter names the file and the field in its error, so a bad input says exactly where it is wrong.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { UserError, formatError } from './errors.js';
+
+export type JsonObject = Record<string, unknown>;
+
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Parse a JSON file; a missing file or bad JSON is a UserError naming the file. */
+export function readJsonFile(file: string): unknown {
+  if (!existsSync(file)) throw new UserError(`${file}: file not found`);
+  const text = readFileSync(file, 'utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw formatError(file, '(whole file)', `valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Parse a JSON file whose top level must be an object. */
+export function readJsonObject(file: string): JsonObject {
+  const v = readJsonFile(file);
+  if (!isObject(v)) throw formatError(file, '(whole file)', 'a JSON object at the top level');
+  return v;
+}
+
+/** Typed, validated access to the fields of one JSON object; `path` prefixes field names in errors. */
+export class Fields {
+  constructor(
+    readonly file: string,
+    readonly obj: JsonObject,
+    readonly path = '',
+  ) {}
+
+  private name(key: string): string {
+    return this.path ? `${this.path}.${key}` : key;
+  }
+
+  /** Error for field `key`: "<file>: <path.key>: <expected>". */
+  error(key: string, expected: string): UserError {
+    return formatError(this.file, this.name(key), expected);
+  }
+
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+
+  private describe(v: unknown): string {
+    return v === undefined ? 'missing' : `got ${JSON.stringify(v)}`;
+  }
+
+  int(key: string, min = 1): number {
+    const v = this.obj[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+      throw this.error(key, `expected an integer ≥ ${min}, ${this.describe(v)}`);
+    }
+    return v;
+  }
+
+  optInt(key: string, fallback: number, min = 1): number {
+    return this.has(key) ? this.int(key, min) : fallback;
+  }
+
+  /** A finite number > 0. */
+  pos(key: string): number {
+    const v = this.obj[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw this.error(key, `expected a positive number, ${this.describe(v)}`);
+    }
+    return v;
+  }
+
+  optPos(key: string, fallback: number): number {
+    return this.has(key) ? this.pos(key) : fallback;
+  }
+
+  str(key: string): string {
+    const v = this.obj[key];
+    if (typeof v !== 'string') throw this.error(key, `expected a string, ${this.describe(v)}`);
+    return v;
+  }
+
+  optStr(key: string, fallback: string): string {
+    return this.has(key) ? this.str(key) : fallback;
+  }
+
+  bool(key: string): boolean {
+    const v = this.obj[key];
+    if (typeof v !== 'boolean') throw this.error(key, `expected true or false, ${this.describe(v)}`);
+    return v;
+  }
+
+  optBool(key: string, fallback: boolean): boolean {
+    return this.has(key) ? this.bool(key) : fallback;
+  }
+
+  /** A nested object (null or absent → null). */
+  optObj(key: string): Fields | null {
+    if (!this.has(key)) return null;
+    const v = this.obj[key];
+    if (!isObject(v)) throw this.error(key, `expected an object or null, ${this.describe(v)}`);
+    return new Fields(this.file, v, this.name(key));
+  }
+
+  optStrArray(key: string): string[] | null {
+    if (!this.has(key)) return null;
+    const v = this.obj[key];
+    if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
+      throw this.error(key, `expected an array of strings, ${this.describe(v)}`);
+    }
+    return v as string[];
+  }
+
+  /** A token id: an integer ≥ 0, or a non-empty list of them (the first is taken), or null/absent → null. */
+  optTokenId(key: string): number | null {
+    if (!this.has(key)) return null;
+    const v = this.obj[key];
+    const first = Array.isArray(v) ? (v[0] as unknown) : v;
+    if (typeof first !== 'number' || !Number.isInteger(first) || first < 0) {
+      throw this.error(key, `expected a token id (integer ≥ 0) or a non-empty list of them, ${this.describe(v)}`);
+    }
+    return first;
+  }
+}

@@ -1,0 +1,69 @@
+// Text generation with the decode cache: prefill the prompt, then one token per step.
+// Sampling: greedy at temperature 0, else softmax(logits/T) restricted to the top-p nucleus, from a seeded RNG.
+
+import { noGrad } from '../autograd/var.js';
+import { mulberry32 } from '../tensor/rng.js';
+import type { Model } from './model.js';
+import { KVCache } from './cache.js';
+import { forward } from './forward.js';
+
+export interface SampleOptions {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  /** Token ids that end generation (not emitted). */
+  stopIds?: number[];
+  /** Called with each new token id (streaming, progress). */
+  onToken?: (id: number) => void;
+}
+
+/** Pick a token from one row of logits. */
+export function sampleToken(logits: ArrayLike<number>, temperature: number, topP: number, rng: () => number): number {
+  const V = logits.length;
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) max = Math.max(max, logits[i]!);
+  const probs = new Float64Array(V);
+  let z = 0;
+  for (let i = 0; i < V; i++) z += probs[i] = Math.exp((logits[i]! - max) / temperature);
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => probs[b]! - probs[a]!);
+  // Smallest prefix of the sorted distribution whose mass reaches topP.
+  let mass = 0;
+  let n = 0;
+  while (n < V && mass < topP * z) mass += probs[order[n++]!]!;
+  let r = rng() * mass;
+  for (let j = 0; j < n; j++) {
+    r -= probs[order[j]!]!;
+    if (r <= 0) return order[j]!;
+  }
+  return order[n - 1]!;
+}
+
+/** Continue `prompt` (non-empty ids) by up to maxTokens tokens; returns the new ids only. */
+export function generate(model: Model, prompt: number[], opts: SampleOptions): number[] {
+  if (prompt.length === 0) throw new Error('generate: the prompt must hold at least one token (e.g. BOS)');
+  const capacity = Math.min(prompt.length + opts.maxTokens, Math.max(model.config.maxPositions, prompt.length + 1));
+  const rng = mulberry32(opts.seed);
+  const stop = new Set(opts.stopIds ?? []);
+  const out: number[] = [];
+  return noGrad(() => {
+    const cache = new KVCache(model, 1, capacity);
+    const V = model.config.vocabSize;
+    let logits = forward(model, Int32Array.from(prompt), 1, prompt.length, { cache }).value;
+    while (out.length < opts.maxTokens) {
+      const last = logits.data.subarray((logits.dim(0) - 1) * V, logits.dim(0) * V);
+      const next = sampleToken(last, opts.temperature, opts.topP, rng);
+      if (stop.has(next)) break;
+      out.push(next);
+      opts.onToken?.(next);
+      if (out.length >= opts.maxTokens || cache.length >= capacity) break;
+      logits = forward(model, Int32Array.of(next), 1, 1, { cache }).value;
+    }
+    return out;
+  });
+}
