@@ -102,16 +102,17 @@ int64_t extent(const std::vector<int64_t>& shape, const std::vector<int64_t>& st
 
 }  // namespace
 
-/** params [kind (0 add, 1 sub, 2 mul), rank, shape…, strideA…, strideB…]; arrays a, b, out (Π shape). */
-void op_binary(const Call& c) {
-  const int64_t kind = c.pi(0, 0, 2);
-  const int64_t rank = c.pi(1, 0, 64);
+namespace {
+
+/** params [rank, shape…, strideA…, strideB…] (strides per output axis, 0 where broadcast); arrays a, b, out. */
+void binary_op(const Call& c, int kind) {
+  const int64_t rank = c.pi(0, 0, 64);
   std::vector<int64_t> shape(rank), sa(rank), sb(rank);
   int64_t total = 1;
   for (int64_t i = 0; i < rank; i++) {
-    shape[i] = c.pi(2 + i);
-    sa[i] = c.pi(2 + rank + i);
-    sb[i] = c.pi(2 + 2 * rank + i);
+    shape[i] = c.pi(1 + i);
+    sa[i] = c.pi(1 + rank + i);
+    sb[i] = c.pi(1 + 2 * rank + i);
     total *= shape[i];
   }
   float* o = c.f32(2, static_cast<size_t>(total));
@@ -125,6 +126,12 @@ void op_binary(const Call& c) {
   else if (kind == 1) binary<1>(d, a, b, o);
   else binary<2>(d, a, b, o);
 }
+
+}  // namespace
+
+void op_add(const Call& c) { binary_op(c, 0); }
+void op_sub(const Call& c) { binary_op(c, 1); }
+void op_mul(const Call& c) { binary_op(c, 2); }
 
 /** params [a, b]; arrays x, out: out = a·x + b computed in double, rounded once. */
 void op_affine(const Call& c) {

@@ -64,7 +64,9 @@ using OpFn = void (*)(const Call&);
 // matmul.cpp
 void op_matmul(const Call&);
 // elementwise.cpp
-void op_binary(const Call&);  // add / sub / mul (params[0] selects)
+void op_add(const Call&);
+void op_sub(const Call&);
+void op_mul(const Call&);
 void op_affine(const Call&);
 void op_sum_to(const Call&);
 void op_sum_squares(const Call&);

@@ -95,7 +95,8 @@ function activationFactorization(inp: BasisInput): Factorization {
   };
   const eK = energy(Kn, inp.bk);
   const eV = energy(V, inp.bv);
-  const alpha = eK > 0 && eV > 0 ? Math.sqrt(eK / eV) : 1;
+  // A key part that is numerically zero (every rope component kept) must not be blown up by the balancing.
+  const alpha = eK > 1e-10 * eV && eV > 0 ? Math.sqrt(eK / eV) : 1;
   const Wz = new Float64Array(2 * KD * C);
   for (let i = 0; i < KD * C; i++) Wz[i] = Kn[i]! / alpha;
   Wz.set(V, KD * C);

@@ -82,7 +82,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
         for (let t = 0; t < seq.length; t++) for (let c = 0; c < C; c++) st.mean[c]! += x.data[t * C + c]!;
         st.n += seq.length;
       });
-      progress.tick(seq.length);
+      progress.tick(1);
     }
   });
   progress.end();

@@ -103,8 +103,8 @@ export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native:
 export interface SaveOptions {
   dtype?: SafetensorsDtype;
   overwrite?: boolean;
-  /** Files copied into the directory (tokenizer files), source paths; the name is kept. */
-  copyFiles?: string[];
+  /** Files copied into the directory (tokenizer files): source path and name inside the directory. */
+  copyFiles?: { from: string; name: string }[];
   /** Write the stock DeepSeek-V3 config only (no mla_upcycle key): the caller checked it is expressible. */
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
@@ -127,7 +127,7 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
   try {
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
-    for (const f of opts.copyFiles ?? []) copyFileSync(f, join(tmp, basename(f)));
+    for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });

@@ -1,0 +1,123 @@
+// mla convert MODEL --out DIR [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
+//   [--basis weight|activation] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
+
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
+import { openModel } from '../infer/open.js';
+import { convert, needsCalibration, type ConvertOptions, type ConvertResult, type RankPlan } from '../convert/convert.js';
+import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
+import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
+import { saveModelDir } from '../io/deepseek.js';
+import { UserError } from '../io/errors.js';
+import { Progress } from './progress.js';
+import { table } from './table.js';
+
+export const convertOptions = {
+  ...commonOptions,
+  out: { type: 'string' },
+  'kv-rank': { type: 'string' },
+  'kv-ratio': { type: 'string' },
+  energy: { type: 'string' },
+  'rope-dim': { type: 'string' },
+  'rope-method': { type: 'string', default: 'transmla' },
+  basis: { type: 'string', default: 'activation' },
+  'q-rank': { type: 'string' },
+  'latent-norm': { type: 'boolean', default: false },
+  'keep-layers': { type: 'string' },
+  calib: { type: 'string' },
+  'calib-samples': { type: 'string' },
+  'calib-len': { type: 'string' },
+  seed: { type: 'string' },
+  dtype: { type: 'string', default: 'f32' },
+  overwrite: { type: 'boolean', default: false },
+} as const;
+
+type ConvertValues = ReturnType<typeof parse<typeof convertOptions>>['values'];
+
+/** Typed conversion options from flags (shared with `mla demo`). */
+export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
+  const given = (['kv-rank', 'kv-ratio', 'energy'] as const).filter((k) => v[k] !== undefined);
+  if (given.length > 1) throw new UserError(`mla convert: give one of --kv-rank, --kv-ratio, --energy (got ${given.map((g) => '--' + g).join(', ')})`);
+  let plan: RankPlan = { kind: 'ratio', ratio: 4 };
+  if (v['kv-rank'] !== undefined) plan = { kind: 'rank', rank: num(v['kv-rank'], 'kv-rank', 0, positiveInt, 'a positive integer') };
+  if (v['kv-ratio'] !== undefined) plan = { kind: 'ratio', ratio: num(v['kv-ratio'], 'kv-ratio', 0, (n) => n >= 1, 'a compression ≥ 1') };
+  if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
+  const ropeMethod = v['rope-method'] as RopeMethod;
+  if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
+  const basis = v.basis as BasisMethod;
+  if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
+  const keepLayers = v['keep-layers']
+    ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices'))
+    : [];
+  return {
+    plan,
+    ropeDim: v['rope-dim'] === undefined ? undefined : num(v['rope-dim'], 'rope-dim', 0, (n) => positiveInt(n) && n % 2 === 0, 'an even positive integer'),
+    ropeMethod,
+    basis,
+    qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
+    latentNorm: v['latent-norm'] ?? false,
+    keepLayers,
+    calib: {
+      file: v.calib,
+      samples: num(v['calib-samples'], 'calib-samples', 32, positiveInt, 'a positive integer'),
+      length: num(v['calib-len'], 'calib-len', 256, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
+      seed: num(v.seed, 'seed', 1234, nonNegativeInt, 'a non-negative integer'),
+    },
+  };
+}
+
+/** The per-layer table and totals printed by convert. */
+export function convertReport(r: ConvertResult): string {
+  const rows = r.layers.map((l) => [
+    l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kind === 'mla' ? `${(100 * l.energyKept).toFixed(2)}%` : '-',
+    l.kvValuesPerToken * 4, l.teacherValuesPerToken * 4,
+  ]);
+  return [
+    table(['layer', 'attention', 'r_kv', 'd_r', 'energy kept', 'KV bytes/token', 'teacher bytes/token'], rows),
+    '',
+    `KV cache per token: ${r.studentKvBytesPerToken} bytes (teacher ${r.teacherKvBytesPerToken}) → compression ${r.compression.toFixed(2)}×`,
+    ...r.notes.map((n) => `note: ${n}`),
+  ].join('\n');
+}
+
+/** Tokenizer files to carry into an output directory (a llama2.c tokenizer is stored as tokenizer.bin). */
+export function tokenizerFiles(modelPath: string, tokenizer: string | undefined): { from: string; name: string }[] {
+  if (tokenizer) {
+    if (statSync(tokenizer).isDirectory()) return tokenizerFiles(tokenizer, undefined);
+    return [{ from: tokenizer, name: tokenizer.endsWith('.bin') ? 'tokenizer.bin' : 'tokenizer.json' }];
+  }
+  if (!statSync(modelPath).isDirectory()) return [];
+  return ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.bin']
+    .filter((f) => existsSync(join(modelPath, f)))
+    .map((f) => ({ from: join(modelPath, f), name: f }));
+}
+
+export async function convertCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, convertOptions, 'convert');
+  const path = onePositional(positionals, 'MODEL', 'convert');
+  if (!values.out) throw new UserError('mla convert: --out DIR is required');
+  const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
+  if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
+  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && (await import('node:fs')).readdirSync(values.out).length > 0) {
+    throw new UserError(`--out ${values.out}: already exists and is not empty (add --overwrite)`);
+  }
+  const opts = convertOptionsFrom(values);
+  const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
+  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
+  const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
+  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
+  const tokFiles = tokenizerFiles(path, values.tokenizer);
+  saveModelDir(values.out, r.config, r.weights, {
+    dtype,
+    overwrite: values.overwrite,
+    copyFiles: tokFiles,
+    metadata: { mla_upcycle_source: path },
+  });
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers, teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
+  } else {
+    process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
+  }
+}
