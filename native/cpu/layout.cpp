@@ -148,7 +148,7 @@ void op_write_at(const Call& c) {
   float* dst = c.f32(0, nd);
   const float* src = c.f32(1, n);
   if (n == 0) return;
-  std::memcpy(dst + offset, src, n * sizeof(float));
+  std::memmove(dst + offset, src, n * sizeof(float));  // src may be a view of dst
 }
 
 }  // namespace mla

@@ -9,6 +9,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   info: { summary: 'architecture, parameters, per-layer attention, KV bytes per token', load: async () => (await import('./info.js')).infoCommand },
   generate: { summary: 'generate text (stdout: prompt + continuation)', load: async () => (await import('./generate.js')).generateCommand },
   convert: { summary: 'convert a GQA/MHA model into MLA (SVD/PCA init)', load: async () => (await import('./convert.js')).convertCommand },
+  distill: { summary: 'distil a converted student from its teacher (forward KL)', load: async () => (await import('./distill.js')).distillCommand },
   ppl: { summary: 'perplexity on a text file', load: async () => (await import('./ppl.js')).pplCommand },
 };
 

@@ -110,7 +110,7 @@ export function parseHfConfig(raw: unknown, file: string): ModelConfig {
   if (headDim % 2 !== 0) throw f.error('head_dim', `RoPE needs an even head dimension, got ${headDim}`);
 
   const act = f.has('hidden_act') ? f.str('hidden_act') : f.optStr('hidden_activation', 'silu');
-  if (act !== 'silu') throw f.error('hidden_act', `only "silu" (SwiGLU) is supported, got "${act}"`);
+  if (act !== 'silu' && act !== 'swish') throw f.error('hidden_act', `only "silu" (SwiGLU) is supported, got "${act}"`);
   if (f.optBool('mlp_bias', false)) throw f.error('mlp_bias', 'MLP biases are not supported');
   if (f.optBool('use_qk_norm', false)) throw qkNormError(file, 'use_qk_norm');
 

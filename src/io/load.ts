@@ -49,6 +49,8 @@ export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
     format = modelType === 'deepseek_v3' ? 'deepseek_v3' : 'hf';
     m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
     if (!opts.tokenizer && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
+    // A model converted from a llama2.c checkpoint carries its tokenizer as tokenizer.bin.
+    else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), m.config.vocabSize);
   } else if (path.endsWith('.safetensors') || path.endsWith('.json')) {
     throw new UserError(`${path}: give the checkpoint directory (with config.json), not one of its files`);
   } else {

@@ -83,7 +83,12 @@ function parseHeader(file: string, f: BinFile): SafetensorsHeader {
   }
   const n = Number(lenBig);
   if (n > MAX_HEADER_BYTES) throw formatError(file, 'header length', `${n} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(f.read(8, n));
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(f.read(8, n));
+  } catch {
+    throw formatError(file, 'header', 'expected UTF-8 text');
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -27,7 +27,10 @@ export interface Tokenizer {
   readonly eosId: number | null;
   /** Text → ids; addBos prepends bosId (when there is one). Never adds EOS. */
   encode(text: string, addBos: boolean): number[];
-  /** Ids → text; special tokens (BOS, EOS, ...) are not printed. */
+  /**
+   * Ids → text as the model's own reference prints it: tokenizer.json skips special tokens; llama2.c follows
+   * run.c (a leading BOS is the prompt start, a later BOS ends the text, EOS prints its piece).
+   */
   decode(ids: number[]): string;
 }
 

@@ -1,0 +1,400 @@
+// backends/cpu: the native backend, an N-API C++ addon (native/cpu/, built by `npm install` with node-gyp and g++)
+// with threaded AVX2/FMA kernels, OpenBLAS/LAPACKE picked up at run time with dlopen when installed.
+// This file loads the addon (or says why it cannot), validates every call in TypeScript (ref/validate.ts: shapes,
+// dtypes, params) before any pointer reaches C++, allocates outputs as Float32Array, and passes them in.
+// f32 runs natively; f64 (gradient checks) and any op the addon lacks delegate to the ref backend.
+// Shape legend as in tensor/ops.ts.
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend, EighResult, LinalgProvider, SvdResult, Unavailable } from '../../tensor/backend.js';
+import { Tensor, sizeOf } from '../../tensor/tensor.js';
+import type { DType } from '../../tensor/tensor.js';
+import { broadcastShape, OP_NAMES } from '../../tensor/ops.js';
+import type { Kernels, OpInputs, OpName, OpOutputs, OpParams } from '../../tensor/ops.js';
+import { refBackend, validateOp } from '../ref/index.js';
+import { broadcastStrides } from '../ref/elementwise.js';
+import { tsLinalg } from '../../linalg/ts-linalg.js';
+
+type Arr = Float32Array | Int32Array | Float64Array;
+
+/** The addon's exports (native/cpu/addon.cpp). */
+interface Addon {
+  run(op: string, params: Float64Array, ...arrays: Arr[]): void;
+  svd(a: Float64Array, m: number, n: number, u: Float64Array, s: Float64Array, vt: Float64Array): void;
+  eigh(a: Float64Array, n: number, values: Float64Array, vectors: Float64Array): void;
+  info(): AddonInfo;
+  ops(): string[];
+  setThreads(n: number): number;
+  setBlasEnabled(on: boolean): boolean;
+}
+
+interface AddonInfo {
+  threads: number;
+  simd: string;
+  blas: string | null;
+  blasReason: string;
+  blasEnabled: boolean;
+  lapack: boolean;
+  lapackReason: string;
+}
+
+/** Which BLAS/LAPACK the cpu backend uses (for `mla info` and bench/). */
+export interface BlasInfo {
+  /** "OpenBLAS 0.3.21 …" when libopenblas.so.0 is loaded, null when the own kernels run. */
+  blas: string | null;
+  /** Why OpenBLAS is not used ('' when it is). */
+  blasReason: string;
+  /** Whether matmul currently calls OpenBLAS (loaded and not switched off by setBlasEnabled(false)). */
+  blasEnabled: boolean;
+  /** Whether LAPACKE (liblapacke.so.3) is loaded: linalg is then 'lapack', else the TypeScript provider. */
+  lapack: boolean;
+  lapackReason: string;
+  /** 'avx2+fma' or 'scalar': what the addon was compiled for (-march=native on the building machine). */
+  simd: string;
+  threads: number;
+}
+
+/** The cpu backend plus its controls. */
+export interface CpuBackend extends Backend {
+  readonly available: true;
+  blasInfo(): BlasInfo;
+  /** Threads for later ops (own kernels and OpenBLAS); returns the count in effect. */
+  setThreads(n: number): number;
+  /** Switch OpenBLAS off (own kernels) or back on; returns whether it is now used. For benchmarks. */
+  setBlasEnabled(on: boolean): boolean;
+}
+
+/** build/Release/mla_cpu.node of the package this file belongs to (works from src/ and from dist/src/). */
+function findAddon(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, 'build', 'Release', 'mla_cpu.node');
+    if (existsSync(p)) return p;
+    if (existsSync(join(dir, 'package.json'))) return null;
+    dir = dirname(dir);
+  }
+  return null;
+}
+
+let cached: CpuBackend | Unavailable | undefined;
+
+/** The cpu backend, or {available: false, reason} when the addon is not built, fails to load, or is switched off
+ *  by MLA_NO_NATIVE=1. Loads once; never throws. */
+export function loadCpuBackend(): CpuBackend | Unavailable {
+  if (cached) return cached;
+  cached = load();
+  return cached;
+}
+
+/** BlasInfo of the loaded addon, or the reason it is unavailable. */
+export function blasInfo(): BlasInfo | Unavailable {
+  const be = loadCpuBackend();
+  return be.available ? be.blasInfo() : be;
+}
+
+function load(): CpuBackend | Unavailable {
+  const off = process.env['MLA_NO_NATIVE'];
+  if (off && off !== '0') return { available: false, reason: 'disabled by MLA_NO_NATIVE' };
+  const path = findAddon();
+  if (!path) {
+    return {
+      available: false,
+      reason: 'build/Release/mla_cpu.node is not built (run `npm install` or `npm run build:native`; needs g++)',
+    };
+  }
+  let addon: Addon;
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch (e) {
+    return { available: false, reason: `${path} failed to load: ${(e as Error).message}` };
+  }
+  try {
+    return makeBackend(addon, new Set(addon.ops()));
+  } catch (e) {
+    return { available: false, reason: `${path} loaded but did not initialise: ${(e as Error).message}` };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Argument packing: each kernel builds the params vector and array list that its C++ entry point documents.
+
+function f32(t: Tensor): Float32Array {
+  return t.data as Float32Array;
+}
+
+function zeros(shape: readonly number[]): Tensor {
+  return new Tensor(shape, new Float32Array(sizeOf(shape)));
+}
+
+function rowsOf(shape: readonly number[]): number {
+  return sizeOf(shape.slice(0, -1));
+}
+
+const P = (...v: number[]): Float64Array => Float64Array.from(v);
+
+function makeKernels(addon: Addon): Kernels {
+  const run = (op: string, params: Float64Array, ...arrays: Arr[]): void => addon.run(op, params, ...arrays);
+  const binary = (op: 'add' | 'sub' | 'mul') => ([a, b]: [Tensor, Tensor]): [Tensor] => {
+    const shape = broadcastShape(a.shape, b.shape);
+    const r = shape.length;
+    const out = zeros(shape);
+    run(op, P(r, ...shape, ...broadcastStrides(a.shape, r), ...broadcastStrides(b.shape, r)), f32(a), f32(b), f32(out));
+    return [out];
+  };
+  return {
+    matmul([a, b], { transA, transB }) {
+      const ra = a.rank;
+      const M = transA ? a.dim(-1) : a.dim(-2);
+      const K = transA ? a.dim(-2) : a.dim(-1);
+      const N = transB ? b.dim(-2) : b.dim(-1);
+      const batchShape = a.shape.slice(0, ra - 2);
+      const batch = sizeOf(batchShape);
+      const out = zeros([...batchShape, M, N]);
+      const bBatched = b.rank > 2;
+      // A shared weight with row-major a: the batch folds into M, one large product instead of many small ones.
+      if (!bBatched && !transA) {
+        run('matmul', P(1, batch * M, N, K, 0, transB ? 1 : 0, 0), f32(a), f32(b), f32(out));
+      } else {
+        run('matmul', P(batch, M, N, K, transA ? 1 : 0, transB ? 1 : 0, bBatched ? 1 : 0), f32(a), f32(b), f32(out));
+      }
+      return [out];
+    },
+    add: binary('add'),
+    sub: binary('sub'),
+    mul: binary('mul'),
+    affine([x], { a, b }) {
+      const out = zeros(x.shape);
+      run('affine', P(a, b), f32(x), f32(out));
+      return [out];
+    },
+    sumTo([x], { shape }) {
+      const out = zeros(shape);
+      run('sumTo', P(x.rank, ...x.shape, ...broadcastStrides(shape, x.rank)), f32(x), f32(out));
+      return [out];
+    },
+    sumSquares([x]) {
+      const out = zeros([]);
+      run('sumSquares', P(), f32(x), f32(out));
+      return [out];
+    },
+    permute([x], { perm }) {
+      const xStrides = new Array<number>(x.rank);
+      let s = 1;
+      for (let i = x.rank - 1; i >= 0; i--) {
+        xStrides[i] = s;
+        s *= x.shape[i]!;
+      }
+      const out = zeros(perm.map((p) => x.shape[p]!));
+      run('permute', P(x.rank, ...out.shape, ...perm.map((p) => xStrides[p]!)), f32(x), f32(out));
+      return [out];
+    },
+    narrow([x], { start, len }) {
+      const out = zeros([...x.shape.slice(0, -1), len]);
+      run('narrow', P(rowsOf(x.shape), x.dim(-1), start, len), f32(x), f32(out));
+      return [out];
+    },
+    pad([x], { start, total }) {
+      const out = zeros([...x.shape.slice(0, -1), total]);
+      run('pad', P(rowsOf(x.shape), x.dim(-1), start, total), f32(x), f32(out));
+      return [out];
+    },
+    concat([a, b]) {
+      const out = zeros([...a.shape.slice(0, -1), a.dim(-1) + b.dim(-1)]);
+      run('concat', P(rowsOf(a.shape), a.dim(-1), b.dim(-1)), f32(a), f32(b), f32(out));
+      return [out];
+    },
+    rmsnorm([x, w], { eps }) {
+      const y = zeros(x.shape);
+      const rstd = zeros(x.shape.slice(0, -1));
+      run('rmsnorm', P(rowsOf(x.shape), x.dim(-1), eps), f32(x), f32(w), f32(y), f32(rstd));
+      return [y, rstd];
+    },
+    rmsnormBackward([dy, x, w, rstd]) {
+      const dx = zeros(x.shape);
+      const dw = zeros([x.dim(-1)]);
+      run('rmsnormBackward', P(rowsOf(x.shape), x.dim(-1)), f32(dy), f32(x), f32(w), f32(rstd), f32(dx), f32(dw));
+      return [dx, dw];
+    },
+    rope([x], { start, invFreq, positions, pairing, inverse }) {
+      const [B, T, H, D] = x.shape as [number, number, number, number];
+      const out = zeros(x.shape);
+      const params = P(B, T, H, D, start, invFreq.length, pairing === 'adjacent' ? 1 : 0, inverse ? 1 : 0);
+      run('rope', params, f32(x), invFreq, positions, f32(out));
+      return [out];
+    },
+    attention([q, k, v], { scale, qOffset, kvLen, vDim }) {
+      const [B, T, H, Dk] = q.shape as [number, number, number, number];
+      const [, S, Hkv] = k.shape as [number, number, number, number];
+      const o = zeros([B, T, H, vDim]);
+      const lse = zeros([B, H, T]);
+      const params = P(B, T, H, Dk, S, Hkv, v.dim(3), scale, qOffset, kvLen, vDim);
+      run('attention', params, f32(q), f32(k), f32(v), f32(o), f32(lse));
+      return [o, lse];
+    },
+    attentionBackward([dout, q, k, v, o, lse], { scale, qOffset }) {
+      const [B, T, H, Dk] = q.shape as [number, number, number, number];
+      const [, S, Hkv] = k.shape as [number, number, number, number];
+      const dq = zeros(q.shape);
+      const dk = zeros(k.shape);
+      const dv = zeros(v.shape);
+      const params = P(B, T, H, Dk, S, Hkv, v.dim(3), scale, qOffset);
+      const ins = [dout, q, k, v, o, lse].map(f32);
+      run('attentionBackward', params, ...ins, f32(dq), f32(dk), f32(dv));
+      return [dq, dk, dv];
+    },
+    swiglu([g, u]) {
+      const y = zeros(g.shape);
+      run('swiglu', P(), f32(g), f32(u), f32(y));
+      return [y];
+    },
+    swigluBackward([dy, g, u]) {
+      const dg = zeros(g.shape);
+      const du = zeros(g.shape);
+      run('swigluBackward', P(), f32(dy), f32(g), f32(u), f32(dg), f32(du));
+      return [dg, du];
+    },
+    embedding([table], { ids }) {
+      const [V, C] = table.shape as [number, number];
+      const out = zeros([ids.length, C]);
+      run('embedding', P(V, C, ids.length), f32(table), ids, f32(out));
+      return [out];
+    },
+    embeddingBackward([dy], { ids, vocab }) {
+      const C = dy.dim(1);
+      const out = zeros([vocab, C]);
+      run('embeddingBackward', P(vocab, C, ids.length), f32(dy), ids, f32(out));
+      return [out];
+    },
+    crossEntropy([logits], { targets }) {
+      const [N, V] = logits.shape as [number, number];
+      const out = zeros([N]);
+      run('crossEntropy', P(N, V), f32(logits), targets, f32(out));
+      return [out];
+    },
+    crossEntropyBackward([logits, dloss], { targets }) {
+      const [N, V] = logits.shape as [number, number];
+      const out = zeros([N, V]);
+      run('crossEntropyBackward', P(N, V), f32(logits), f32(dloss), targets, f32(out));
+      return [out];
+    },
+    klDiv([student, teacher], { temperature }) {
+      const [N, V] = student.shape as [number, number];
+      const out = zeros([N]);
+      run('klDiv', P(N, V, temperature), f32(student), f32(teacher), f32(out));
+      return [out];
+    },
+    klDivBackward([student, teacher, dloss], { temperature }) {
+      const [N, V] = student.shape as [number, number];
+      const out = zeros([N, V]);
+      run('klDivBackward', P(N, V, temperature), f32(student), f32(teacher), f32(dloss), f32(out));
+      return [out];
+    },
+    adamw([param, grad, m, v], { lr, beta1, beta2, eps, weightDecay, step }) {
+      run('adamw', P(lr, beta1, beta2, eps, weightDecay, step), f32(param), f32(grad), f32(m), f32(v));
+      return [];
+    },
+    writeAt([dst, src], { offset }) {
+      run('writeAt', P(offset), f32(dst), f32(src));
+      return [];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Linear algebra through LAPACKE (float64).
+
+function lapackLinalg(addon: Addon): LinalgProvider {
+  const check = (a: Float64Array, len: number, what: string, dims: number[]): void => {
+    if (!(a instanceof Float64Array)) throw new Error(`lapack.${what}: a must be a Float64Array`);
+    if (!dims.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new Error(`lapack.${what}: sizes [${dims.join(', ')}] must be non-negative integers`);
+    }
+    if (a.length !== len) throw new Error(`lapack.${what}: a has ${a.length} values, [${dims.join(', ')}] needs ${len}`);
+    if (dims.some((d) => d >= 2 ** 31)) throw new Error(`lapack.${what}: [${dims.join(', ')}] too large for LAPACK`);
+  };
+  return {
+    name: 'lapack',
+    svd(a: Float64Array, m: number, n: number): SvdResult {
+      check(a, m * n, 'svd', [m, n]);
+      const k = Math.min(m, n);
+      const u = new Float64Array(m * k);
+      const s = new Float64Array(k);
+      const vt = new Float64Array(k * n);
+      addon.svd(a, m, n, u, s, vt);
+      return { u, s, vt, m, n, k };
+    },
+    eigh(a: Float64Array, n: number): EighResult {
+      check(a, n * n, 'eigh', [n, n]);
+      const values = new Float64Array(n);
+      const vectors = new Float64Array(n * n);
+      addon.eigh(a, n, values, vectors);
+      return { values, vectors, n };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/** native: the ops the addon implements (an older build may lack some; those run on ref). */
+function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
+  const kernels = makeKernels(addon);
+  let threads = addon.info().threads;
+  const linalg = addon.info().lapack ? lapackLinalg(addon) : tsLinalg;
+  const nativeOps = new Set<string>(OP_NAMES.filter((op) => native.has(op)));
+  const backend: CpuBackend = {
+    available: true,
+    name: 'cpu',
+    dtype: 'f32',
+    supports(op: OpName, dtype: DType): boolean {
+      return dtype === 'f32' && nativeOps.has(op);
+    },
+    run<O extends OpName>(op: O, inputs: OpInputs<O>, params: OpParams<O>): OpOutputs<O> {
+      const first = (inputs as readonly Tensor[])[0];
+      if (!nativeOps.has(op) || (first instanceof Tensor && first.dtype !== 'f32')) {
+        return refBackend.run(op, inputs, params);
+      }
+      validateOp('cpu', op, inputs, params);
+      for (const t of inputs as readonly Tensor[]) {
+        // Dense row-major f32 is the only layout the addon reads (validateOp checked all inputs share a dtype).
+        if (!(t.data instanceof Float32Array) || t.data.length !== sizeOf(t.shape)) {
+          throw new Error(`cpu.${op}: input ${fmtShape(t.shape)} is not a dense Float32Array`);
+        }
+      }
+      // The mapped Kernels type cannot be indexed by a generic O without widening; the table is complete by its type.
+      const kernel = kernels[op] as (i: OpInputs<O>, p: OpParams<O>) => OpOutputs<O>;
+      return kernel(inputs, params);
+    },
+    linalg,
+    get threads(): number {
+      return threads;
+    },
+    blasInfo(): BlasInfo {
+      const i = addon.info();
+      return {
+        blas: i.blas,
+        blasReason: i.blasReason,
+        blasEnabled: i.blasEnabled,
+        lapack: i.lapack,
+        lapackReason: i.lapackReason,
+        simd: i.simd,
+        threads: i.threads,
+      };
+    },
+    setThreads(n: number): number {
+      if (!Number.isInteger(n) || n < 1) throw new Error(`cpu.setThreads: expected an integer ≥ 1, got ${n}`);
+      threads = addon.setThreads(n);
+      return threads;
+    },
+    setBlasEnabled(on: boolean): boolean {
+      return addon.setBlasEnabled(on);
+    },
+  };
+  return backend;
+}
+
+function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}

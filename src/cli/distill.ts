@@ -1,0 +1,148 @@
+// mla distill --teacher T --student S --out DIR [--data FILE|DIR | --self-generate N] [--eval-text FILE]
+//   [--steps N | --tokens N] [--seq T] [--batch B] [--accum K] [--lr X] [--warmup N] [--clip C] [--kl-weight W]
+//   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
+//   [--resume DIR] [--json]
+
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { commonOptions, num, nonNegativeInt, parse, positiveInt } from './args.js';
+import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
+import { Model } from '../model/model.js';
+import { UserError } from '../io/errors.js';
+import { Batcher, readTexts, sampleSequences, tokenizeTexts } from '../train/data.js';
+import { distill, type DistillSettings, type TrainScope } from '../train/distill.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { tokenizerFiles } from './convert.js';
+import { Progress } from './progress.js';
+
+export const distillOptions = {
+  ...commonOptions,
+  teacher: { type: 'string' },
+  student: { type: 'string' },
+  out: { type: 'string' },
+  data: { type: 'string' },
+  'self-generate': { type: 'string' },
+  'eval-text': { type: 'string' },
+  steps: { type: 'string' },
+  tokens: { type: 'string' },
+  seq: { type: 'string' },
+  batch: { type: 'string' },
+  accum: { type: 'string' },
+  lr: { type: 'string' },
+  warmup: { type: 'string' },
+  clip: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  'kl-weight': { type: 'string' },
+  'ce-weight': { type: 'string' },
+  temperature: { type: 'string' },
+  train: { type: 'string' },
+  seed: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'checkpoint-every': { type: 'string' },
+  resume: { type: 'string' },
+} as const;
+
+/** Defaults chosen by measurement on stories260K (README: distillation results). */
+export const DISTILL_DEFAULTS = { seq: 128, batch: 16, tokens: 2_500_000, lr: 3e-3, selfGenerate: 2048, evalSamples: 32 };
+
+type Values = ReturnType<typeof parse<typeof distillOptions>>['values'];
+
+function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettings {
+  const d = (k: keyof DistillSettings, fallback: number) => (saved && typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
+  const seq = num(v.seq, 'seq', d('seq', DISTILL_DEFAULTS.seq), positiveInt, 'a positive integer');
+  const batch = num(v.batch, 'batch', d('batch', DISTILL_DEFAULTS.batch), positiveInt, 'a positive integer');
+  const accum = num(v.accum, 'accum', d('accum', 1), positiveInt, 'a positive integer');
+  if (v.steps !== undefined && v.tokens !== undefined) throw new UserError('mla distill: give --steps or --tokens, not both');
+  const tokens = num(v.tokens, 'tokens', DISTILL_DEFAULTS.tokens, positiveInt, 'a positive integer');
+  const steps = num(v.steps, 'steps', d('steps', Math.max(1, Math.round(tokens / (seq * batch * accum)))), positiveInt, 'a positive integer');
+  const train = (v.train ?? (saved?.train as string | undefined) ?? 'all') as TrainScope;
+  if (train !== 'all' && train !== 'attention') throw new UserError(`--train: expected attention or all, got '${train}'`);
+  return {
+    steps, batch, seq, accum, train,
+    lr: num(v.lr, 'lr', d('lr', DISTILL_DEFAULTS.lr), (n) => n > 0, 'a positive number'),
+    warmup: num(v.warmup, 'warmup', d('warmup', Math.max(1, Math.round(steps * 0.03))), nonNegativeInt, 'a non-negative integer'),
+    minLrRatio: d('minLrRatio', 0.1),
+    clip: num(v.clip, 'clip', d('clip', 1), (n) => n >= 0, 'a number ≥ 0 (0 disables)'),
+    weightDecay: num(v['weight-decay'], 'weight-decay', d('weightDecay', 0), (n) => n >= 0, 'a number ≥ 0'),
+    klWeight: num(v['kl-weight'], 'kl-weight', d('klWeight', 1), (n) => n >= 0, 'a number ≥ 0'),
+    ceWeight: num(v['ce-weight'], 'ce-weight', d('ceWeight', 0), (n) => n >= 0, 'a number ≥ 0'),
+    temperature: num(v.temperature, 'temperature', d('temperature', 1), (n) => n > 0, 'a positive number'),
+    seed: num(v.seed, 'seed', d('seed', 1), nonNegativeInt, 'a non-negative integer'),
+    evalEvery: num(v['eval-every'], 'eval-every', d('evalEvery', Math.max(1, Math.round(steps / 20))), positiveInt, 'a positive integer'),
+    checkpointEvery: num(v['checkpoint-every'], 'checkpoint-every', d('checkpointEvery', Math.max(1, Math.round(steps / 10))), positiveInt, 'a positive integer'),
+  };
+}
+
+export async function distillCommand(argv: string[]): Promise<void> {
+  const { values: v } = parse(argv, distillOptions, 'distill');
+  const outDir = v.resume ?? v.out;
+  if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
+  const runFile = join(outDir, 'run.json');
+  let saved: { teacher: string; student: string; tokenizer?: string; data?: string; selfGenerate?: number; evalText?: string; settings: Record<string, unknown> } | null = null;
+  if (v.resume) {
+    if (!existsSync(runFile)) throw new UserError(`--resume ${v.resume}: no run.json (not a distillation directory)`);
+    saved = JSON.parse(readFileSync(runFile, 'utf8'));
+  } else {
+    if (!v.teacher || !v.student) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');
+    if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new UserError(`--out ${outDir}: already exists and is not empty (use --resume ${outDir} to continue it)`);
+  }
+  const teacherPath = saved?.teacher ?? v.teacher!;
+  const studentPath = saved?.student ?? v.student!;
+  const tokenizerPath = saved?.tokenizer ?? v.tokenizer;
+  const settings = settingsFrom(v, saved?.settings);
+  const be = resolveBackend(v.backend);
+  const teacher = openModel(teacherPath, { tokenizer: tokenizerPath }, be);
+  let student = openModel(studentPath, { tokenizer: tokenizerPath }, be);
+  const resumeCp = v.resume ? loadCheckpoint(outDir) : null;
+  if (resumeCp) student = { ...student, model: Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint')) };
+  const tok = requireTokenizer(teacher);
+  mkdirSync(outDir, { recursive: true });
+
+  // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
+  const dataPath = saved?.data ?? v.data;
+  const selfN = saved?.selfGenerate ?? (v['self-generate'] !== undefined ? num(v['self-generate'], 'self-generate', 0, positiveInt, 'a positive integer') : DISTILL_DEFAULTS.selfGenerate);
+  const samplesFile = join(outDir, 'teacher-samples.json');
+  let trainSeqs: number[][];
+  let evalSeqs: number[][];
+  const evalText = saved?.evalText ?? v['eval-text'];
+  if (existsSync(samplesFile)) {
+    const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
+    trainSeqs = s.train;
+    evalSeqs = s.eval;
+  } else {
+    if (dataPath) {
+      trainSeqs = tokenizeTexts(readTexts(dataPath), tok, settings.seq + 1);
+      evalSeqs = [];
+    } else {
+      const bar = new Progress('teacher samples', selfN, 'seq');
+      trainSeqs = sampleSequences(teacher.model, selfN, settings.seq + 1, settings.seed, 64, bar);
+      // Held-out teacher samples from another seed: never trained on.
+      evalSeqs = sampleSequences(teacher.model, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+    }
+    writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
+  }
+  if (evalText) evalSeqs = tokenizeTexts(readTexts(evalText), tok, Math.min(settings.seq + 1, teacher.model.config.maxPositions));
+  if (evalSeqs.length === 0) throw new UserError('mla distill: no held-out text: give --eval-text FILE');
+  if (!v.resume) {
+    writeFileSync(runFile, JSON.stringify({ teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings }, null, 2) + '\n');
+  }
+  const total = settings.steps * settings.batch * settings.accum * settings.seq;
+  const bar = new Progress('distill', total, 'tok');
+  let lastEval = '';
+  const result = distill({
+    teacher: teacher.model,
+    student: student.model,
+    train: new Batcher(trainSeqs, settings.seq, settings.batch, settings.seed),
+    evalSeqs,
+    settings,
+    outDir,
+    copyFiles: tokenizerFiles(teacherPath, tokenizerPath),
+    resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
+    progress: { tick: (n = 1) => bar.tick(n, lastEval), end: () => bar.end() },
+    onLog: (l) => {
+      if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
+    },
+  });
+  if (v.json) process.stdout.write(JSON.stringify({ out: outDir, eval_ppl: result.ppl, eval_kl: result.kl, tokens: result.tokens }) + '\n');
+  else process.stdout.write(`distilled ${result.tokens} tokens: held-out perplexity ${result.ppl.toFixed(4)}, KL to teacher ${result.kl.toFixed(4)}\nwrote ${outDir} (log.jsonl, curve.svg, checkpoint/)\n`);
+}

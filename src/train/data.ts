@@ -1,0 +1,107 @@
+// Training data for distillation: a token stream from text / JSONL files, or samples drawn from the teacher.
+// Batches are windows picked by a generator seeded with (seed, step), so a resumed run sees the same batches.
+
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { noGrad } from '../autograd/var.js';
+import { mulberry32 } from '../tensor/rng.js';
+import type { Model } from '../model/model.js';
+import { KVCache } from '../model/cache.js';
+import { forward } from '../model/forward.js';
+import { sampleToken } from '../model/generate.js';
+import type { Tokenizer } from '../io/tokenizer.js';
+import { UserError } from '../io/errors.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+/** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. */
+export function readTexts(path: string): string[] {
+  if (!existsSync(path)) throw new UserError(`--data ${path}: no such file or directory`);
+  if (statSync(path).isDirectory()) {
+    const files = readdirSync(path).filter((f) => /\.(txt|jsonl)$/.test(f)).sort();
+    if (files.length === 0) throw new UserError(`--data ${path}: the directory holds no .txt or .jsonl files`);
+    return files.flatMap((f) => readTexts(join(path, f)));
+  }
+  const raw = readFileSync(path, 'utf8');
+  if (!path.endsWith('.jsonl')) return [raw];
+  return raw.split('\n').flatMap((line, i) => {
+    if (line.trim() === '') return [];
+    let o: unknown;
+    try {
+      o = JSON.parse(line);
+    } catch {
+      throw new UserError(`${path}: line ${i + 1}: not valid JSON`);
+    }
+    const t = (o as { text?: unknown }).text;
+    if (typeof t !== 'string') throw new UserError(`${path}: line ${i + 1}: field "text": expected a string`);
+    return [t];
+  });
+}
+
+/** Token sequences of at most `len` tokens from texts (each text starts with BOS and is cut into windows). */
+export function tokenizeTexts(texts: string[], tok: Tokenizer, len: number): number[][] {
+  const out: number[][] = [];
+  for (const t of texts) {
+    const ids = tok.encode(t, true);
+    for (let s = 0; s + 2 <= ids.length; s += len) out.push(ids.slice(s, s + len));
+  }
+  return out;
+}
+
+/** n sequences of `len` tokens sampled from the model at temperature 1, `batch` at a time (batched decode). */
+export function sampleSequences(model: Model, n: number, len: number, seed: number, batch = 32, progress: ProgressSink = silentProgress): number[][] {
+  const bos = model.config.bosTokenId;
+  if (bos === null) throw new UserError('--self-generate: the teacher has no BOS token to start samples from; give --data');
+  const V = model.config.vocabSize;
+  const out: number[][] = [];
+  noGrad(() => {
+    for (let start = 0; start < n; start += batch) {
+      const B = Math.min(batch, n - start);
+      const rng = mulberry32(seed * 7919 + start);
+      const seqs = Array.from({ length: B }, () => [bos]);
+      const cache = new KVCache(model, B, len);
+      let ids = Int32Array.from(seqs.map((s) => s[0]!));
+      for (let t = 1; t < len; t++) {
+        const logits = forward(model, ids, B, 1, { cache }).value;
+        ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
+        seqs.forEach((s, b) => s.push(ids[b]!));
+      }
+      out.push(...seqs);
+      progress.tick(B);
+    }
+  });
+  progress.end();
+  return out;
+}
+
+/** Training batches: each row is a random full-length window of a random sequence. */
+export class Batcher {
+  readonly seqs: number[][];
+  constructor(
+    seqs: number[][],
+    readonly seq: number,
+    readonly batch: number,
+    readonly seed: number,
+  ) {
+    this.seqs = seqs.filter((s) => s.length >= 2);
+    if (this.seqs.length === 0) throw new UserError('training data: no sequence of at least 2 tokens');
+  }
+
+  /** Rows (batch × T) for `step`; T = min(seq, shortest chosen sequence); targets are the next tokens. */
+  get(step: number, micro = 0): { ids: Int32Array; targets: Int32Array; B: number; T: number } {
+    const rng = mulberry32((this.seed * 1000003 + step * 131 + micro) >>> 0);
+    const picks = Array.from({ length: this.batch }, () => this.seqs[Math.floor(rng() * this.seqs.length)]!);
+    const T = Math.min(this.seq + 1, ...picks.map((s) => s.length)) - 1;
+    const B = this.batch;
+    const ids = new Int32Array(B * T);
+    const targets = new Int32Array(B * T);
+    picks.forEach((s, b) => {
+      const off = Math.floor(rng() * (s.length - T));
+      for (let t = 0; t < T; t++) {
+        ids[b * T + t] = s[off + t]!;
+        targets[b * T + t] = s[off + t + 1]!;
+      }
+    });
+    return { ids, targets, B, T };
+  }
+}

@@ -1,0 +1,253 @@
+// Knowledge distillation of a converted student from its teacher (X-EcoMLA's recipe, methods.md §1.3):
+// loss = klWeight · KL(p_teacher ‖ p_student) + ceWeight · CE, mean over tokens, temperature τ (KL scaled by τ²).
+// AdamW, linear warmup + cosine decay, global-norm clipping, gradient accumulation, held-out evaluation,
+// atomic checkpoints with exact resume (batches are seeded by step), a JSONL log and an SVG curve.
+
+import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tensor } from '../tensor/tensor.js';
+import { Var, backward, noGrad } from '../autograd/var.js';
+import type { Model } from '../model/model.js';
+import { forward } from '../model/forward.js';
+import { layerPrefix } from '../model/weights.js';
+import { UserError } from '../io/errors.js';
+import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
+import { Batcher } from './data.js';
+import { saveCheckpoint, type TrainState } from './checkpoint.js';
+import { saveModelDir } from '../io/deepseek.js';
+import { lineChart } from '../report/svg.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+export type TrainScope = 'attention' | 'all';
+
+export interface DistillSettings {
+  steps: number;
+  batch: number;
+  seq: number;
+  accum: number;
+  lr: number;
+  warmup: number;
+  minLrRatio: number;
+  clip: number;
+  weightDecay: number;
+  klWeight: number;
+  ceWeight: number;
+  temperature: number;
+  train: TrainScope;
+  seed: number;
+  evalEvery: number;
+  checkpointEvery: number;
+}
+
+export interface EvalResult {
+  ppl: number;
+  kl: number;
+  tokens: number;
+}
+
+export interface LogLine {
+  step: number;
+  tokens: number;
+  lr?: number;
+  loss?: number;
+  kl?: number;
+  ce?: number;
+  grad_norm?: number;
+  tokens_per_s?: number;
+  eval_ppl?: number;
+  eval_kl?: number;
+}
+
+export interface DistillRun {
+  teacher: Model;
+  student: Model;
+  train: Batcher;
+  /** Held-out sequences (never trained on). */
+  evalSeqs: number[][];
+  settings: DistillSettings;
+  outDir: string;
+  copyFiles: { from: string; name: string }[];
+  /** Resume from this state (weights already loaded into the student). */
+  resume?: { state: TrainState; moments: Map<string, Tensor>; adamStep: number };
+  progress?: ProgressSink;
+  /** Called after every logged line (CLI progress extras). */
+  onLog?: (l: LogLine) => void;
+}
+
+/** Names of the parameters that train: attention of MLA layers, or everything. */
+export function trainableNames(student: Model, scope: TrainScope): Set<string> {
+  const names = new Set<string>();
+  const mlaLayers = student.config.layers.map((a, i) => (a.kind === 'mla' ? layerPrefix(i) + '.self_attn.' : null)).filter((x): x is string => !!x);
+  for (const name of student.params.keys()) {
+    if (scope === 'all' || mlaLayers.some((p) => name.startsWith(p))) names.add(name);
+  }
+  return names;
+}
+
+/** Mean held-out perplexity of the student and mean KL(teacher ‖ student) per token. */
+export function evaluate(teacher: Model, student: Model, seqs: number[][], batch = 8): EvalResult {
+  let nll = 0;
+  let kl = 0;
+  let n = 0;
+  noGrad(() => {
+    for (let i = 0; i < seqs.length; ) {
+      const T = seqs[i]!.length;
+      const group: number[][] = [];
+      while (i < seqs.length && seqs[i]!.length === T && group.length < batch) group.push(seqs[i++]!);
+      if (T < 2) continue;
+      const B = group.length;
+      const ids = new Int32Array(B * T);
+      const targets = new Int32Array(B * T).fill(-1);
+      group.forEach((s, b) => s.forEach((id, t) => {
+        ids[b * T + t] = id;
+        if (t + 1 < T) targets[b * T + t] = s[t + 1]!;
+      }));
+      const sl = forward(student, ids, B, T);
+      const tl = forward(teacher, ids, B, T).value;
+      const ce = student.F.crossEntropy(sl, targets).value;
+      const k = student.F.klDiv(sl, tl, 1).value;
+      for (let r = 0; r < B * T; r++) {
+        if (targets[r]! < 0) continue;
+        nll += ce.data[r]!;
+        kl += k.data[r]!;
+        n++;
+      }
+    }
+  });
+  return { ppl: Math.exp(nll / n), kl: kl / n, tokens: n };
+}
+
+/** Run (or continue) distillation; returns the final evaluation. */
+export function distill(run: DistillRun): EvalResult {
+  const { teacher, student, settings: s, outDir } = run;
+  const progress = run.progress ?? silentProgress;
+  if (teacher.config.vocabSize !== student.config.vocabSize) {
+    throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${student.config.vocabSize} (they must share a tokenizer)`);
+  }
+  const trainable = trainableNames(student, s.train);
+  // Frozen parameters become constants so no gradient is computed for them.
+  for (const [name, v] of [...student.params]) if (!trainable.has(name)) student.params.set(name, Var.const(v.value));
+  const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
+  const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
+  let step = 0;
+  let tokens = 0;
+  const logFile = join(outDir, 'log.jsonl');
+  let log: LogLine[] = [];
+  if (run.resume) {
+    step = run.resume.state.step;
+    tokens = run.resume.state.tokens;
+    opt.step = run.resume.adamStep;
+    for (const [name] of params) {
+      const m = run.resume.moments.get(`m.${name}`);
+      const v = run.resume.moments.get(`v.${name}`);
+      if (!m || !v) throw new UserError(`--resume: optimizer state for ${name} missing`);
+      opt.m.get(name)!.data.set(m.data);
+      opt.v.get(name)!.data.set(v.data);
+    }
+    // Keep the log up to the checkpoint so the resumed curve continues it exactly.
+    if (existsSync(logFile)) {
+      log = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine).filter((l) => l.step <= step);
+      writeFileSync(logFile, log.map((l) => JSON.stringify(l) + '\n').join(''));
+    }
+  } else {
+    writeFileSync(logFile, '');
+  }
+  const emit = (l: LogLine) => {
+    log.push(l);
+    appendFileSync(logFile, JSON.stringify(l) + '\n');
+    run.onLog?.(l);
+  };
+  const drawChart = () => writeChart(outDir, log);
+  const state = (): TrainState => ({ version: 1, step, tokens, settings: { ...s } });
+  const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
+
+  if (step === 0) {
+    const e = evaluate(teacher, student, run.evalSeqs);
+    emit({ step: 0, tokens: 0, eval_ppl: e.ppl, eval_kl: e.kl });
+    drawChart();
+  }
+  progress.tick(step * s.batch * s.accum * s.seq);
+  const t0 = Date.now();
+  const tokens0 = tokens;
+  while (step < s.steps) {
+    student.zeroGrad();
+    let lossSum = 0;
+    let klSum = 0;
+    let ceSum = 0;
+    let stepTokens = 0;
+    for (let micro = 0; micro < s.accum; micro++) {
+      const b = run.train.get(step, micro);
+      const n = b.B * b.T;
+      const tl = noGrad(() => forward(teacher, b.ids, b.B, b.T).value);
+      const sl = forward(student, b.ids, b.B, b.T);
+      const F = student.F;
+      const tau = s.temperature;
+      const scale = 1 / (n * s.accum);
+      let loss: Var | null = null;
+      if (s.klWeight > 0) {
+        const kl = F.sum(F.klDiv(sl, tl, tau));
+        klSum += kl.value.data[0]! / n;
+        loss = F.affine(kl, s.klWeight * tau * tau * scale);
+      }
+      if (s.ceWeight > 0) {
+        const ce = F.sum(F.crossEntropy(sl, b.targets));
+        ceSum += ce.value.data[0]! / n;
+        const term = F.affine(ce, s.ceWeight * scale);
+        loss = loss ? F.add(loss, term) : term;
+      }
+      if (!loss) throw new UserError('distill: --kl-weight and --ce-weight are both 0');
+      lossSum += loss.value.data[0]! * s.accum;
+      backward(student.be, loss);
+      stepTokens += n;
+    }
+    const gn = opt.gradNorm();
+    if (!Number.isFinite(lossSum) || !Number.isFinite(gn)) {
+      throw new UserError(
+        `distill: non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at step ${step + 1}; stopped. ` +
+          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower --lr or raise --warmup).`,
+      );
+    }
+    if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);
+    const lr = learningRate(step, s.steps, s.lr, s.warmup, s.minLrRatio);
+    opt.update(lr);
+    step++;
+    tokens += stepTokens;
+    const secs = (Date.now() - t0) / 1000;
+    emit({
+      step, tokens, lr, loss: lossSum / s.accum, kl: klSum / s.accum, ce: ceSum / s.accum || undefined, grad_norm: gn,
+      tokens_per_s: Math.round((tokens - tokens0) / Math.max(secs, 1e-9)),
+    });
+    progress.tick(stepTokens);
+    if (step % s.evalEvery === 0 || step === s.steps) {
+      const e = evaluate(teacher, student, run.evalSeqs);
+      emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
+      drawChart();
+    }
+    if (step % s.checkpointEvery === 0 || step === s.steps) checkpoint();
+  }
+  progress.end();
+  // DIR itself becomes a normal model directory (the final student).
+  const tmp = join(outDir, '.final.tmp');
+  saveModelDir(tmp, student.config, student.weights(), { copyFiles: run.copyFiles, overwrite: true });
+  for (const f of ['config.json', 'model.safetensors', ...run.copyFiles.map((c) => c.name)]) {
+    if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
+  }
+  const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
+  return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens };
+}
+
+/** The training curve: held-out perplexity and training loss against tokens seen. */
+export function writeChart(outDir: string, log: LogLine[], extra: { name: string; points: [number, number][] }[] = []): void {
+  const evals = log.filter((l) => l.eval_ppl !== undefined);
+  const train = log.filter((l) => l.loss !== undefined);
+  const svg = lineChart(
+    [
+      { name: 'held-out ppl', points: evals.map((l) => [l.tokens, l.eval_ppl!]) },
+      { name: 'train loss (KD)', points: train.map((l) => [l.tokens, Math.max(l.loss!, 1e-6)]), dashed: true },
+      ...extra.map((e) => ({ ...e, markersOnly: true })),
+    ],
+    { title: 'Distillation', xLabel: 'training tokens', yLabel: 'held-out perplexity / loss', logY: true },
+  );
+  writeFileSync(join(outDir, 'curve.svg'), svg);
+}
