@@ -18,6 +18,7 @@ import { ROPE_METHODS } from '../src/convert/rope-select.js';
 import { BASIS_METHODS } from '../src/convert/basis.js';
 import { saveModelDir, loadDeepseekModel } from '../src/io/deepseek.js';
 import { STORIES_BIN, tempDir } from './helpers.js';
+import { randomLlama } from './models.js';
 
 const be = getBackend('ref');
 
@@ -26,25 +27,6 @@ function opts(over: Partial<ConvertOptions>): ConvertOptions {
     plan: { kind: 'ratio', ratio: 4 }, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, keepLayers: [],
     calib: { samples: 3, length: 48, seed: 7 }, ...over,
   };
-}
-
-/** A random Llama-style (half-split rope) GQA model with q/k/v biases optional. */
-export function randomLlama(seed: number, bias = false): Model {
-  const rng = mulberry32(seed);
-  const cfg: ModelConfig = {
-    arch: bias ? 'qwen2' : 'llama', vocabSize: 61, hiddenSize: 48, intermediateSize: 72, numLayers: 2, numHeads: 6,
-    rmsNormEps: 1e-6, ropePairing: 'half', ropeInvFreq: defaultInvFreq(10000, 12), ropeTheta: 10000, ropeScaling: null,
-    maxPositions: 128, tieEmbeddings: false, bosTokenId: 1, eosTokenId: 2,
-    layers: [0, 1].map(() => ({ kind: 'gqa' as const, numKvHeads: 2, headDim: 12, qkvBias: bias })),
-  };
-  const w = new Map<string, Tensor>();
-  for (const s of modelTensors(cfg)) {
-    const t = Tensor.zeros(s.shape);
-    const isNorm = s.shape.length === 1 && !s.name.endsWith('bias');
-    for (let i = 0; i < t.size; i++) t.data[i] = isNorm ? 1 + 0.1 * gaussian(rng) : 0.3 * gaussian(rng);
-    w.set(s.name, t);
-  }
-  return Model.fromWeights(cfg, w, be);
 }
 
 function logits(m: Model, ids: Int32Array, B: number, T: number): Float32Array | Float64Array {

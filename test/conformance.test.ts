@@ -1,0 +1,501 @@
+// Backend conformance (STYLE.md item 6, like ggml's test-backend-ops): one table of cases, every op in OP_NAMES,
+// run on every available non-ref backend against the ref backend on the same seeded random f32 inputs. The ref runs on
+// float64 copies of those inputs (exact oracle); a case passes when ‖got − want‖/‖want‖ ≤ tol for every output (for
+// in-place ops: every input after the call). Default tol 1e-5 (DESIGN.md numerics); a looser one says why.
+// On failure it prints op, case, params, max difference and the first bad index.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { Tensor, relError } from '../src/tensor/tensor.js';
+import { mulberry32, type Rng } from '../src/tensor/rng.js';
+import { OP_NAMES } from '../src/tensor/ops.js';
+import type { OpInputs, OpName, OpOutputs, OpParams } from '../src/tensor/ops.js';
+import type { Backend } from '../src/tensor/backend.js';
+import { refBackend } from '../src/backends/ref/index.js';
+import { availableBackends, backendStatus, getBackend } from '../src/backends/index.js';
+import { loadCpuBackend, type CpuBackend } from '../src/backends/cpu/index.js';
+import { tsLinalg } from '../src/linalg/ts-linalg.js';
+
+const DEFAULT_TOL = 1e-5;
+
+interface In {
+  shape: number[];
+  /** Uniform range of the values; [-1, 1) when absent. */
+  range?: [number, number];
+}
+
+interface Case<O extends OpName> {
+  label: string;
+  inputs: In[];
+  params: OpParams<O> | ((rng: Rng) => OpParams<O>);
+  /** Replaces the random inputs where they must be consistent (the attention forward outputs the backward reads). */
+  build?: (inputs: Tensor[], params: OpParams<O>) => Tensor[];
+  tol?: number;
+  /** Large enough to run threaded: also run at 1 and 3 threads (a partition the default count does not give). */
+  big?: boolean;
+}
+
+type Table = { [O in OpName]: Case<O>[] };
+
+const NONE = {} as Record<string, never>;
+const ints = (rng: Rng, n: number, lo: number, hi: number): Int32Array =>
+  Int32Array.from({ length: n }, () => lo + Math.floor(rng() * (hi - lo)));
+
+/** a (…, M, K) / (…, K, M) and b (…, K, N) / (…, N, K) for the given trans flags. */
+function mm(label: string, batchA: number[], batchB: number[], M: number, K: number, N: number, tA: boolean, tB: boolean, big = false): Case<'matmul'> {
+  return {
+    label: `${label} M=${M} K=${K} N=${N}${tA ? ' transA' : ''}${tB ? ' transB' : ''}`,
+    inputs: [{ shape: [...batchA, ...(tA ? [K, M] : [M, K])] }, { shape: [...batchB, ...(tB ? [N, K] : [K, N])] }],
+    params: { transA: tA, transB: tB },
+    big,
+  };
+}
+
+const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+
+function ropeParams(rng: Rng, T: number, start: number, P: number, pairing: 'half' | 'adjacent', inverse: boolean): OpParams<'rope'> {
+  const invFreq = Float64Array.from({ length: P }, (_, i) => Math.pow(10000, -(2 * i) / (2 * P)));
+  return { start, invFreq, positions: ints(rng, T, 0, 4096), pairing, inverse };
+}
+
+function attn(label: string, B: number, T: number, S: number, H: number, Hkv: number, Dk: number, Dvs: number, p: OpParams<'attention'>, range?: [number, number], big = false): Case<'attention'> {
+  return {
+    label,
+    inputs: [{ shape: [B, T, H, Dk], range }, { shape: [B, S, Hkv, Dk], range }, { shape: [B, S, Hkv, Dvs] }],
+    params: p,
+    big,
+  };
+}
+
+/** Backward cases feed o and lse from the f32 ref forward of the same q, k, v (kvLen = S, vDim = Dv). */
+function attnBack(label: string, B: number, T: number, S: number, H: number, Hkv: number, Dk: number, Dv: number, scale: number, qOffset: number, big = false): Case<'attentionBackward'> {
+  return {
+    label,
+    inputs: [
+      { shape: [B, T, H, Dv] }, { shape: [B, T, H, Dk] }, { shape: [B, S, Hkv, Dk] }, { shape: [B, S, Hkv, Dv] },
+      { shape: [B, T, H, Dv] }, { shape: [B, H, T] },
+    ],
+    params: { scale, qOffset },
+    build: ([dout, q, k, v]) => {
+      const [o, lse] = refBackend.run('attention', [q!, k!, v!], { scale, qOffset, kvLen: S, vDim: Dv });
+      return [dout!, q!, k!, v!, o, lse];
+    },
+    big,
+  };
+}
+
+const CASES: Table = {
+  matmul: [
+    ...TRANS.map(([a, b]) => mm('small', [], [], 3, 5, 7, a, b)),
+    ...TRANS.map(([a, b]) => mm('1×1×1', [], [], 1, 1, 1, a, b)),
+    ...TRANS.map(([a, b]) => mm('gemv', [], [], 1, 65, 33, a, b)),
+    ...TRANS.map(([a, b]) => mm('M=4 rows', [], [], 4, 33, 17, a, b)),
+    ...TRANS.map(([a, b]) => mm('odd', [], [], 7, 17, 65, a, b)),
+    ...TRANS.map(([a, b]) => mm('threaded', [], [], 257, 300, 129, a, b, true)),
+    ...TRANS.map(([a, b]) => mm('few rows, split columns', [], [], 7, 300, 1000, a, b, true)),
+    ...TRANS.map(([a, b]) => mm('batched', [2, 3], [2, 3], 7, 17, 5, a, b)),
+    ...TRANS.map(([a, b]) => mm('shared weight', [2, 3], [], 7, 17, 5, a, b)),
+    mm('many small (parallel over batch)', [33], [33], 9, 7, 5, false, true),
+    mm('batched threaded', [2], [2], 65, 300, 33, true, false, true),
+    mm('shared weight folded, threaded', [3, 65], [], 1, 257, 129, false, true, true),
+    mm('K=0', [], [], 3, 0, 4, false, false),
+    mm('M=0', [2], [], 0, 5, 4, false, false),
+  ],
+  add: [
+    { label: 'same shape', inputs: [{ shape: [3, 7] }, { shape: [3, 7] }], params: NONE },
+    { label: 'broadcast both', inputs: [{ shape: [4, 1, 5] }, { shape: [3, 1] }], params: NONE },
+    { label: 'row vector', inputs: [{ shape: [2, 3, 17] }, { shape: [17] }], params: NONE },
+    { label: 'scalar', inputs: [{ shape: [] }, { shape: [5, 3] }], params: NONE },
+    { label: 'column', inputs: [{ shape: [65, 33] }, { shape: [65, 1] }], params: NONE },
+    { label: 'threaded', inputs: [{ shape: [300, 257] }, { shape: [257] }], params: NONE, big: true },
+  ],
+  sub: [
+    { label: 'same shape', inputs: [{ shape: [17, 33] }, { shape: [17, 33] }], params: NONE },
+    { label: 'broadcast a', inputs: [{ shape: [1, 7] }, { shape: [5, 3, 7] }], params: NONE },
+    { label: 'middle axis', inputs: [{ shape: [3, 1, 5] }, { shape: [3, 4, 5] }], params: NONE },
+  ],
+  mul: [
+    { label: 'same shape', inputs: [{ shape: [1] }, { shape: [1] }], params: NONE },
+    { label: 'broadcast', inputs: [{ shape: [2, 1, 17] }, { shape: [7, 1] }], params: NONE },
+    { label: 'threaded', inputs: [{ shape: [129, 300] }, { shape: [129, 300] }], params: NONE, big: true },
+  ],
+  affine: [
+    { label: 'odd', inputs: [{ shape: [17, 33] }], params: { a: 1.7, b: -0.3 } },
+    { label: 'empty', inputs: [{ shape: [0, 3] }], params: { a: 2, b: 1 } },
+  ],
+  sumTo: [
+    { label: 'to column', inputs: [{ shape: [4, 3, 5] }], params: { shape: [3, 1] } },
+    { label: 'bias grad', inputs: [{ shape: [65, 33] }], params: { shape: [33] } },
+    { label: 'row sums', inputs: [{ shape: [65, 33] }], params: { shape: [65, 1] } },
+    { label: 'to scalar', inputs: [{ shape: [2, 3, 4] }], params: { shape: [] } },
+    { label: 'mixed', inputs: [{ shape: [7, 1, 5, 3] }], params: { shape: [1, 1, 5, 1] } },
+    { label: 'identity', inputs: [{ shape: [3, 7] }], params: { shape: [3, 7] } },
+    { label: 'scalar to scalar', inputs: [{ shape: [] }], params: { shape: [] } },
+    { label: 'threaded, leading axes summed', inputs: [{ shape: [300, 257] }], params: { shape: [257] }, big: true },
+    { label: 'threaded, leading axis kept', inputs: [{ shape: [2, 300, 65] }], params: { shape: [2, 1, 65] }, big: true },
+  ],
+  sumSquares: [
+    { label: 'one', inputs: [{ shape: [1] }], params: NONE },
+    { label: 'odd', inputs: [{ shape: [17, 33] }], params: NONE },
+    { label: 'several chunks', inputs: [{ shape: [300, 1000] }], params: NONE, big: true },
+  ],
+  permute: [
+    { label: 'heads ↔ time', inputs: [{ shape: [2, 3, 4, 5] }], params: { perm: [0, 2, 1, 3] } },
+    { label: 'transpose', inputs: [{ shape: [17, 33] }], params: { perm: [1, 0] } },
+    { label: 'reverse with a unit axis', inputs: [{ shape: [3, 1, 7, 5] }], params: { perm: [3, 2, 1, 0] } },
+    { label: 'last axis moves', inputs: [{ shape: [2, 17, 3, 33] }], params: { perm: [0, 3, 1, 2] } },
+    { label: 'identity', inputs: [{ shape: [3, 7] }], params: { perm: [0, 1] } },
+    { label: 'threaded transpose', inputs: [{ shape: [257, 300] }], params: { perm: [1, 0] }, big: true },
+  ],
+  narrow: [
+    { label: 'middle', inputs: [{ shape: [3, 7, 17] }], params: { start: 2, len: 5 } },
+    { label: 'all', inputs: [{ shape: [33] }], params: { start: 0, len: 33 } },
+    { label: 'empty', inputs: [{ shape: [5, 9] }], params: { start: 9, len: 0 } },
+  ],
+  pad: [
+    { label: 'middle', inputs: [{ shape: [3, 5] }], params: { start: 2, total: 9 } },
+    { label: 'full', inputs: [{ shape: [7, 1] }], params: { start: 0, total: 1 } },
+    { label: 'rows', inputs: [{ shape: [2, 65, 3] }], params: { start: 30, total: 33 } },
+  ],
+  concat: [
+    { label: 'odd', inputs: [{ shape: [3, 4, 5] }, { shape: [3, 4, 7] }], params: NONE },
+    { label: 'empty a', inputs: [{ shape: [17, 0] }, { shape: [17, 3] }], params: NONE },
+    { label: 'rank 1', inputs: [{ shape: [1] }, { shape: [65] }], params: NONE },
+  ],
+  rmsnorm: [
+    { label: 'one row', inputs: [{ shape: [1, 7] }, { shape: [7] }], params: { eps: 1e-5 } },
+    { label: 'rank 3', inputs: [{ shape: [3, 17, 65] }, { shape: [65] }], params: { eps: 1e-6 } },
+    { label: 'large values', inputs: [{ shape: [5, 33], range: [-300, 300] }, { shape: [33] }], params: { eps: 1e-5 } },
+    { label: 'threaded', inputs: [{ shape: [257, 300] }, { shape: [300] }], params: { eps: 1e-5 }, big: true },
+  ],
+  rmsnormBackward: [
+    {
+      label: 'odd',
+      inputs: [{ shape: [7, 33] }, { shape: [7, 33] }, { shape: [33] }, { shape: [7], range: [0.5, 2] }],
+      params: NONE,
+    },
+    {
+      label: 'rank 3',
+      inputs: [{ shape: [2, 3, 17] }, { shape: [2, 3, 17] }, { shape: [17] }, { shape: [2, 3], range: [0.5, 2] }],
+      params: NONE,
+    },
+    {
+      label: 'threaded',
+      inputs: [{ shape: [257, 300] }, { shape: [257, 300] }, { shape: [300] }, { shape: [257], range: [0.5, 2] }],
+      params: NONE,
+      big: true,
+    },
+  ],
+  rope: [
+    { label: 'half', inputs: [{ shape: [2, 7, 3, 16] }], params: (r) => ropeParams(r, 7, 0, 8, 'half', false) },
+    { label: 'adjacent', inputs: [{ shape: [2, 7, 3, 16] }], params: (r) => ropeParams(r, 7, 0, 8, 'adjacent', false) },
+    { label: 'half slice, inverse', inputs: [{ shape: [1, 5, 2, 12] }], params: (r) => ropeParams(r, 5, 4, 3, 'half', true) },
+    { label: 'adjacent slice', inputs: [{ shape: [3, 1, 1, 9] }], params: (r) => ropeParams(r, 1, 1, 4, 'adjacent', true) },
+    { label: 'threaded', inputs: [{ shape: [2, 65, 8, 64] }], params: (r) => ropeParams(r, 65, 32, 16, 'half', false), big: true },
+  ],
+  attention: [
+    attn('MHA', 2, 7, 7, 3, 3, 16, 16, { scale: 0.25, qOffset: 0, kvLen: 7, vDim: 16 }),
+    attn('GQA 4/2', 1, 17, 17, 4, 2, 8, 8, { scale: 0.35, qOffset: 0, kvLen: 17, vDim: 8 }),
+    attn('GQA 6/4 (uneven groups)', 1, 5, 5, 6, 4, 7, 5, { scale: 0.4, qOffset: 0, kvLen: 5, vDim: 5 }),
+    attn('MQA', 2, 3, 3, 5, 1, 16, 16, { scale: 0.25, qOffset: 0, kvLen: 3, vDim: 16 }),
+    attn('qOffset, kvLen < S, vDim < Dvs', 2, 3, 17, 4, 2, 16, 20, { scale: 0.25, qOffset: 10, kvLen: 13, vDim: 12 }),
+    attn('decode', 1, 1, 65, 4, 1, 32, 32, { scale: 0.18, qOffset: 64, kvLen: 65, vDim: 32 }),
+    attn('queries past kvLen', 1, 9, 33, 2, 2, 16, 16, { scale: 0.25, qOffset: 20, kvLen: 24, vDim: 16 }),
+    attn('vDim 0', 1, 3, 3, 2, 1, 4, 4, { scale: 0.5, qOffset: 0, kvLen: 3, vDim: 0 }),
+    // Scores up to ±144: the online softmax must rescale correctly.
+    attn('large scores', 1, 33, 33, 2, 1, 16, 16, { scale: 1, qOffset: 0, kvLen: 33, vDim: 16 }, [-3, 3]),
+    attn('threaded, several key blocks', 1, 130, 130, 4, 2, 32, 24, { scale: 0.18, qOffset: 0, kvLen: 130, vDim: 24 }, undefined, true),
+  ],
+  attentionBackward: [
+    attnBack('MHA', 2, 7, 7, 3, 3, 16, 16, 0.25, 0),
+    attnBack('GQA 4/2', 1, 17, 17, 4, 2, 8, 8, 0.35, 0),
+    attnBack('GQA 6/4, Dk ≠ Dv', 1, 5, 5, 6, 4, 7, 5, 0.4, 0),
+    attnBack('qOffset', 2, 5, 12, 2, 1, 16, 16, 0.25, 7),
+    attnBack('threaded, several key blocks', 1, 130, 130, 4, 1, 32, 24, 0.18, 0, true),
+  ],
+  swiglu: [
+    { label: 'odd', inputs: [{ shape: [3, 7] }, { shape: [3, 7] }], params: NONE },
+    { label: 'wide range', inputs: [{ shape: [257, 129], range: [-100, 30] }, { shape: [257, 129] }], params: NONE, big: true },
+  ],
+  swigluBackward: [
+    { label: 'odd', inputs: [{ shape: [3, 7] }, { shape: [3, 7] }, { shape: [3, 7] }], params: NONE },
+    {
+      label: 'wide range',
+      inputs: [{ shape: [257, 129] }, { shape: [257, 129], range: [-100, 30] }, { shape: [257, 129] }],
+      params: NONE,
+      big: true,
+    },
+  ],
+  embedding: [
+    { label: 'repeats', inputs: [{ shape: [17, 33] }], params: (r) => ({ ids: ints(r, 9, 0, 17) }) },
+    { label: 'one', inputs: [{ shape: [1, 1] }], params: { ids: Int32Array.of(0) } },
+    { label: 'threaded', inputs: [{ shape: [1000, 65] }], params: (r) => ({ ids: ints(r, 1000, 0, 1000) }), big: true },
+  ],
+  embeddingBackward: [
+    { label: 'repeats', inputs: [{ shape: [9, 33] }], params: (r) => ({ ids: ints(r, 9, 0, 17), vocab: 17 }) },
+    { label: 'all one id', inputs: [{ shape: [65, 7] }], params: { ids: new Int32Array(65), vocab: 3 } },
+    { label: 'threaded', inputs: [{ shape: [300, 65] }], params: (r) => ({ ids: ints(r, 300, 0, 50), vocab: 50 }), big: true },
+  ],
+  crossEntropy: [
+    { label: 'ignored rows', inputs: [{ shape: [7, 33], range: [-5, 5] }], params: (r) => ({ targets: ints(r, 7, -1, 33) }) },
+    { label: 'V=1', inputs: [{ shape: [1, 1] }], params: { targets: Int32Array.of(0) } },
+    { label: 'wide logits', inputs: [{ shape: [65, 1000], range: [-30, 30] }], params: (r) => ({ targets: ints(r, 65, 0, 1000) }), big: true },
+  ],
+  crossEntropyBackward: [
+    {
+      label: 'ignored rows',
+      inputs: [{ shape: [7, 33], range: [-5, 5] }, { shape: [7] }],
+      params: (r) => ({ targets: ints(r, 7, -1, 33) }),
+    },
+    {
+      label: 'wide logits',
+      inputs: [{ shape: [65, 1000], range: [-30, 30] }, { shape: [65] }],
+      params: (r) => ({ targets: ints(r, 65, 0, 1000) }),
+      big: true,
+    },
+  ],
+  klDiv: [
+    { label: 'τ=1', inputs: [{ shape: [7, 33] }, { shape: [7, 33] }], params: { temperature: 1 } },
+    { label: 'τ=2, wide logits', inputs: [{ shape: [33, 1000], range: [-20, 20] }, { shape: [33, 1000], range: [-20, 20] }], params: { temperature: 2 }, big: true },
+    { label: 'τ=0.5, V=1', inputs: [{ shape: [3, 1] }, { shape: [3, 1] }], params: { temperature: 0.5 } },
+  ],
+  klDivBackward: [
+    { label: 'τ=1', inputs: [{ shape: [7, 33] }, { shape: [7, 33] }, { shape: [7] }], params: { temperature: 1 } },
+    {
+      label: 'τ=2, wide logits',
+      inputs: [{ shape: [33, 1000], range: [-20, 20] }, { shape: [33, 1000], range: [-20, 20] }, { shape: [33] }],
+      params: { temperature: 2 },
+      big: true,
+    },
+  ],
+  adamw: [
+    {
+      label: 'step 1',
+      inputs: [{ shape: [17, 33] }, { shape: [17, 33] }, { shape: [17, 33] }, { shape: [17, 33], range: [0, 1] }],
+      params: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 1 },
+    },
+    {
+      label: 'step 10, no decay',
+      inputs: [{ shape: [7] }, { shape: [7], range: [-1e-3, 1e-3] }, { shape: [7] }, { shape: [7], range: [0, 1e-4] }],
+      params: { lr: 3e-4, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0, step: 10 },
+    },
+    {
+      label: 'threaded',
+      inputs: [{ shape: [300, 257] }, { shape: [300, 257] }, { shape: [300, 257] }, { shape: [300, 257], range: [0, 1] }],
+      params: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 },
+      big: true,
+    },
+  ],
+  writeAt: [
+    { label: 'rows', inputs: [{ shape: [5, 7] }, { shape: [2, 7] }], params: { offset: 14 } },
+    { label: 'empty at end', inputs: [{ shape: [100] }, { shape: [0] }], params: { offset: 100 } },
+    { label: 'start', inputs: [{ shape: [3, 3] }, { shape: [3, 3] }], params: { offset: 0 } },
+  ],
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function describeParams(p: object): string {
+  return JSON.stringify(p, (_k, v: unknown) =>
+    v instanceof Int32Array || v instanceof Float64Array ? `${v.constructor.name}(${v.length})` : v,
+  );
+}
+
+/** Compares one output; returns a failure line or null. */
+function compare(name: string, got: Tensor, want: Tensor, tol: number): string | null {
+  if (got.shape.join(',') !== want.shape.join(',')) {
+    return `${name}: shape [${got.shape.join(', ')}], want [${want.shape.join(', ')}]`;
+  }
+  const err = relError(got.data, want.data);
+  if (err <= tol) return null;
+  let rms = 0;
+  for (let i = 0; i < want.size; i++) rms += want.data[i]! ** 2;
+  rms = Math.sqrt(rms / Math.max(want.size, 1));
+  let maxDiff = 0;
+  let firstBad = -1;
+  for (let i = 0; i < want.size; i++) {
+    const d = Math.abs(got.data[i]! - want.data[i]!);
+    if (!(d <= maxDiff)) maxDiff = d;
+    if (firstBad < 0 && !(d <= tol * (Math.abs(want.data[i]!) + rms))) firstBad = i;
+  }
+  const at = firstBad >= 0 ? ` first bad index ${firstBad}: got ${got.data[firstBad]}, want ${want.data[firstBad]}` : '';
+  return `${name}: rel error ${err.toExponential(2)} > ${tol}, max |diff| ${maxDiff.toExponential(2)}${at}`;
+}
+
+/** Runs one case on `be` and on ref; returns failure lines (empty when it passes). */
+function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number): string[] {
+  const rng = mulberry32(seed);
+  let inputs = c.inputs.map((s) => Tensor.rand(s.shape, rng, s.range?.[0] ?? -1, s.range?.[1] ?? 1));
+  const params = typeof c.params === 'function' ? c.params(rng) : c.params;
+  if (c.build) inputs = c.build(inputs, params);
+  const refIn = inputs.map((t) => t.to('f64'));
+  const beIn = inputs.map((t) => t.clone());
+  const tol = c.tol ?? DEFAULT_TOL;
+  const head = `${be.name}.${op} [${c.label}] inputs ${inputs.map((t) => `[${t.shape.join(', ')}]`).join(' ')} params ${describeParams(params)}`;
+  let want: Tensor[];
+  let got: Tensor[];
+  try {
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+  } catch (e) {
+    return [`${head}: threw ${(e as Error).message}`];
+  }
+  // In-place ops return nothing: compare every input after the call instead.
+  const pairs: [string, Tensor, Tensor][] =
+    want.length > 0 ? got.map((g, i) => [`output ${i}`, g, want[i]!]) : beIn.map((g, i) => [`input ${i}`, g, refIn[i]!]);
+  if (got.length !== want.length) return [`${head}: ${got.length} outputs, want ${want.length}`];
+  const bad: string[] = [];
+  for (const [name, g, w] of pairs) {
+    if (g.dtype !== 'f32') bad.push(`${name}: dtype ${g.dtype}, want f32`);
+    const r = compare(name, g, w, tol);
+    if (r) bad.push(r);
+  }
+  return bad.map((b) => `${head}: ${b}`);
+}
+
+const others = availableBackends().filter((n) => n !== 'ref');
+const cpuStatus = backendStatus().find((s) => s.name === 'cpu');
+
+test('the case table covers every op', () => {
+  for (const op of OP_NAMES) assert.ok(CASES[op].length > 0, `no conformance case for ${op}`);
+  assert.equal(Object.keys(CASES).length, OP_NAMES.length);
+});
+
+if (others.length === 0) {
+  const reason = `no non-ref backend available (cpu: ${cpuStatus?.reason ?? 'unknown'})`;
+  console.log(`conformance: skipped, ${reason}`);
+  test('backend conformance', { skip: reason }, () => {});
+}
+
+for (const name of others) {
+  const be = getBackend(name);
+  const cpu = name === 'cpu' ? (be as CpuBackend) : null;
+  test(`${name}: supports() and delegation`, () => {
+    for (const op of OP_NAMES) assert.equal(be.supports(op, 'f32'), true, `${name} should run ${op} natively on f32`);
+    // f64 (gradient checks) is delegated to ref and gives ref's result exactly.
+    const rng = mulberry32(7);
+    const a = Tensor.rand([3, 5], rng, -1, 1, 'f64');
+    const b = Tensor.rand([5, 2], rng, -1, 1, 'f64');
+    const [c] = be.run('matmul', [a, b], { transA: false, transB: false });
+    const [r] = refBackend.run('matmul', [a, b], { transA: false, transB: false });
+    assert.equal(c.dtype, 'f64');
+    assert.deepEqual(Array.from(c.data), Array.from(r.data));
+  });
+
+  test(`${name}: invalid input is a thrown error naming the op and shapes`, () => {
+    const a = Tensor.zeros([2, 3]);
+    const b = Tensor.zeros([4, 5]);
+    assert.throws(() => be.run('matmul', [a, b], { transA: false, transB: false }), /cpu\.matmul: .*\[2, 3\].*\[4, 5\]/);
+    assert.throws(() => be.run('embedding', [Tensor.zeros([3, 2])], { ids: Int32Array.of(3) }), /cpu\.embedding: ids\[0\] = 3/);
+  });
+
+  for (const op of OP_NAMES) {
+    test(`${name}: ${op} matches ref`, () => {
+      const cases = CASES[op] as Case<typeof op>[];
+      const failures: string[] = [];
+      cases.forEach((c, i) => {
+        const seed = 1000 * (OP_NAMES.indexOf(op) + 1) + i;
+        failures.push(...runCase(be, op, c, seed));
+        if (c.big && cpu) {
+          const n = cpu.threads;
+          for (const t of [1, 3]) {
+            cpu.setThreads(t);
+            try {
+              failures.push(...runCase(be, op, c, seed).map((f) => `(threads=${t}) ${f}`));
+            } finally {
+              cpu.setThreads(n);
+            }
+          }
+        }
+        // With OpenBLAS loaded, matmul cases run again on the own packed kernel.
+        if (op === 'matmul' && cpu && cpu.blasInfo().blasEnabled) {
+          cpu.setBlasEnabled(false);
+          try {
+            failures.push(...runCase(be, op, c, seed).map((f) => `(own sgemm) ${f}`));
+          } finally {
+            cpu.setBlasEnabled(true);
+          }
+        }
+      });
+      if (failures.length > 0) {
+        for (const f of failures) console.log(f);
+        assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The native boundary: bad arguments reaching the addon directly are thrown errors, never a crash.
+
+const cpuBe = loadCpuBackend();
+test('cpu addon: malformed calls throw', { skip: !cpuBe.available && `cpu backend unavailable: ${cpuStatus?.reason}` }, () => {
+  const req = createRequire(import.meta.url);
+  const addon = req('../../build/Release/mla_cpu.node') as {
+    run(op: string, params: Float64Array, ...arrays: unknown[]): void;
+  };
+  const P = (...v: number[]) => Float64Array.from(v);
+  const f = (n: number) => new Float32Array(n);
+  assert.throws(() => addon.run('matmul', P(1, 2, 2, 2, 0, 0, 0), f(4), f(3), f(4)), /matmul: array argument 1 has 3 elements, expected 4/);
+  assert.throws(() => addon.run('matmul', P(1, 2, 2, 2, 0, 0, 0), f(4), new Int32Array(4), f(4)), /must be a Float32Array/);
+  assert.throws(() => addon.run('matmul', P(1, 2, 2.5, 2, 0, 0, 0), f(4), f(4), f(4)), /not an integer/);
+  assert.throws(() => addon.run('matmul', P(1, 2), f(4), f(4), f(4)), /missing parameter/);
+  assert.throws(() => addon.run('noSuchOp', P()), /no native kernel/);
+  assert.throws(() => addon.run('embedding', P(2, 1, 1), f(2), Int32Array.of(5), f(1)), /outside \[0, 2\)/);
+  assert.throws(() => addon.run('writeAt', P(3), f(4), f(2)), /past the end/);
+  assert.throws(() => addon.run('add', P(1, 4, 1, 1), f(4), f(2), f(4)), /reach past/);
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The LAPACK linear algebra provider against the TypeScript one.
+
+function matmulF64(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let p = 0; p < k; p++) {
+      const x = a[i * k + p]!;
+      for (let j = 0; j < n; j++) c[i * n + j] = c[i * n + j]! + x * b[p * n + j]!;
+    }
+  }
+  return c;
+}
+
+const lapackSkip = !cpuBe.available
+  ? `cpu backend unavailable: ${cpuStatus?.reason}`
+  : cpuBe.linalg.name !== 'lapack'
+    ? `LAPACKE not loaded (${cpuBe.blasInfo().lapackReason}); linalg is ${cpuBe.linalg.name}`
+    : false;
+if (lapackSkip) console.log(`conformance: linalg provider test skipped, ${lapackSkip}`);
+
+test('cpu linalg (LAPACK) matches the TypeScript provider', { skip: lapackSkip }, () => {
+  if (!cpuBe.available) return;
+  const la = cpuBe.linalg;
+  const rng = mulberry32(99);
+  for (const [m, n] of [[40, 25], [25, 40], [1, 7], [33, 33]] as [number, number][]) {
+    const a = Float64Array.from({ length: m * n }, () => 2 * rng() - 1);
+    const r = la.svd(a, m, n);
+    const t = tsLinalg.svd(a, m, n);
+    assert.equal(r.k, Math.min(m, n));
+    // U·diag(s)·Vᵀ reconstructs A; singular values descend and equal the TypeScript ones; U has orthonormal columns.
+    const us = r.u.map((x, i) => x * r.s[i % r.k]!);
+    assert.ok(relError(matmulF64(us, r.vt, m, r.k, n), a) < 1e-12, `svd ${m}×${n} reconstruction`);
+    assert.ok(relError(r.s, t.s) < 1e-10, `svd ${m}×${n} singular values vs ts`);
+    for (let i = 1; i < r.k; i++) assert.ok(r.s[i - 1]! >= r.s[i]!, 'descending');
+    const ut = new Float64Array(r.k * m);
+    for (let i = 0; i < m; i++) for (let j = 0; j < r.k; j++) ut[j * m + i] = r.u[i * r.k + j]!;
+    const eye = Float64Array.from({ length: r.k * r.k }, (_, i) => (i % (r.k + 1) === 0 ? 1 : 0));
+    assert.ok(relError(matmulF64(ut, r.u, r.k, m, r.k), eye) < 1e-12, `svd ${m}×${n} U orthonormal`);
+  }
+  for (const n of [1, 7, 33]) {
+    const x = Float64Array.from({ length: n * n }, () => 2 * rng() - 1);
+    const a = x.map((_, i) => x[i]! + x[(i % n) * n + Math.floor(i / n)]!);
+    const r = la.eigh(a, n);
+    const t = tsLinalg.eigh(a, n);
+    assert.ok(relError(r.values, t.values) < 1e-10, `eigh ${n} values vs ts`);
+    for (let i = 1; i < n; i++) assert.ok(r.values[i - 1]! >= r.values[i]!, 'descending');
+    const av = matmulF64(a, r.vectors, n, n, n);
+    const vl = r.vectors.map((v, i) => v * r.values[i % n]!);
+    assert.ok(relError(av, vl) < 1e-10, `eigh ${n}: A·V = V·Λ`);
+  }
+});
