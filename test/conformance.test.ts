@@ -99,6 +99,7 @@ const CASES: Table = {
     mm('many small (parallel over batch)', [33], [33], 9, 7, 5, false, true),
     mm('batched threaded', [2], [2], 65, 300, 33, true, false, true),
     mm('shared weight folded, threaded', [3, 65], [], 1, 257, 129, false, true, true),
+    mm('N past one column block (NC = 3072)', [], [], 7, 17, 3100, false, false),
     mm('K=0', [], [], 3, 0, 4, false, false),
     mm('M=0', [2], [], 0, 5, 4, false, false),
   ],
@@ -201,6 +202,7 @@ const CASES: Table = {
     attn('MQA', 2, 3, 3, 5, 1, 16, 16, { scale: 0.25, qOffset: 0, kvLen: 3, vDim: 16 }),
     attn('qOffset, kvLen < S, vDim < Dvs', 2, 3, 17, 4, 2, 16, 20, { scale: 0.25, qOffset: 10, kvLen: 13, vDim: 12 }),
     attn('decode', 1, 1, 65, 4, 1, 32, 32, { scale: 0.18, qOffset: 64, kvLen: 65, vDim: 32 }),
+    attn('two query rows', 1, 2, 70, 2, 1, 16, 16, { scale: 0.25, qOffset: 60, kvLen: 70, vDim: 16 }),
     attn('queries past kvLen', 1, 9, 33, 2, 2, 16, 16, { scale: 0.25, qOffset: 20, kvLen: 24, vDim: 16 }),
     attn('vDim 0', 1, 3, 3, 2, 1, 4, 4, { scale: 0.5, qOffset: 0, kvLen: 3, vDim: 0 }),
     // Scores up to ±144: the online softmax must rescale correctly.
@@ -302,12 +304,16 @@ function describeParams(p: object): string {
   );
 }
 
+/** Worst relative error seen in the current op's cases (reported as a test diagnostic). */
+let worst = 0;
+
 /** Compares one output; returns a failure line or null. */
 function compare(name: string, got: Tensor, want: Tensor, tol: number): string | null {
   if (got.shape.join(',') !== want.shape.join(',')) {
     return `${name}: shape [${got.shape.join(', ')}], want [${want.shape.join(', ')}]`;
   }
   const err = relError(got.data, want.data);
+  if (!(err <= worst)) worst = err;
   if (err <= tol) return null;
   let rms = 0;
   for (let i = 0; i < want.size; i++) rms += want.data[i]! ** 2;
@@ -391,9 +397,10 @@ for (const name of others) {
   });
 
   for (const op of OP_NAMES) {
-    test(`${name}: ${op} matches ref`, () => {
+    test(`${name}: ${op} matches ref`, (t) => {
       const cases = CASES[op] as Case<typeof op>[];
       const failures: string[] = [];
+      worst = 0;
       cases.forEach((c, i) => {
         const seed = 1000 * (OP_NAMES.indexOf(op) + 1) + i;
         failures.push(...runCase(be, op, c, seed));
@@ -418,6 +425,7 @@ for (const name of others) {
           }
         }
       });
+      t.diagnostic(`${cases.length} cases, worst rel error ${worst.toExponential(2)}`);
       if (failures.length > 0) {
         for (const f of failures) console.log(f);
         assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);

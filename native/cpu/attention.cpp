@@ -148,16 +148,25 @@ void op_attention(const Call& c) {
     }
     std::fill(acc, acc + nr * d.Dv, 0.0f);
     const int64_t maxVis = d.visible(t0 + nr - 1);
+    // One or two query rows (decode): direct dot products; transposing the key block would cost as much as using it.
+    const bool direct = nr <= 2;
+    const int64_t kStride = d.Hkv * d.Dk;
     for (int64_t kb = 0; kb < maxVis; kb += TK) {
       const int64_t kn = std::min(TK, maxVis - kb);
-      transpose_block(k + ((b * d.S + kb) * d.Hkv + g) * d.Dk, d.Hkv * d.Dk, kn, d.Dk, Kt);
+      const float* kblk = k + ((b * d.S + kb) * d.Hkv + g) * d.Dk;
+      if (!direct) transpose_block(kblk, kStride, kn, d.Dk, Kt);
       for (int64_t r = 0; r < nr; r++) {
         const int64_t t = t0 + r;
         const int64_t lim = std::min(d.visible(t) - kb, kn);
         live[r] = lim > 0;
         if (!live[r]) continue;
         float* sr = Sc + r * TK;
-        row_dots(q + ((b * d.T + t) * d.H + h) * d.Dk, d.Dk, Kt, sr);
+        const float* qr = q + ((b * d.T + t) * d.H + h) * d.Dk;
+        if (direct) {
+          for (int64_t j = 0; j < lim; j++) sr[j] = dot_f32(qr, kblk + j * kStride, d.Dk);
+        } else {
+          row_dots(qr, d.Dk, Kt, sr);
+        }
         float bm = kNegInf;
         for (int64_t j = 0; j < lim; j++) {
           sr[j] *= d.scale;

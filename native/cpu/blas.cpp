@@ -32,7 +32,8 @@ static BlasLib load() {
     if (!lib.sgemm) {
       lib.blas_reason = "libopenblas.so.0 has no cblas_sgemm";
     } else {
-      lib.blas_name = cfg ? std::string("OpenBLAS ") + cfg() : std::string("OpenBLAS");
+      const char* c = cfg ? cfg() : nullptr;  // "OpenBLAS 0.3.21 DYNAMIC_ARCH … Haswell …"
+      lib.blas_name = c && std::strncmp(c, "OpenBLAS", 8) == 0 ? std::string(c) : std::string("OpenBLAS ") + (c ? c : "");
       if (lib.set_threads) lib.set_threads(num_threads());
     }
   } else {

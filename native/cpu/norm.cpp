@@ -57,10 +57,10 @@ void op_rmsnorm_backward(const Call& c) {
         float* dxr = dx + n * C;
         const double r = rstd[n];
         for (int64_t i = 0; i < C; i++) dyw[i] = dyr[i] * w[i];
-        const double mean = dot_f64(dyw.data(), xr, C) * r / static_cast<double>(C);
+        // k = r²·(1/C)·Σ dy·w·x
+        const double k = r * r * dot_f64(dyw.data(), xr, C) / static_cast<double>(C);
         const float rf = static_cast<float>(r);
-        const float k = static_cast<float>(r * r * mean);
-        for (int64_t i = 0; i < C; i++) dxr[i] = rf * (dyw[i] - xr[i] * k);
+        for (int64_t i = 0; i < C; i++) dxr[i] = rf * (dyw[i] - xr[i] * static_cast<float>(k));
         for (int64_t i = 0; i < C; i++) acc[i] += static_cast<double>(dyr[i]) * xr[i] * r;
       }
     }

@@ -65,6 +65,9 @@ export interface CpuBackend extends Backend {
   setThreads(n: number): number;
   /** Switch OpenBLAS off (own kernels) or back on; returns whether it is now used. For benchmarks. */
   setBlasEnabled(on: boolean): boolean;
+  /** C = op(A)·op(B) into a preallocated c (M·N), no allocation: the timed call of bench/sgemm.ts.
+   *  a is (M, K) or (K, M) when transA, b is (K, N) or (N, K) when transB; lengths are checked natively. */
+  sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array, transA?: boolean, transB?: boolean): void;
 }
 
 /** build/Release/mla_cpu.node of the package this file belongs to (works from src/ and from dist/src/). */
@@ -390,6 +393,9 @@ function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
     },
     setBlasEnabled(on: boolean): boolean {
       return addon.setBlasEnabled(on);
+    },
+    sgemm(M, N, K, a, b, c, transA = false, transB = false): void {
+      addon.run('matmul', P(1, M, N, K, transA ? 1 : 0, transB ? 1 : 0, 0), a, b, c);
     },
   };
   return backend;
