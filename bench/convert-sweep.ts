@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { openModel } from '../src/infer/open.js';
 import { Model } from '../src/model/model.js';
 import { perplexity } from '../src/eval/perplexity.js';
-import { convert } from '../src/convert/convert.js';
+import { convert, NOPE_INITS } from '../src/convert/convert.js';
 import { ROPE_METHODS } from '../src/convert/rope-select.js';
 import { BASIS_METHODS } from '../src/convert/basis.js';
 
@@ -30,26 +30,26 @@ const base = perplexity(teacher, ids, ctx);
 const settings: [number, number][] = [[2, 4], [4, 4], [6.4, 4], [10, 2]];
 const rows: string[][] = [];
 process.stderr.write(`teacher perplexity ${base.perplexity.toFixed(3)} on ${base.tokens} tokens\n`);
-for (const basis of BASIS_METHODS) {
+for (const nopeInit of NOPE_INITS) for (const basis of BASIS_METHODS) {
   for (const method of ROPE_METHODS) {
-    const row: string[] = [method, basis];
+    const row: string[] = [method, basis, nopeInit];
     for (const [ratio, ropeDim] of settings) {
       const r = convert(teacher, opened.tokenizer, {
-        plan: { kind: 'ratio', ratio }, ropeDim, ropeMethod: method, basis, qRank: null, latentNorm: false, keepLayers: [],
+        plan: { kind: 'ratio', ratio }, ropeDim, ropeMethod: method, basis, qRank: null, latentNorm: false, nopeInit, keepLayers: [],
         calib: { samples: 32, length: 256, seed: 1234 },
       });
       const student = Model.fromWeights(r.config, r.weights, teacher.be);
       const p = perplexity(student, ids, ctx);
       const rank = r.layers[0]!.kvRank!;
       row.push(`${p.perplexity.toFixed(2)}`);
-      if (values.json) process.stdout.write(JSON.stringify({ method, basis, ratio: r.compression, kv_rank: rank, rope_dim: ropeDim, ppl: p.perplexity }) + '\n');
-      process.stderr.write(`${method} ${basis} ${r.compression.toFixed(2)}× (${rank}+${ropeDim}): ${p.perplexity.toFixed(3)}\n`);
+      if (values.json) process.stdout.write(JSON.stringify({ method, basis, nope_init: nopeInit, ratio: r.compression, kv_rank: rank, rope_dim: ropeDim, ppl: p.perplexity }) + '\n');
+      process.stderr.write(`${method} ${basis} ${nopeInit} ${r.compression.toFixed(2)}× (${rank}+${ropeDim}): ${p.perplexity.toFixed(3)}\n`);
     }
     rows.push(row);
   }
 }
 if (!values.json) {
-  const head = ['rope method', 'basis', ...settings.map(([x, d]) => `${x}× (r_kv ${Math.round((2 * 32) / x - d)} + d_r ${d})`)];
+  const head = ['rope method', 'basis', 'no-rope init', ...settings.map(([x, d]) => `${x}× (r_kv ${Math.round((2 * 32) / x - d)} + d_r ${d})`)];
   const lines = [`teacher perplexity: ${base.perplexity.toFixed(2)} (${base.tokens} tokens, windows of ${ctx})`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
   process.stdout.write(lines.join('\n') + '\n');

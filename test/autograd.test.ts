@@ -73,7 +73,7 @@ for (const scale of [1, 8]) {
 test('whole-model gradients match finite differences: converted hybrid MLA student (latent norm, low-rank q)', () => {
   const t2 = randomLlama(23, false);
   const r2 = convert(t2, null, {
-    plan: { kind: 'rank', rank: 10 }, ropeDim: 4, ropeMethod: 'transmla', basis: 'activation', qRank: 16, latentNorm: true,
+    plan: { kind: 'rank', rank: 10 }, ropeDim: 4, ropeMethod: 'transmla', basis: 'activation', qRank: 16, latentNorm: true, nopeInit: 'mean-rotation',
     keepLayers: [1], calib: { samples: 2, length: 24, seed: 1 },
   });
   const m = Model.fromWeights(r2.config, r2.weights, ref64);

@@ -24,7 +24,7 @@ const be = getBackend('ref');
 
 function opts(over: Partial<ConvertOptions>): ConvertOptions {
   return {
-    plan: { kind: 'ratio', ratio: 4 }, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, keepLayers: [],
+    plan: { kind: 'ratio', ratio: 4 }, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, nopeInit: 'mean-rotation', keepLayers: [],
     calib: { samples: 3, length: 48, seed: 7 }, ...over,
   };
 }

@@ -1,12 +1,12 @@
 // mla convert MODEL --out DIR [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--basis weight|activation] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
 import { openModel } from '../infer/open.js';
-import { convert, needsCalibration, type ConvertOptions, type ConvertResult, type RankPlan } from '../convert/convert.js';
+import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { saveModelDir } from '../io/deepseek.js';
@@ -25,6 +25,7 @@ export const convertOptions = {
   basis: { type: 'string', default: 'activation' },
   'q-rank': { type: 'string' },
   'latent-norm': { type: 'boolean', default: false },
+  'nope-init': { type: 'string', default: 'mean-rotation' },
   'keep-layers': { type: 'string' },
   calib: { type: 'string' },
   'calib-samples': { type: 'string' },
@@ -48,6 +49,8 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
   const basis = v.basis as BasisMethod;
   if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
+  const nopeInit = v['nope-init'] as NopeInit;
+  if (!NOPE_INITS.includes(nopeInit)) throw new UserError(`--nope-init: expected ${NOPE_INITS.join(', ')}, got '${nopeInit}'`);
   const keepLayers = v['keep-layers']
     ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices'))
     : [];
@@ -58,6 +61,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     basis,
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
+    nopeInit,
     keepLayers,
     calib: {
       file: v.calib,

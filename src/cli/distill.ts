@@ -43,7 +43,7 @@ export const distillOptions = {
 } as const;
 
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
-export const DISTILL_DEFAULTS = { seq: 128, batch: 16, tokens: 2_500_000, lr: 3e-3, selfGenerate: 2048, evalSamples: 32 };
+export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
 
 type Values = ReturnType<typeof parse<typeof distillOptions>>['values'];
 

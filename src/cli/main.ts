@@ -10,7 +10,9 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   generate: { summary: 'generate text (stdout: prompt + continuation)', load: async () => (await import('./generate.js')).generateCommand },
   convert: { summary: 'convert a GQA/MHA model into MLA (SVD/PCA init)', load: async () => (await import('./convert.js')).convertCommand },
   distill: { summary: 'distil a converted student from its teacher (forward KL)', load: async () => (await import('./distill.js')).distillCommand },
+  export: { summary: 'export to GGUF (llama.cpp) or the stock DeepSeek-V3 layout (transformers, vLLM)', load: async () => (await import('./export.js')).exportCommand },
   ppl: { summary: 'perplexity on a text file', load: async () => (await import('./ppl.js')).pplCommand },
+  eval: { summary: 'zero-shot multiple-choice tasks (acc, acc_norm)', load: async () => (await import('./eval.js')).evalCommand },
 };
 
 export function usage(): string {

@@ -22,6 +22,10 @@ export interface LayerStats {
   mean: Float64Array;
   /** (C, C) E[x xᵀ], row-major. */
   second: Float64Array;
+  /** (H, Tmax) for GQA layers: the teacher's attention mass at each query−key distance Δ, per query head (rows sum
+   *  to 1). The mean rotation E[R(−ωΔ)] of a rope pair under it is the best fixed stand-in for rotations dropped. */
+  relDist?: Float64Array;
+  maxDist?: number;
 }
 
 export interface CalibrationOptions {
@@ -70,12 +74,23 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
   const { config: cfg, be, F } = model;
   const C = cfg.hiddenSize;
   const stats: LayerStats[] = cfg.layers.map(() => ({ n: 0, mean: new Float64Array(C), second: new Float64Array(C * C) }));
+  const maxDist = Math.max(...seqs.map((q) => q.length));
+  const H = cfg.numHeads;
+  cfg.layers.forEach((a, l) => {
+    if (a.kind === 'gqa') {
+      stats[l]!.relDist = new Float64Array(H * maxDist);
+      stats[l]!.maxDist = maxDist;
+    }
+  });
   noGrad(() => {
     for (const seq of seqs) {
       const hidden: Var[] = [];
       forward(model, Int32Array.from(seq), 1, seq.length, { collectHidden: hidden });
       hidden.forEach((h, l) => {
-        const x = F.rmsnorm(h, model.p(`${layerPrefix(l)}.input_layernorm.weight`), cfg.rmsNormEps).value; // (T, C)
+        const xv = F.rmsnorm(h, model.p(`${layerPrefix(l)}.input_layernorm.weight`), cfg.rmsNormEps);
+        const x = xv.value; // (T, C)
+        const attn = cfg.layers[l]!;
+        if (attn.kind === 'gqa') accumulateDistances(model, l, attn.numKvHeads, attn.headDim, attn.qkvBias, xv, stats[l]!.relDist!, maxDist);
         const xtx = be.run('matmul', [x, x], { transA: true, transB: false })[0]; // (C, C)
         const st = stats[l]!;
         for (let i = 0; i < C * C; i++) st.second[i]! += xtx.data[i]!;
@@ -89,8 +104,44 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
   for (const st of stats) {
     for (let i = 0; i < C * C; i++) st.second[i]! /= st.n;
     for (let c = 0; c < C; c++) st.mean[c]! /= st.n;
+    if (st.relDist) for (let i = 0; i < st.relDist.length; i++) st.relDist[i]! /= st.n;
   }
   return stats;
+}
+
+/** Add the teacher's causal attention mass at each distance Δ = t − s, per query head, for one sequence. */
+function accumulateDistances(
+  model: Model, l: number, Hkv: number, D: number, bias: boolean, x: Var, relDist: Float64Array, maxDist: number,
+): void {
+  const { config: cfg, F, be } = model;
+  const H = cfg.numHeads;
+  const T = x.shape[0]!;
+  const p = `${layerPrefix(l)}.self_attn`;
+  const pos = Int32Array.from({ length: T }, (_, t) => t);
+  const inv = model.invFreq[l]!;
+  const proj = (n: string, heads: number) =>
+    F.rope(F.reshape(F.linear(x, model.p(`${p}.${n}.weight`), bias ? model.p(`${p}.${n}.bias`) : null), [1, T, heads, D]), pos, inv, cfg.ropePairing).value;
+  const q = be.run('permute', [proj('q_proj', H).reshape([T, H, D])], { perm: [1, 0, 2] })[0]; // (H, T, D)
+  const k = be.run('permute', [proj('k_proj', Hkv).reshape([T, Hkv, D])], { perm: [1, 0, 2] })[0]; // (Hkv, T, D)
+  const scale = 1 / Math.sqrt(D);
+  const row = new Float64Array(T);
+  for (let h = 0; h < H; h++) {
+    const g = Math.floor((h * Hkv) / H);
+    const qh = q.data.subarray(h * T * D, (h + 1) * T * D);
+    const kg = k.data.subarray(g * T * D, (g + 1) * T * D);
+    for (let t = 0; t < T; t++) {
+      let max = -Infinity;
+      for (let s = 0; s <= t; s++) {
+        let d = 0;
+        for (let i = 0; i < D; i++) d += qh[t * D + i]! * kg[s * D + i]!;
+        row[s] = d * scale;
+        if (row[s]! > max) max = row[s]!;
+      }
+      let z = 0;
+      for (let s = 0; s <= t; s++) z += row[s] = Math.exp(row[s]! - max);
+      for (let s = 0; s <= t; s++) relDist[h * maxDist + (t - s)]! += row[s]! / z;
+    }
+  }
 }
 
 /** Identity moments: energies become plain weight norms (data-free conversion). */

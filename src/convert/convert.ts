@@ -19,8 +19,12 @@ import { calibrationSequences, collectStats, crossMoment, identityStats, type Ca
 import { selectRope, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod } from './rope-select.js';
 import { energyKept, factorize, type BasisMethod } from './basis.js';
 import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
+import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../cli/progress.js';
 import { silentProgress } from '../cli/progress.js';
+
+export type NopeInit = 'mean-rotation' | 'identity';
+export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
 
 export type RankPlan = { kind: 'rank'; rank: number } | { kind: 'ratio'; ratio: number } | { kind: 'energy'; delta: number };
 
@@ -33,6 +37,9 @@ export interface ConvertOptions {
   /** Low-rank query (q_a_proj / q_a_layernorm / q_b_proj); null keeps a full q_proj. */
   qRank: number | null;
   latentNorm: boolean;
+  /** How the no-rope path treats the rotations it drops: 'mean-rotation' replaces each dropped pair's rotation by its
+   *  expectation under the teacher's attention distances (calibrated); 'identity' drops it (X-EcoMLA, MHA2MLA). */
+  nopeInit: NopeInit;
   /** Layers kept as original attention. */
   keepLayers: number[];
   calib: CalibrationOptions;
@@ -62,7 +69,7 @@ export interface ConvertResult {
 
 /** Does this conversion need calibration activations? */
 export function needsCalibration(o: ConvertOptions): boolean {
-  return o.ropeMethod !== 'ecomla' || o.basis === 'activation' || o.latentNorm || o.qRank !== null;
+  return o.ropeMethod !== 'ecomla' || o.basis === 'activation' || o.latentNorm || o.qRank !== null || o.nopeInit === 'mean-rotation';
 }
 
 export function convert(
@@ -287,6 +294,7 @@ function convertLayer(
       }
     });
   }
+  if (opts.nopeInit === 'mean-rotation') applyMeanRotation(Q, qb, st, cfg.ropeInvFreq, pairing, H, D, Dq, C);
   if (opts.qRank === null) {
     put('q_proj.weight', [H * Dq, C], Q);
     if (qb) put('q_proj.bias', [H * Dq], qb);
@@ -315,4 +323,43 @@ function convertLayer(
     ropeInvFreq: comps.map((c) => invFreq[c.pair]!),
   };
   return { attn, tensors, energyKept: energyKept(fact.spectrum, R) };
+}
+
+/**
+ * In the no-rope query rows (D per head), replace each pair's dropped rotation by its mean under the teacher's
+ * attention distances: q·R(−ωΔ)·k ≈ q·E[R(−ωΔ)]·k = (Mᵀq)·k with M = [[c, s], [−s, c]], c = E cos ωΔ, s = E sin ωΔ.
+ * High frequencies average out (c, s → 0), low ones stay (c → 1). Exact parts of the key are unaffected: where the
+ * rope key carries every component, the no-rope keys are zero.
+ */
+function applyMeanRotation(
+  Q: Float64Array, qb: Float64Array | null, st: LayerStats, invFreq: number[], pairing: RopePairing, H: number, D: number, Dq: number, C: number,
+): void {
+  if (!st.relDist || !st.maxDist) throw new Error('mean-rotation needs calibration attention distances');
+  const n = st.maxDist;
+  for (let h = 0; h < H; h++) {
+    for (let j = 0; j < D / 2; j++) {
+      let c = 0;
+      let s = 0;
+      for (let d = 0; d < n; d++) {
+        const w = st.relDist[h * n + d]!;
+        c += w * Math.cos(invFreq[j]! * d);
+        s += w * Math.sin(invFreq[j]! * d);
+      }
+      const [ra, rb] = pairRows(pairing, D, j);
+      const ia = (h * Dq + ra) * C;
+      const ib = (h * Dq + rb) * C;
+      for (let k = 0; k < C; k++) {
+        const a = Q[ia + k]!;
+        const b = Q[ib + k]!;
+        Q[ia + k] = c * a - s * b;
+        Q[ib + k] = s * a + c * b;
+      }
+      if (qb) {
+        const a = qb[h * Dq + ra]!;
+        const b = qb[h * Dq + rb]!;
+        qb[h * Dq + ra] = c * a - s * b;
+        qb[h * Dq + rb] = s * a + c * b;
+      }
+    }
+  }
 }

@@ -31,6 +31,15 @@ export function sampleToken(logits: ArrayLike<number>, temperature: number, topP
   const probs = new Float64Array(V);
   let z = 0;
   for (let i = 0; i < V; i++) z += probs[i] = Math.exp((logits[i]! - max) / temperature);
+  if (topP >= 1) {
+    // Plain sampling from the whole distribution: no sort needed.
+    let r = rng() * z;
+    for (let i = 0; i < V; i++) {
+      r -= probs[i]!;
+      if (r <= 0) return i;
+    }
+    return V - 1;
+  }
   const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => probs[b]! - probs[a]!);
   // Smallest prefix of the sorted distribution whose mass reaches topP.
   let mass = 0;

@@ -1,0 +1,38 @@
+// Export an MLA model as a stock DeepSeek-V3 directory (config.json without our extra key + safetensors +
+// tokenizer) that transformers loads as DeepseekV3ForCausalLM without custom code, and vLLM/SGLang read with
+// their DeepSeek-V3 classes. Rope rows are reordered to adjacent pairs (rope_interleave true) when the model
+// uses half-split pairing; ranks are padded with --pad-ranks; everything else stock cannot say is refused.
+
+import type { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from '../model/config.js';
+import { saveModelDir } from '../io/deepseek.js';
+import type { SafetensorsDtype } from '../io/safetensors.js';
+import { toStockMla } from './stock.js';
+
+export interface HfExportOptions {
+  dtype?: SafetensorsDtype;
+  padRanks?: boolean;
+  overwrite?: boolean;
+  /** Tokenizer files to copy in (see cli/convert.ts tokenizerFiles). */
+  copyFiles?: { from: string; name: string }[];
+  source?: string;
+}
+
+export interface HfExportReport {
+  config: ModelConfig;
+  notes: string[];
+}
+
+/** Write `dir` in the stock DeepSeek-V3 layout (atomically), or refuse with every reason at once. */
+export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: HfExportOptions = {}): HfExportReport {
+  const source = opts.source ?? 'model';
+  const stock = toStockMla(cfg, weights, 'hf', opts.padRanks ?? false, source);
+  saveModelDir(dir, stock.config, stock.weights, {
+    dtype: opts.dtype ?? 'F32',
+    overwrite: opts.overwrite ?? false,
+    copyFiles: opts.copyFiles ?? [],
+    stock: true,
+    metadata: { mla_upcycle_source: source },
+  });
+  return { config: stock.config, notes: stock.notes };
+}
