@@ -2,7 +2,7 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
 import { openModel } from '../infer/open.js';
@@ -86,6 +86,18 @@ export function convertReport(r: ConvertResult): string {
   ].join('\n');
 }
 
+/** conversion.json: how a directory was made, with the per-layer spectra (read by `mla compare`). */
+export const CONVERSION_RECORD = 'conversion.json';
+
+export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
+  const rec = {
+    source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
+    q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
+    teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
+  };
+  writeFileSync(join(dir, CONVERSION_RECORD), JSON.stringify(rec) + '\n');
+}
+
 /** Tokenizer files to carry into an output directory (a llama2.c tokenizer is stored as tokenizer.bin). */
 export function tokenizerFiles(modelPath: string, tokenizer: string | undefined): { from: string; name: string }[] {
   if (tokenizer) {
@@ -119,8 +131,9 @@ export async function convertCommand(argv: string[]): Promise<void> {
     copyFiles: tokFiles,
     metadata: { mla_upcycle_source: path },
   });
+  writeConversionRecord(values.out, path, opts, r);
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers, teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
   } else {
     process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
   }

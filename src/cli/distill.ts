@@ -12,7 +12,7 @@ import { UserError } from '../io/errors.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from '../train/data.js';
 import { distill, type DistillSettings, type TrainScope } from '../train/distill.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
-import { tokenizerFiles } from './convert.js';
+import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
 
 export const distillOptions = {
@@ -136,7 +136,11 @@ export async function distillCommand(argv: string[]): Promise<void> {
     evalSeqs,
     settings,
     outDir,
-    copyFiles: tokenizerFiles(teacherPath, tokenizerPath),
+    copyFiles: [
+      ...tokenizerFiles(teacherPath, tokenizerPath),
+      // Keep how the student was made (spectra for `mla compare`).
+      ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
+    ],
     resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
     progress: { tick: (n = 1) => bar.tick(n, lastEval), end: () => bar.end() },
     onLog: (l) => {

@@ -6,11 +6,13 @@ import { UserError } from '../io/errors.js';
 type Command = (argv: string[]) => Promise<void>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  demo: { summary: 'the whole job on the bundled stories260K: convert, distil, compare, report.md', load: async () => (await import('./demo.js')).demoCommand },
   info: { summary: 'architecture, parameters, per-layer attention, KV bytes per token', load: async () => (await import('./info.js')).infoCommand },
   generate: { summary: 'generate text (stdout: prompt + continuation)', load: async () => (await import('./generate.js')).generateCommand },
   convert: { summary: 'convert a GQA/MHA model into MLA (SVD/PCA init)', load: async () => (await import('./convert.js')).convertCommand },
   distill: { summary: 'distil a converted student from its teacher (forward KL)', load: async () => (await import('./distill.js')).distillCommand },
   export: { summary: 'export to GGUF (llama.cpp) or the stock DeepSeek-V3 layout (transformers, vLLM)', load: async () => (await import('./export.js')).exportCommand },
+  compare: { summary: 'compare a teacher and students (KV, perplexity, KL, tasks) and write a report', load: async () => (await import('./compare.js')).compareCommand },
   ppl: { summary: 'perplexity on a text file', load: async () => (await import('./ppl.js')).pplCommand },
   eval: { summary: 'zero-shot multiple-choice tasks (acc, acc_norm)', load: async () => (await import('./eval.js')).evalCommand },
 };

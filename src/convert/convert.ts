@@ -52,6 +52,8 @@ export interface LayerReport {
   ropeDim: number | null;
   /** Fraction of the basis energy kept (1 for kept layers). */
   energyKept: number;
+  /** Energy of each basis direction (σ² or PCA eigenvalues), descending; empty for kept layers. */
+  spectrum: number[];
   kvValuesPerToken: number;
   teacherValuesPerToken: number;
 }
@@ -99,7 +101,8 @@ export function convert(
   }
   const notes: string[] = [];
   const weights = new Map<string, Tensor>();
-  for (const [k, v] of model.params) weights.set(k, v.value);
+  // Copies: the converted model must not share buffers with its teacher (training updates weights in place).
+  for (const [k, v] of model.params) weights.set(k, v.value.clone());
   const layers: LayerAttention[] = [];
   const reports: LayerReport[] = [];
   const geometric = new Set<string>();
@@ -108,7 +111,7 @@ export function convert(
     const teacherValues = kvValuesPerToken(a);
     if (!convertSet[l]) {
       layers.push(a);
-      reports.push({ layer: l, kind: 'gqa', kvRank: null, ropeDim: null, energyKept: 1, kvValuesPerToken: teacherValues, teacherValuesPerToken: teacherValues });
+      reports.push({ layer: l, kind: 'gqa', kvRank: null, ropeDim: null, energyKept: 1, spectrum: [], kvValuesPerToken: teacherValues, teacherValuesPerToken: teacherValues });
       progress.layers.tick(1);
       return;
     }
@@ -120,7 +123,7 @@ export function convert(
     const expr = ropeExpressibility(out.attn.ropeInvFreq);
     geometric.add(expr.geometric ? 'geometric' : expr.why!);
     reports.push({
-      layer: l, kind: 'mla', kvRank: out.attn.kvRank, ropeDim, energyKept: out.energyKept,
+      layer: l, kind: 'mla', kvRank: out.attn.kvRank, ropeDim, energyKept: out.energyKept, spectrum: out.spectrum,
       kvValuesPerToken: kvValuesPerToken(out.attn), teacherValuesPerToken: teacherValues,
     });
     progress.layers.tick(1);
@@ -181,6 +184,7 @@ interface LayerOut {
   attn: MlaAttention;
   tensors: Map<string, Tensor>;
   energyKept: number;
+  spectrum: number[];
 }
 
 function convertLayer(
@@ -322,7 +326,7 @@ function convertLayer(
     latentNorm: opts.latentNorm, bias: hasBias,
     ropeInvFreq: comps.map((c) => invFreq[c.pair]!),
   };
-  return { attn, tensors, energyKept: energyKept(fact.spectrum, R) };
+  return { attn, tensors, energyKept: energyKept(fact.spectrum, R), spectrum: Array.from(fact.spectrum) };
 }
 
 /**

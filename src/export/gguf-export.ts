@@ -145,6 +145,15 @@ function llamaPlan(cfg0: ModelConfig, w0: Map<string, Tensor>, a: GqaAttention, 
   return { arch: 'llama', metadata, tensors: list.tensors, notes };
 }
 
+/**
+ * The factor llama.cpp's deepseek2 multiplies its softmax scale by under rope scaling with factor f (no YaRN
+ * keys): mscale = attn_factor·(1 + 0.1·ln f) with attn_factor 1 and yarn_log_multiplier 0, squared.
+ */
+export function llamaCppDeepseek2Mscale2(factor: number): number {
+  const m = 1 + 0.1 * Math.log(factor);
+  return m * m;
+}
+
 /** An all-MLA model as llama.cpp's `deepseek2` architecture (MLA mode: key_length_mla present). */
 function deepseek2Plan(cfg0: ModelConfig, w0: Map<string, Tensor>, dtype: GgufDtype, padRanks: boolean, name: string, source: string): GgufPlan {
   const stock = toStockMla(cfg0, w0, 'gguf', padRanks, source);
@@ -154,15 +163,21 @@ function deepseek2Plan(cfg0: ModelConfig, w0: Map<string, Tensor>, dtype: GgufDt
   const { hiddenSize: C, numHeads: H } = cfg;
   const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank } = a;
   const fit = geometricFit(a.ropeInvFreq)!;
+  const linear = Math.abs(fit.factor - 1) > 1e-9;
+  // llama.cpp's deepseek2 graph (verified with the llama.cpp bundled in node-llama-cpp 3.22.1) applies a linear
+  // rope scaling factor f to the angles exactly, but also multiplies the softmax scale by mscale² =
+  // (1 + 0.1·ln f)², a YaRN correction it applies whatever the scaling type. Dividing q by mscale² cancels it.
+  const qScale = linear ? 1 / llamaCppDeepseek2Mscale2(fit.factor) : 1;
+  const q = (t: Float32Array): Float32Array => (qScale === 1 ? t : t.map((x) => x * qScale));
   const list = new TensorList(dtype);
   addCommon(list, cfg, w, (i) => {
     const p = `${layerPrefix(i)}.self_attn`;
     if (qRank === null) {
-      list.add(`blk.${i}.attn_q.weight`, [C, H * (Dn + Dr)], get(w, `${p}.q_proj.weight`));
+      list.add(`blk.${i}.attn_q.weight`, [C, H * (Dn + Dr)], q(get(w, `${p}.q_proj.weight`)));
     } else {
       list.add(`blk.${i}.attn_q_a.weight`, [C, qRank], get(w, `${p}.q_a_proj.weight`));
       list.add(`blk.${i}.attn_q_a_norm.weight`, [qRank], get(w, `${p}.q_a_layernorm.weight`));
-      list.add(`blk.${i}.attn_q_b.weight`, [qRank, H * (Dn + Dr)], get(w, `${p}.q_b_proj.weight`));
+      list.add(`blk.${i}.attn_q_b.weight`, [qRank, H * (Dn + Dr)], q(get(w, `${p}.q_b_proj.weight`)));
     }
     list.add(`blk.${i}.attn_kv_a_mqa.weight`, [C, R + Dr], get(w, `${p}.kv_a_proj_with_mqa.weight`));
     list.add(`blk.${i}.attn_kv_a_norm.weight`, [R], get(w, `${p}.kv_a_layernorm.weight`));
@@ -198,10 +213,13 @@ function deepseek2Plan(cfg0: ModelConfig, w0: Map<string, Tensor>, dtype: GgufDt
     [`${arch}.expert_count`, kv.u32(0)],
     [`${arch}.expert_used_count`, kv.u32(0)],
   ]);
-  if (Math.abs(fit.factor - 1) > 1e-9) {
+  if (linear) {
     metadata.set(`${arch}.rope.scaling.type`, kv.str('linear'));
     metadata.set(`${arch}.rope.scaling.factor`, kv.f32(fit.factor));
-    notes.push(`rope: base ${fit.base.toPrecision(6)} with linear scaling factor ${fit.factor.toPrecision(6)}`);
+    notes.push(
+      `rope: base ${fit.base.toPrecision(6)} with linear scaling factor ${fit.factor.toPrecision(6)}; q divided by ` +
+        `${(1 / qScale).toPrecision(6)} to cancel the YaRN attention factor llama.cpp's deepseek2 applies to any rope scaling`,
+    );
   }
   if (list.fallback.length > 0) notes.push(`q8_0: ${list.fallback.length} tensor(s) with rows not a multiple of 32 written as f16 (${list.fallback.slice(0, 3).join(', ')}${list.fallback.length > 3 ? ', …' : ''})`);
   return { arch, metadata, tensors: list.tensors, notes };

@@ -9,6 +9,7 @@ import { layerPrefix } from '../model/weights.js';
 import { geometricInvFreq } from '../io/deepseek.js';
 import { formatError } from '../io/errors.js';
 import { ggufTensorToF32, readGguf, type GgufValue } from '../io/gguf.js';
+import { llamaCppDeepseek2Mscale2 } from './gguf-export.js';
 
 export interface GgufModel {
   config: ModelConfig;
@@ -91,6 +92,9 @@ export function importGguf(file: string): GgufModel {
     const st = md.get('deepseek2.rope.scaling.type');
     const factor = st && st.value === 'linear' ? num('deepseek2.rope.scaling.factor') : 1;
     ropeInvFreq = geometricInvFreq(theta, Dr, factor);
+    // As llama.cpp runs it: under rope scaling its softmax scale carries mscale² (see gguf-export.ts).
+    const qScale = factor === 1 ? 1 : llamaCppDeepseek2Mscale2(factor);
+    const q = (t: Float32Array): Float32Array => (qScale === 1 ? t : t.map((x) => x * qScale));
     layers = Array.from({ length: L }, () => ({
       kind: 'mla' as const, kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank: Rq === 0 ? null : Rq, latentNorm: true, bias: false,
       ropeInvFreq: ropeInvFreq.slice(),
@@ -98,11 +102,11 @@ export function importGguf(file: string): GgufModel {
     for (let i = 0; i < L; i++) {
       const p = `${layerPrefix(i)}.self_attn`;
       if (Rq === 0) {
-        put(`${p}.q_proj.weight`, [H * (Dn + Dr), C], tensor(`blk.${i}.attn_q.weight`, [C, H * (Dn + Dr)]));
+        put(`${p}.q_proj.weight`, [H * (Dn + Dr), C], q(tensor(`blk.${i}.attn_q.weight`, [C, H * (Dn + Dr)])));
       } else {
         put(`${p}.q_a_proj.weight`, [Rq, C], tensor(`blk.${i}.attn_q_a.weight`, [C, Rq]));
         put(`${p}.q_a_layernorm.weight`, [Rq], tensor(`blk.${i}.attn_q_a_norm.weight`, [Rq]));
-        put(`${p}.q_b_proj.weight`, [H * (Dn + Dr), Rq], tensor(`blk.${i}.attn_q_b.weight`, [Rq, H * (Dn + Dr)]));
+        put(`${p}.q_b_proj.weight`, [H * (Dn + Dr), Rq], q(tensor(`blk.${i}.attn_q_b.weight`, [Rq, H * (Dn + Dr)])));
       }
       put(`${p}.kv_a_proj_with_mqa.weight`, [R + Dr, C], tensor(`blk.${i}.attn_kv_a_mqa.weight`, [C, R + Dr]));
       put(`${p}.kv_a_layernorm.weight`, [R], tensor(`blk.${i}.attn_kv_a_norm.weight`, [R]));

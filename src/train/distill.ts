@@ -126,8 +126,11 @@ export function distill(run: DistillRun): EvalResult {
     throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${student.config.vocabSize} (they must share a tokenizer)`);
   }
   const trainable = trainableNames(student, s.train);
-  // Frozen parameters become constants so no gradient is computed for them.
-  for (const [name, v] of [...student.params]) if (!trainable.has(name)) student.params.set(name, Var.const(v.value));
+  // Frozen parameters become constants so no gradient is computed for them; trained ones get their own buffers,
+  // since AdamW updates in place and the student may share tensors with the teacher it was converted from.
+  for (const [name, v] of [...student.params]) {
+    student.params.set(name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value));
+  }
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;

@@ -1,0 +1,86 @@
+// Side-by-side measurement of a teacher and its students on the same held-out text: KV bytes per token, compression,
+// parameters, perplexity, mean KL(teacher ‖ student) per token, and task accuracy.
+
+import { noGrad } from '../autograd/var.js';
+import type { Model } from '../model/model.js';
+import { forward } from '../model/forward.js';
+import { kvBytesPerToken } from '../model/config.js';
+import { parameterCount } from '../model/weights.js';
+import type { Tokenizer } from '../io/tokenizer.js';
+import { windows } from './perplexity.js';
+import { evaluateTasks } from './tasks.js';
+import type { TaskItem } from './task-file.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
+
+export interface CompareRow {
+  name: string;
+  kvBytesPerToken: number;
+  compression: number;
+  parameters: number;
+  perplexity: number;
+  /** Mean KL(teacher ‖ model) per scored token (0 for the teacher). */
+  kl: number;
+  acc: number | null;
+  accNorm: number | null;
+}
+
+/** Perplexity of every model and KL to the teacher, over the same windows of `ctx` tokens (batched). */
+export function compareModels(
+  teacher: { name: string; model: Model },
+  students: { name: string; model: Model }[],
+  ids: number[],
+  ctx: number,
+  opts: { tokenizer?: Tokenizer; tasks?: TaskItem[]; batch?: number; progress?: ProgressSink } = {},
+): CompareRow[] {
+  const all = [teacher, ...students];
+  const ws = windows(ids, ctx);
+  const nll = all.map(() => 0);
+  const kl = all.map(() => 0);
+  let count = 0;
+  const batch = opts.batch ?? 8;
+  const progress = opts.progress ?? silentProgress;
+  noGrad(() => {
+    for (let i = 0; i < ws.length; ) {
+      const T = ws[i]!.length;
+      const group: number[][] = [];
+      while (i < ws.length && ws[i]!.length === T && group.length < batch) group.push(ws[i++]!);
+      const B = group.length;
+      const input = new Int32Array(B * T);
+      const targets = new Int32Array(B * T).fill(-1);
+      group.forEach((w, b) => w.forEach((id, t) => {
+        input[b * T + t] = id;
+        if (t + 1 < T) targets[b * T + t] = w[t + 1]!;
+      }));
+      const tLogits = forward(teacher.model, input, B, T).value;
+      all.forEach((m, k) => {
+        const logits = k === 0 ? tLogits : forward(m.model, input, B, T).value;
+        const ce = m.model.be.run('crossEntropy', [logits], { targets })[0];
+        const kd = m.model.be.run('klDiv', [logits, tLogits], { temperature: 1 })[0];
+        for (let r = 0; r < B * T; r++) {
+          if (targets[r]! < 0) continue;
+          nll[k]! += ce.data[r]!;
+          kl[k]! += kd.data[r]!;
+        }
+      });
+      count += B * (T - 1);
+      progress.tick(B * T);
+    }
+  });
+  progress.end();
+  const teacherKv = kvBytesPerToken(teacher.model.config, 4);
+  return all.map((m, k) => {
+    const task = opts.tasks && opts.tokenizer ? evaluateTasks(m.model, opts.tokenizer, opts.tasks) : null;
+    const kv = kvBytesPerToken(m.model.config, 4);
+    return {
+      name: m.name,
+      kvBytesPerToken: kv,
+      compression: teacherKv / kv,
+      parameters: parameterCount(m.model.config),
+      perplexity: Math.exp(nll[k]! / count),
+      kl: k === 0 ? 0 : kl[k]! / count,
+      acc: task ? task.acc : null,
+      accNorm: task ? task.acc_norm : null,
+    };
+  });
+}

@@ -1,0 +1,104 @@
+// report.md with its charts: the comparison table, KV size against perplexity, and for converted models the
+// per-layer basis spectra with the kept rank marked. Charts are SVG (open in any browser; GitHub renders them).
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { lineChart, type Series } from './svg.js';
+import type { CompareRow } from '../eval/compare.js';
+import { fmtNum } from '../cli/table.js';
+
+export interface ConversionRecord {
+  rope_method: string;
+  basis: string;
+  nope_init?: string;
+  layers: { layer: number; kind: string; kvRank: number | null; ropeDim: number | null; energyKept: number; spectrum: number[] }[];
+}
+
+/** The conversion record of a model directory, if it has one. */
+export function readConversionRecord(dir: string): ConversionRecord | null {
+  const f = join(dir, 'conversion.json');
+  if (!existsSync(f)) return null;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as ConversionRecord;
+  } catch {
+    return null;
+  }
+}
+
+export function compareTable(rows: CompareRow[]): string {
+  const hasTasks = rows.some((r) => r.acc !== null);
+  const head = ['model', 'KV bytes/token', 'compression', 'parameters', 'perplexity', 'KL to teacher', ...(hasTasks ? ['acc', 'acc_norm'] : [])];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const r of rows) {
+    lines.push(`| ${[
+      r.name, String(r.kvBytesPerToken), `${r.compression.toFixed(2)}×`, r.parameters.toLocaleString('en-US'), fmtNum(r.perplexity), r.kl.toFixed(4),
+      ...(hasTasks ? [r.acc === null ? '-' : r.acc.toFixed(3), r.accNorm === null ? '-' : r.accNorm.toFixed(3)] : []),
+    ].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function slug(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 60) || 'model';
+}
+
+export interface ReportInput {
+  title: string;
+  rows: CompareRow[];
+  /** Conversion records by row name (students made by `mla convert`). */
+  conversions: Map<string, ConversionRecord>;
+  /** Distillation logs by row name (log.jsonl lines), drawn as curves. */
+  curves?: Map<string, { tokens: number; eval_ppl?: number }[]>;
+  /** Extra markdown (commands, notes). */
+  notes?: string[];
+  textFile: string;
+}
+
+/** Write report.md and its charts into dir; returns the report's path. */
+export function writeReport(dir: string, inp: ReportInput): string {
+  mkdirSync(dir, { recursive: true });
+  const teacher = inp.rows[0]!;
+  const kvSvg = lineChart(
+    inp.rows.map((r) => ({ name: r.name, points: [[r.kvBytesPerToken, r.perplexity]] as [number, number][], markersOnly: true })),
+    { title: 'KV cache size vs held-out perplexity', xLabel: 'KV cache bytes per token (f32, all layers)', yLabel: 'perplexity', logY: true, logX: true },
+  );
+  writeFileSync(join(dir, 'kv-vs-ppl.svg'), kvSvg);
+  const md: string[] = [
+    `# ${inp.title}`,
+    '',
+    `Held-out text: \`${inp.textFile}\`. Teacher: **${teacher.name}**. KL is the mean KL(teacher ‖ model) per token on the same windows.`,
+    '',
+    compareTable(inp.rows),
+    '',
+    '![KV size against perplexity](kv-vs-ppl.svg)',
+    '',
+  ];
+  if (inp.curves && inp.curves.size > 0) {
+    const series: Series[] = [...inp.curves].map(([name, log]) => ({
+      name,
+      points: log.filter((l) => l.eval_ppl !== undefined).map((l) => [Math.max(l.tokens, 1), l.eval_ppl!] as [number, number]),
+    }));
+    series.push({ name: 'teacher', points: series.flatMap((s) => s.points.map(([x]) => [x, teacher.perplexity] as [number, number])).sort((a, b) => a[0] - b[0]), dashed: true });
+    writeFileSync(join(dir, 'distill-curves.svg'), lineChart(series, { title: 'Distillation: held-out perplexity', xLabel: 'training tokens', yLabel: 'perplexity', logY: true }));
+    md.push('## Distillation', '', '![held-out perplexity during distillation](distill-curves.svg)', '');
+  }
+  for (const [name, rec] of inp.conversions) {
+    const mla = rec.layers.filter((l) => l.kind === 'mla' && l.spectrum.length > 0);
+    if (mla.length === 0) continue;
+    const series: Series[] = mla.map((l) => {
+      const total = l.spectrum.reduce((a, b) => a + Math.max(b, 0), 0) || 1;
+      return { name: `layer ${l.layer}`, points: l.spectrum.map((e, i) => [i + 1, Math.max(e, 1e-12) / total] as [number, number]) };
+    });
+    const ranks = [...new Set(mla.map((l) => l.kvRank!))];
+    const file = `spectra-${slug(name)}.svg`;
+    writeFileSync(join(dir, file), lineChart(series, {
+      title: `${name}: ${rec.basis} basis spectrum per layer (${rec.rope_method} rope)`, xLabel: 'basis direction', yLabel: 'share of energy', logY: true,
+      vlines: ranks.map((r) => ({ x: r + 0.5, label: `kept r_kv=${r}` })),
+    }));
+    md.push(`## ${name}: spectra`, '', `Energy kept per layer: ${mla.map((l) => `${l.layer}: ${(100 * l.energyKept).toFixed(1)}%`).join(', ')}.`, '', `![spectra](${file})`, '');
+  }
+  if (inp.notes?.length) md.push('## Notes', '', ...inp.notes, '');
+  const path = join(dir, 'report.md');
+  writeFileSync(path, md.join('\n'));
+  return path;
+}
