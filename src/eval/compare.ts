@@ -7,7 +7,7 @@ import { forward } from '../model/forward.js';
 import { kvBytesPerToken } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { windows } from './perplexity.js';
+import { windowBatches, windows } from './perplexity.js';
 import { evaluateTasks } from './tasks.js';
 import type { TaskItem } from './task-file.js';
 import type { ProgressSink } from '../cli/progress.js';
@@ -41,17 +41,7 @@ export function compareModels(
   const batch = opts.batch ?? 8;
   const progress = opts.progress ?? silentProgress;
   noGrad(() => {
-    for (let i = 0; i < ws.length; ) {
-      const T = ws[i]!.length;
-      const group: number[][] = [];
-      while (i < ws.length && ws[i]!.length === T && group.length < batch) group.push(ws[i++]!);
-      const B = group.length;
-      const input = new Int32Array(B * T);
-      const targets = new Int32Array(B * T).fill(-1);
-      group.forEach((w, b) => w.forEach((id, t) => {
-        input[b * T + t] = id;
-        if (t + 1 < T) targets[b * T + t] = w[t + 1]!;
-      }));
+    for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       const tLogits = forward(teacher.model, input, B, T).value;
       all.forEach((m, k) => {
         const logits = k === 0 ? tLogits : forward(m.model, input, B, T).value;

@@ -26,6 +26,25 @@ export function windows(ids: ArrayLike<number>, ctx: number): number[][] {
   return out;
 }
 
+/** Batches of equal-length windows (up to `batch` rows): input ids and next-token targets (−1 where none). */
+export function* windowBatches(ws: number[][], batch: number): Generator<{ input: Int32Array; targets: Int32Array; B: number; T: number }> {
+  for (let i = 0; i < ws.length; ) {
+    const T = ws[i]!.length;
+    const group: number[][] = [];
+    while (i < ws.length && ws[i]!.length === T && group.length < batch) group.push(ws[i++]!);
+    const B = group.length;
+    const input = new Int32Array(B * T);
+    const targets = new Int32Array(B * T).fill(-1);
+    group.forEach((w, b) => {
+      for (let t = 0; t < T; t++) {
+        input[b * T + t] = w[t]!;
+        if (t + 1 < T) targets[b * T + t] = w[t + 1]!;
+      }
+    });
+    yield { input, targets, B, T };
+  }
+}
+
 /** Perplexity of `model` on token ids. Windows of equal length run as one batch of up to `batch` rows. */
 export function perplexity(
   model: Model,
@@ -39,19 +58,7 @@ export function perplexity(
   let nll = 0;
   let count = 0;
   noGrad(() => {
-    for (let i = 0; i < ws.length; ) {
-      const T = ws[i]!.length;
-      const group: number[][] = [];
-      while (i < ws.length && ws[i]!.length === T && group.length < batch) group.push(ws[i++]!);
-      const B = group.length;
-      const input = new Int32Array(B * T);
-      const targets = new Int32Array(B * T).fill(-1);
-      group.forEach((w, b) => {
-        for (let t = 0; t < T; t++) {
-          input[b * T + t] = w[t]!;
-          if (t + 1 < T) targets[b * T + t] = w[t + 1]!;
-        }
-      });
+    for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       const logits = forward(model, input, B, T);
       const losses = model.F.crossEntropy(logits, targets).value;
       for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;

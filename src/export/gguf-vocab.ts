@@ -145,7 +145,7 @@ export function hfVocab(file: string, tok: Tokenizer): GgufVocab {
   tokens.forEach((t, id) => {
     if (types[id] === TOKEN_TYPE.normal && BYTE_PIECE.test(t)) types[id] = TOKEN_TYPE.byte;
   });
-  if (base.unk !== null && types[base.unk] !== TOKEN_TYPE.control) types[base.unk] = TOKEN_TYPE.unknown;
+  if (base.unk !== null) types[base.unk] = TOKEN_TYPE.unknown;
   return { model: 'llama', tokens, scores, types, ...base };
 }
 

@@ -9,6 +9,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
+import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
 import { UserError } from '../io/errors.js';
 import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
@@ -91,18 +92,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
   let kl = 0;
   let n = 0;
   noGrad(() => {
-    for (let i = 0; i < seqs.length; ) {
-      const T = seqs[i]!.length;
-      const group: number[][] = [];
-      while (i < seqs.length && seqs[i]!.length === T && group.length < batch) group.push(seqs[i++]!);
-      if (T < 2) continue;
-      const B = group.length;
-      const ids = new Int32Array(B * T);
-      const targets = new Int32Array(B * T).fill(-1);
-      group.forEach((s, b) => s.forEach((id, t) => {
-        ids[b * T + t] = id;
-        if (t + 1 < T) targets[b * T + t] = s[t + 1]!;
-      }));
+    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) {
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const ce = student.F.crossEntropy(sl, targets).value;
