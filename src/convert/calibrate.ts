@@ -8,7 +8,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { Var } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
-import { generate } from '../model/generate.js';
+import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../io/errors.js';
 import { layerPrefix } from '../model/weights.js';
@@ -57,16 +57,8 @@ export function calibrationSequences(
     if (seqs.length === 0) throw new UserError(`--calib ${opts.file}: fewer than 2 tokens of text`);
     return seqs;
   }
-  const bos = model.config.bosTokenId ?? tokenizer?.bosId ?? null;
-  if (bos === null) throw new UserError('calibration: the model has no BOS token to sample from; give --calib FILE');
-  const seqs: number[][] = [];
-  for (let i = 0; i < opts.samples; i++) {
-    const ids = generate(model, [bos], { maxTokens: len - 1, temperature: 1, topP: 1, seed: opts.seed + i, stopIds: [] });
-    seqs.push([bos, ...ids]);
-    progress.tick(1);
-  }
-  progress.end();
-  return seqs;
+  if (model.config.bosTokenId === null) throw new UserError('calibration: the model has no BOS token to sample from; give --calib FILE');
+  return sampleSequences(model, opts.samples, len, opts.seed, 32, progress);
 }
 
 /** Per-layer moments of the attention inputs over the sequences. */

@@ -6,6 +6,9 @@ import { mulberry32 } from '../tensor/rng.js';
 import type { Model } from './model.js';
 import { KVCache } from './cache.js';
 import { forward } from './forward.js';
+import { UserError } from '../io/errors.js';
+import type { ProgressSink } from '../cli/progress.js';
+import { silentProgress } from '../cli/progress.js';
 
 export interface SampleOptions {
   maxTokens: number;
@@ -76,3 +79,30 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
     return out;
   });
 }
+
+/** n sequences of `len` tokens sampled from the model at temperature 1, `batch` at a time (batched decode). */
+export function sampleSequences(model: Model, n: number, len: number, seed: number, batch = 32, progress: ProgressSink = silentProgress): number[][] {
+  const bos = model.config.bosTokenId;
+  if (bos === null) throw new UserError('sampling: the model has no BOS token to start samples from');
+  const V = model.config.vocabSize;
+  const out: number[][] = [];
+  noGrad(() => {
+    for (let start = 0; start < n; start += batch) {
+      const B = Math.min(batch, n - start);
+      const rng = mulberry32(seed * 7919 + start);
+      const seqs = Array.from({ length: B }, () => [bos]);
+      const cache = new KVCache(model, B, len);
+      let ids = Int32Array.from(seqs.map((s) => s[0]!));
+      for (let t = 1; t < len; t++) {
+        const logits = forward(model, ids, B, 1, { cache }).value;
+        ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
+        seqs.forEach((s, b) => s.push(ids[b]!));
+      }
+      out.push(...seqs);
+      progress.tick(B);
+    }
+  });
+  progress.end();
+  return out;
+}
+

@@ -3,16 +3,10 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad } from '../autograd/var.js';
 import { mulberry32 } from '../tensor/rng.js';
-import type { Model } from '../model/model.js';
-import { KVCache } from '../model/cache.js';
-import { forward } from '../model/forward.js';
-import { sampleToken } from '../model/generate.js';
+export { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../io/errors.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
 
 /** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. */
 export function readTexts(path: string): string[] {
@@ -45,32 +39,6 @@ export function tokenizeTexts(texts: string[], tok: Tokenizer, len: number): num
     const ids = tok.encode(t, true);
     for (let s = 0; s + 2 <= ids.length; s += len) out.push(ids.slice(s, s + len));
   }
-  return out;
-}
-
-/** n sequences of `len` tokens sampled from the model at temperature 1, `batch` at a time (batched decode). */
-export function sampleSequences(model: Model, n: number, len: number, seed: number, batch = 32, progress: ProgressSink = silentProgress): number[][] {
-  const bos = model.config.bosTokenId;
-  if (bos === null) throw new UserError('--self-generate: the teacher has no BOS token to start samples from; give --data');
-  const V = model.config.vocabSize;
-  const out: number[][] = [];
-  noGrad(() => {
-    for (let start = 0; start < n; start += batch) {
-      const B = Math.min(batch, n - start);
-      const rng = mulberry32(seed * 7919 + start);
-      const seqs = Array.from({ length: B }, () => [bos]);
-      const cache = new KVCache(model, B, len);
-      let ids = Int32Array.from(seqs.map((s) => s[0]!));
-      for (let t = 1; t < len; t++) {
-        const logits = forward(model, ids, B, 1, { cache }).value;
-        ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
-        seqs.forEach((s, b) => s.push(ids[b]!));
-      }
-      out.push(...seqs);
-      progress.tick(B);
-    }
-  });
-  progress.end();
   return out;
 }
 
