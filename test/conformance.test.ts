@@ -293,6 +293,8 @@ const CASES: Table = {
     { label: 'rows', inputs: [{ shape: [5, 7] }, { shape: [2, 7] }], params: { offset: 14 } },
     { label: 'empty at end', inputs: [{ shape: [100] }, { shape: [0] }], params: { offset: 100 } },
     { label: 'start', inputs: [{ shape: [3, 3] }, { shape: [3, 3] }], params: { offset: 0 } },
+    // A batch of 3 cache rows: 2 new positions of 5 values each, at position 4 of a 9-position cache.
+    { label: 'strided blocks', inputs: [{ shape: [3, 9, 5] }, { shape: [3, 2, 5] }], params: { offset: 20, blocks: 3, stride: 45 } },
   ],
 };
 
@@ -451,7 +453,7 @@ test('cpu addon: malformed calls throw', { skip: !cpuBe.available && `cpu backen
   assert.throws(() => addon.run('matmul', P(1, 2), f(4), f(4), f(4)), /missing parameter/);
   assert.throws(() => addon.run('noSuchOp', P()), /no native kernel/);
   assert.throws(() => addon.run('embedding', P(2, 1, 1), f(2), Int32Array.of(5), f(1)), /outside \[0, 2\)/);
-  assert.throws(() => addon.run('writeAt', P(3), f(4), f(2)), /past the end/);
+  assert.throws(() => addon.run('writeAt', P(3, 1, 0), f(4), f(2)), /past the end/);
   assert.throws(() => addon.run('add', P(1, 4, 1, 1), f(4), f(2), f(4)), /reach past/);
 });
 

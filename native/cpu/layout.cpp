@@ -140,15 +140,22 @@ void op_concat(const Call& c) {
   });
 }
 
-/** params [offset]; arrays dst (in place), src: dst[offset + i] = src[i]. */
+/** params [offset, blocks, stride]; arrays dst (in place), src: src is cut into `blocks` equal pieces of n values,
+ *  piece i goes to dst[offset + i·stride …]. */
 void op_write_at(const Call& c) {
-  const int64_t offset = c.pi(0);
-  const size_t n = c.len(1), nd = c.len(0);
-  MLA_CHECK(static_cast<size_t>(offset) + n <= nd, "writeAt: offset + src.size past the end of dst");
+  const int64_t offset = c.pi(0), blocks = c.pi(1), stride = c.pi(2);
+  const size_t total = c.len(1), nd = c.len(0);
+  MLA_CHECK(blocks >= 1 && total % static_cast<size_t>(blocks) == 0, "writeAt: blocks must divide src.size");
+  const size_t n = total / static_cast<size_t>(blocks);
+  MLA_CHECK(blocks == 1 || static_cast<size_t>(stride) >= n, "writeAt: stride smaller than a piece");
+  MLA_CHECK(offset >= 0 && static_cast<size_t>(offset) + static_cast<size_t>(blocks - 1) * static_cast<size_t>(stride) + n <= nd,
+            "writeAt: the pieces run past the end of dst");
   float* dst = c.f32(0, nd);
-  const float* src = c.f32(1, n);
+  const float* src = c.f32(1, total);
   if (n == 0) return;
-  std::memmove(dst + offset, src, n * sizeof(float));  // src may be a view of dst
+  for (int64_t i = 0; i < blocks; i++) {
+    std::memmove(dst + offset + i * stride, src + i * n, n * sizeof(float));  // src may be a view of dst
+  }
 }
 
 }  // namespace mla

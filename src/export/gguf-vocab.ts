@@ -67,7 +67,7 @@ function preTokenizerName(pre: unknown): { name: string; known: boolean } {
   const contractions = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+";
   if (re.startsWith(contractions + '|\\p{N}{1,3}')) return { name: 'llama-bpe', known: true }; // Llama-3
   if (re.startsWith(contractions + '|\\p{N}|')) return { name: 'qwen2', known: true };
-  if (regexes.length === 0 && byteLevelRegex) return { name: 'gpt2', known: true };
+  if (regexes.length === 0 && byteLevelRegex) return { name: 'gpt-2', known: true };
   return { name: 'default', known: false };
 }
 

@@ -4,8 +4,8 @@
 // uses half-split pairing; ranks are padded with --pad-ranks; everything else stock cannot say is refused.
 
 import type { Tensor } from '../tensor/tensor.js';
-import type { ModelConfig } from '../model/config.js';
-import { saveModelDir } from '../io/deepseek.js';
+import type { MlaAttention, ModelConfig } from '../model/config.js';
+import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import { toStockMla } from './stock.js';
 
@@ -34,5 +34,14 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
     stock: true,
     metadata: { mla_upcycle_source: source },
   });
-  return { config: stock.config, notes: stock.notes };
+  const notes = [...stock.notes];
+  const fit = geometricFit((stock.config.layers[0] as MlaAttention).ropeInvFreq);
+  if (fit && Math.abs(fit.factor - 1) > 1e-9) {
+    notes.push(
+      `rope: rope_theta ${fit.base.toPrecision(6)} with rope_scaling linear factor ${fit.factor.toPrecision(6)}; transformers applies it ` +
+        "as written, but vLLM's and SGLang's DeepSeek classes turn any rope_scaling into deepseek_yarn and will not reproduce this " +
+        'model; serve it with transformers, or with llama.cpp (mla export --format gguf handles the scaling)',
+    );
+  }
+  return { config: stock.config, notes };
 }

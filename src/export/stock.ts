@@ -140,11 +140,14 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   }
   const freqKey = (a: MlaAttention): string => a.ropeInvFreq.map((f) => f.toPrecision(12)).join(',');
   if (new Set(mla.map(freqKey)).size > 1) {
-    problems.push(`per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert with --rope-method ecomla or transmla (the same pairs in every layer)`);
+    problems.push(
+      `per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert with --rope-method ecomla (it keeps the same ` +
+        'lowest-frequency pairs in every layer, a geometric run)',
+    );
   } else if (!geometricFit(first.ropeInvFreq)) {
     problems.push(
       `rope frequencies [${first.ropeInvFreq.map((f) => f.toPrecision(4)).join(', ')}] are not a geometric run (base^(-2i/Dr)/factor), ` +
-        `which is all ${engine} can express; convert with --rope-method ecomla or transmla`,
+        `which is all ${engine} can express; convert with --rope-method ecomla (the lowest-frequency pairs, a geometric run)`,
     );
   }
   if (target === 'gguf' && first.nopeDim === 0) {

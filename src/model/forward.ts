@@ -53,14 +53,10 @@ export function forward(model: Model, ids: Int32Array, B: number, T: number, opt
   return F.linear(xf, model.lmHead());
 }
 
-/** Append rows (B, T, …) to a cache buffer (B, Smax, …) at position P. */
+/** Append rows (B, T, …) to a cache buffer (B, Smax, …) at position P: one strided write for all batch rows. */
 function writeCache(model: Model, buf: Tensor, rows: Tensor, B: number, T: number, P: number): void {
   const per = rows.size / (B * T);
-  const cap = buf.dim(1);
-  for (let b = 0; b < B; b++) {
-    const src = B === 1 ? rows : new Tensor([T * per], rows.data.subarray(b * T * per, (b + 1) * T * per));
-    model.be.run('writeAt', [buf, src], { offset: (b * cap + P) * per });
-  }
+  model.be.run('writeAt', [buf, rows], { offset: P * per, blocks: B, stride: buf.dim(1) * per });
 }
 
 function gqaAttention(

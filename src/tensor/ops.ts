@@ -88,8 +88,9 @@ export interface OpSpecs {
     params: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number };
     outputs: [];
   };
-  /** In place: dst's flat elements [offset, offset + src.size) = src (cache writes). */
-  writeAt: { inputs: [dst: Tensor, src: Tensor]; params: { offset: number }; outputs: [] };
+  /** In place (cache writes): src is cut into `blocks` (default 1) equal contiguous pieces; piece i goes to dst's flat
+   *  elements starting at offset + i·stride (one call writes the new rows of every batch row). */
+  writeAt: { inputs: [dst: Tensor, src: Tensor]; params: { offset: number; blocks?: number; stride?: number }; outputs: [] };
 }
 
 export type OpName = keyof OpSpecs;

@@ -299,8 +299,8 @@ function makeKernels(addon: Addon): Kernels {
       run('adamw', P(lr, beta1, beta2, eps, weightDecay, step), f32(param), f32(grad), f32(m), f32(v));
       return [];
     },
-    writeAt([dst, src], { offset }) {
-      run('writeAt', P(offset), f32(dst), f32(src));
+    writeAt([dst, src], { offset, blocks = 1, stride = 0 }) {
+      run('writeAt', P(offset, blocks, stride), f32(dst), f32(src));
       return [];
     },
   };

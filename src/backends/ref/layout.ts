@@ -70,7 +70,8 @@ export function concat([a, b]: OpInputs<'concat'>, _p: OpParams<'concat'>): OpOu
 }
 
 /** In place: dst.flat[offset + i] = src.flat[i] for i < src.size (a KV-cache write). Returns no tensors. */
-export function writeAt([dst, src]: OpInputs<'writeAt'>, { offset }: OpParams<'writeAt'>): OpOutputs<'writeAt'> {
-  dst.data.set(src.data, offset);
+export function writeAt([dst, src]: OpInputs<'writeAt'>, { offset, blocks = 1, stride = 0 }: OpParams<'writeAt'>): OpOutputs<'writeAt'> {
+  const n = src.size / blocks;
+  for (let i = 0; i < blocks; i++) dst.data.set(src.data.subarray(i * n, (i + 1) * n), offset + i * stride);
   return [];
 }

@@ -233,9 +233,13 @@ const validators: Validators = {
     }
     if (!isInt(step) || step < 1) fail(`step counts from 1, got ${step}`);
   },
-  writeAt([dst, src], { offset }, fail) {
-    if (!isInt(offset) || offset < 0 || offset + src.size > dst.size) {
-      const what = `src ${fmtShape(src.shape)} (${src.size} values) at offset ${offset}`;
+  writeAt([dst, src], { offset, blocks = 1, stride = 0 }, fail) {
+    if (!isInt(blocks) || blocks < 1 || src.size % blocks !== 0) fail(`blocks ${blocks} must be a positive divisor of src.size ${src.size}`);
+    const n = src.size / blocks;
+    if (blocks > 1 && (!isInt(stride) || stride < n)) fail(`stride ${stride} must be an integer ≥ the piece size ${n}`);
+    const end = offset + (blocks - 1) * stride + n;
+    if (!isInt(offset) || offset < 0 || end > dst.size) {
+      const what = `src ${fmtShape(src.shape)} (${blocks} × ${n} values) at offset ${offset} stride ${stride}`;
       fail(`${what} does not fit dst ${fmtShape(dst.shape)} (${dst.size} values)`);
     }
   },
