@@ -1,7 +1,9 @@
 // Progress on stderr: a bar with rate and ETA on a terminal, a line every few seconds otherwise.
 // Results never go here (stdout is for results).
 
-export class Progress {
+import type { ProgressSink } from '../progress.js';
+
+export class Progress implements ProgressSink {
   private readonly start = Date.now();
   private lastPrint = 0;
   private done = 0;
@@ -49,6 +51,4 @@ export function fmtTime(s: number): string {
   return m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
-/** A progress sink that prints nothing (library calls, tests). */
-export const silentProgress = { tick(): void {}, end(): void {} };
-export type ProgressSink = Pick<Progress, 'tick' | 'end'>;
+export { silentProgress, type ProgressSink } from '../progress.js';

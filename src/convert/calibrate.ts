@@ -12,8 +12,8 @@ import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../io/errors.js';
 import { layerPrefix } from '../model/weights.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export interface LayerStats {
   /** Tokens seen. */

@@ -20,8 +20,8 @@ import { selectRope, ropeEnergies, ropeExpressibility, type RopeComponent, type 
 import { energyKept, factorize, type BasisMethod } from './basis.js';
 import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
 export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];

@@ -10,8 +10,8 @@ import type { Tokenizer } from '../io/tokenizer.js';
 import { windowBatches, windows } from './perplexity.js';
 import { evaluateTasks } from './tasks.js';
 import type { TaskItem } from './task-file.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export interface CompareRow {
   name: string;

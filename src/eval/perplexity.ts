@@ -5,8 +5,8 @@
 import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export interface PerplexityResult {
   perplexity: number;

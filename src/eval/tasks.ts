@@ -21,8 +21,8 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../io/errors.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 import type { TaskItem } from './task-file.js';
 
 export interface TaskOptions {

@@ -7,8 +7,8 @@ import type { Model } from './model.js';
 import { KVCache } from './cache.js';
 import { forward } from './forward.js';
 import { UserError } from '../io/errors.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export interface SampleOptions {
   maxTokens: number;

@@ -17,8 +17,8 @@ import { Batcher } from './data.js';
 import { saveCheckpoint, type TrainState } from './checkpoint.js';
 import { saveModelDir } from '../io/deepseek.js';
 import { lineChart } from '../report/svg.js';
-import type { ProgressSink } from '../cli/progress.js';
-import { silentProgress } from '../cli/progress.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
 
 export type TrainScope = 'attention' | 'all';
 
