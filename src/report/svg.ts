@@ -37,6 +37,19 @@ function ticks(lo: number, hi: number, n = 5): number[] {
   return out;
 }
 
+/** Ticks for a log axis spanning [10^lo, 10^hi]: linear nice values when the span is short, decades otherwise. */
+function logTicks(lo: number, hi: number): number[] {
+  if (hi - lo < 1.3) return ticks(10 ** lo, 10 ** hi, 6).filter((v) => v > 0);
+  const out: number[] = [];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const m of hi - lo < 3 ? [1, 2, 5] : [1]) {
+      const v = m * 10 ** e;
+      if (Math.log10(v) >= lo && Math.log10(v) <= hi) out.push(v);
+    }
+  }
+  return out;
+}
+
 function fmt(v: number): string {
   const a = Math.abs(v);
   if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M`;
@@ -46,9 +59,9 @@ function fmt(v: number): string {
 
 /** A line chart of several series. */
 export function lineChart(series: Series[], o: ChartOptions): string {
-  const W = o.width ?? 720;
+  const W = o.width ?? 780;
   const H = o.height ?? 420;
-  const m = { l: 70, r: 170, t: 40, b: 55 };
+  const m = { l: 70, r: 215, t: 40, b: 55 };
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0) && (!o.logX || x > 0));
   const tx = (v: number) => (o.logX ? Math.log10(v) : v);
   const ty = (v: number) => (o.logY ? Math.log10(v) : v);
@@ -70,12 +83,12 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2 - m.r / 2}" y="22" text-anchor="middle" font-size="15">${esc(o.title)}</text>`,
   ];
-  const yt = o.logY ? ticks(y0, y1).map((v) => 10 ** v) : ticks(y0, y1);
+  const yt = o.logY ? logTicks(y0, y1) : ticks(y0, y1);
   for (const v of yt) {
     const y = Y(v);
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}" stroke="#ddd"/>`, `<text x="${m.l - 6}" y="${y + 4}" text-anchor="end">${fmt(v)}</text>`);
   }
-  const xt = o.logX ? ticks(x0, x1).map((v) => 10 ** v) : ticks(x0, x1);
+  const xt = o.logX ? logTicks(x0, x1) : ticks(x0, x1);
   for (const v of xt) {
     const x = X(v);
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.t}" y2="${H - m.b}" stroke="#eee"/>`, `<text x="${x}" y="${H - m.b + 16}" text-anchor="middle">${fmt(v)}</text>`);
@@ -97,7 +110,8 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     }
     if (s.markersOnly || ps.length <= 30) for (const [x, y] of ps) parts.push(`<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="3.5" fill="${c}"/>`);
     const ly = m.t + 14 + i * 18;
-    parts.push(`<rect x="${W - m.r + 12}" y="${ly - 9}" width="14" height="4" fill="${c}"/>`, `<text x="${W - m.r + 32}" y="${ly - 3}">${esc(s.name)}</text>`);
+    const label = s.name.length > 30 ? s.name.slice(0, 29) + '…' : s.name;
+    parts.push(`<rect x="${W - m.r + 12}" y="${ly - 9}" width="14" height="4" fill="${c}"/>`, `<text x="${W - m.r + 32}" y="${ly - 3}">${esc(label)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
