@@ -87,7 +87,8 @@ export function writeReport(dir: string, inp: ReportInput): string {
     if (mla.length === 0) continue;
     const series: Series[] = mla.map((l) => {
       const total = l.spectrum.reduce((a, b) => a + Math.max(b, 0), 0) || 1;
-      return { name: `layer ${l.layer}`, points: l.spectrum.map((e, i) => [i + 1, Math.max(e, 1e-12) / total] as [number, number]) };
+      // Directions below 1e-8 of the energy are numerical zeros (rank of the weights); leave them off the chart.
+      return { name: `layer ${l.layer}`, points: l.spectrum.map((e, i) => [i + 1, e / total] as [number, number]).filter(([, y]) => y >= 1e-8) };
     });
     const ranks = [...new Set(mla.map((l) => l.kvRank!))];
     const file = `spectra-${slug(name)}.svg`;

@@ -52,6 +52,7 @@ function logTicks(lo: number, hi: number): number[] {
 
 function fmt(v: number): string {
   const a = Math.abs(v);
+  if (a > 0 && a < 1e-3) return v.toExponential(0);
   if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M`;
   if (a >= 1e3) return `${+(v / 1e3).toPrecision(3)}k`;
   return `${+v.toPrecision(3)}`;
@@ -81,7 +82,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2 - m.r / 2}" y="22" text-anchor="middle" font-size="15">${esc(o.title)}</text>`,
+    `<text x="${m.l}" y="24" font-size="14">${esc(o.title)}</text>`,
   ];
   const yt = o.logY ? logTicks(y0, y1) : ticks(y0, y1);
   for (const v of yt) {
@@ -96,7 +97,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   parts.push(
     `<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`,
     `<text x="${(m.l + W - m.r) / 2}" y="${H - 15}" text-anchor="middle">${esc(o.xLabel)}</text>`,
-    `<text x="18" y="${(m.t + H - m.b) / 2}" text-anchor="middle" transform="rotate(-90 18 ${(m.t + H - m.b) / 2})">${esc(o.yLabel)}${o.logY ? ' (log)' : ''}</text>`,
+    `<text x="14" y="${(m.t + H - m.b) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(m.t + H - m.b) / 2})">${esc(o.yLabel)}${o.logY ? ' (log)' : ''}</text>`,
   );
   for (const v of o.vlines ?? []) {
     const x = X(v.x);
