@@ -10,6 +10,7 @@ import { getBackend, availableBackends } from '../src/backends/index.js';
 import { Model } from '../src/model/model.js';
 import { forward } from '../src/model/forward.js';
 import { KVCache } from '../src/model/cache.js';
+import { generate, sampleToken } from '../src/model/generate.js';
 import { kvBytesPerToken, defaultInvFreq, type ModelConfig } from '../src/model/config.js';
 import { modelTensors } from '../src/model/weights.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
@@ -111,4 +112,24 @@ test('a cpu model gives the same converted logits as ref', { skip: !availableBac
   const ref = logits(Model.fromWeights(r.config, r.weights, be), ids, 1, 40);
   const cpu = logits(Model.fromWeights(r.config, r.weights, getBackend('cpu')), ids, 1, 40);
   assert.ok(relError(cpu, ref) <= 1e-5);
+});
+
+test('greedy generation with the absorbed latent cache equals greedy decoding by full naive forwards', () => {
+  const teacher = stories();
+  const r = convert(teacher, null, opts({ plan: { kind: 'ratio', ratio: 6.4 }, ropeDim: 4, latentNorm: true, qRank: 24 }));
+  const m = Model.fromWeights(r.config, r.weights, be);
+  const prompt = [1, 403, 261];
+  const cached = generate(m, prompt, { maxTokens: 30, temperature: 0, topP: 1, seed: 0 });
+  const naive: number[] = [];
+  const V = m.config.vocabSize;
+  noGrad(() => {
+    const ids = [...prompt];
+    for (let i = 0; i < 30; i++) {
+      const logits = forward(m, Int32Array.from(ids), 1, ids.length).value.data.subarray((ids.length - 1) * V, ids.length * V);
+      const next = sampleToken(logits, 0, 1, () => 0);
+      naive.push(next);
+      ids.push(next);
+    }
+  });
+  assert.deepEqual(cached, naive);
 });
