@@ -1,7 +1,7 @@
 // Positioned reads of binary files into freshly allocated (hence aligned) buffers: lets the loaders
 // convert one tensor at a time, without readFileSync's 2 GiB limit or a whole-file copy in memory.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { UserError } from './errors.js';
 
@@ -54,5 +54,31 @@ export function withFile<T>(path: string, fn: (f: BinFile) => T): T {
     return fn(f);
   } finally {
     f.close();
+  }
+}
+
+/** Write a file through `emit` under a temporary name, then rename it into place; on any error the temporary file is
+ *  removed and nothing is left at `file` (the atomic-write rule of every writer in io/). */
+export function writeFileAtomic(file: string, tmp: string, emit: (write: (bytes: Uint8Array) => void) => void): void {
+  const fd = openSync(tmp, 'w');
+  try {
+    emit((bytes) => {
+      let done = 0;
+      while (done < bytes.byteLength) done += writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, 1 << 30));
+    });
+    closeSync(fd);
+    renameSync(tmp, file);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created or already gone */
+    }
+    throw err;
   }
 }

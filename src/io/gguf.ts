@@ -10,9 +10,8 @@
 // the whole header (magic, version, types, duplicate names, dims, alignment, offsets inside the file) before
 // any data is touched, and every error names the file and the field.
 
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { formatError } from './errors.js';
-import { BinFile, assertLittleEndianHost, withFile } from './binfile.js';
+import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
 import { bf16ToF32, f16ToF32, f32BitsToF16, f32ToBf16, f32ToF16 } from './dtype.js';
 import { tempNameFor } from './safetensors.js';
 
@@ -332,36 +331,17 @@ export function writeGguf(file: string, metadata: Map<string, GgufValue>, tensor
   const zeros = new Uint8Array(alignment);
 
   const tmp = tempNameFor(file);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeAll(fd, w.result());
+  writeFileAtomic(file, tmp, (write) => {
+    write(w.result());
     tensors.forEach((t, i) => {
       const bytes = encodeGgmlTensor(t.type, t.data);
       if (bytes.byteLength !== sizes[i]) throw new Error(`writeGguf: tensor ${t.name}: encoded ${bytes.byteLength} bytes, expected ${sizes[i]}`);
-      writeAll(fd, bytes);
-      writeAll(fd, zeros.subarray(0, padTo(bytes.byteLength, alignment)));
+      write(bytes);
+      write(zeros.subarray(0, padTo(bytes.byteLength, alignment)));
     });
-    closeSync(fd);
-    renameSync(tmp, file);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* never created or already gone */
-    }
-    throw err;
-  }
+  });
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, 1 << 30));
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Reader

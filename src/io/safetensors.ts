@@ -3,11 +3,10 @@
 // then the raw little-endian row-major data (offsets relative to the byte after the header).
 // Reads validate the header completely before touching data; writes go to a temporary name, then rename.
 
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { sizeOf } from '../tensor/tensor.js';
 import { formatError } from './errors.js';
-import { BinFile, assertLittleEndianHost, withFile } from './binfile.js';
+import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
 import { bytesPerElement, decodeToF32, encodeFromF32, type StorageDtype } from './dtype.js';
 import { isObject } from './json.js';
 
@@ -226,30 +225,8 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsWrit
   json.copy(head, 8);
 
   const tmp = tempNameFor(file);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeAll(fd, head);
-    for (const e of entries) writeAll(fd, encodeFromF32(e.dtype ?? 'F32', e.data));
-    closeSync(fd);
-    renameSync(tmp, file);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* never created or already gone */
-    }
-    throw err;
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, 1 << 30));
-  }
+  writeFileAtomic(file, tmp, (write) => {
+    write(head);
+    for (const e of entries) write(encodeFromF32(e.dtype ?? 'F32', e.data));
+  });
 }
