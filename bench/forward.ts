@@ -15,7 +15,7 @@ import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
 import { modelTensors } from '../src/model/weights.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { convert } from '../src/convert/convert.js';
-import { table } from '../src/cli/table.js';
+import { table } from '../src/report/table.js';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
 const budget = values.quick ? 0.5 : 2; // seconds per point

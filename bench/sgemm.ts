@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import { loadCpuBackend, type CpuBackend } from '../src/backends/cpu/index.js';
 import { mulberry32 } from '../src/tensor/rng.js';
-import { table } from '../src/cli/table.js';
+import { table } from '../src/report/table.js';
 
 const { values } = parseArgs({
   options: {

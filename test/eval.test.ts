@@ -13,7 +13,7 @@ import { openModel } from '../src/infer/open.js';
 import { refBackend } from '../src/backends/ref/index.js';
 import { forward } from '../src/model/forward.js';
 import { noGrad } from '../src/autograd/var.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import type { Model } from '../src/model/model.js';
 import type { Tokenizer } from '../src/io/tokenizer.js';
 

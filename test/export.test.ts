@@ -15,7 +15,7 @@ import { getBackend } from '../src/backends/index.js';
 import { Model } from '../src/model/model.js';
 import { forward } from '../src/model/forward.js';
 import { defaultInvFreq, llama3InvFreq, type MlaAttention, type ModelConfig } from '../src/model/config.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import { loadModel } from '../src/io/load.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { loadLlama2cTokenizer } from '../src/io/llama2c-tokenizer.js';

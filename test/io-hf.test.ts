@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { mulberry32 } from '../src/tensor/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import { expectedGqaTensors, loadHfModel, saveHfModel } from '../src/io/hf.js';
 import { bf16ToF32, f32ToBf16 } from '../src/io/dtype.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { mulberry32 } from '../src/tensor/rng.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 import type { ModelConfig } from '../src/model/config.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import { loadLlama2c, loadLlama2cTokenizer, type Llama2cTokenizer } from '../src/io/llama2c.js';
 import { STORIES_BIN, STORIES_GOLDEN, STORIES_TOK, tempDir } from './helpers.js';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mulberry32 } from '../src/tensor/rng.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../src/io/safetensors.js';
 import { bf16ToF32, f16ToF32, f32BitsToF16, f32ToBf16, f32ToF16 } from '../src/io/dtype.js';
 import { tempDir } from './helpers.js';

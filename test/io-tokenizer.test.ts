@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { mulberry32 } from '../src/tensor/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
-import { UserError } from '../src/io/errors.js';
+import { UserError } from '../src/errors.js';
 import { expectedGqaTensors, saveHfModel } from '../src/io/hf.js';
 import { loadModel } from '../src/io/load.js';
 import { loadHfTokenizer } from '../src/io/tokenizer.js';

@@ -3,7 +3,7 @@
 import type { Backend } from '../tensor/backend.js';
 import { refBackend } from './ref/index.js';
 import { loadCpuBackend } from './cpu/index.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 export type BackendName = 'ref' | 'cpu' | 'auto';
 

@@ -1,7 +1,7 @@
 // Flag parsing shared by the commands: node:util parseArgs plus typed, validated number flags.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

@@ -10,7 +10,7 @@ import { compareModels, type CompareRow } from '../eval/compare.js';
 import { readTaskFile } from '../eval/task-file.js';
 import { compareTable, readConversionRecord, writeReport, type ConversionRecord } from '../report/report.js';
 import { readText } from './ppl.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
 import type { Model } from '../model/model.js';
 import type { Tokenizer } from '../io/tokenizer.js';

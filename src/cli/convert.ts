@@ -10,9 +10,9 @@ import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type Conver
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { saveModelDir } from '../io/deepseek.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
-import { table } from './table.js';
+import { table } from '../report/table.js';
 
 export const convertOptions = {
   ...commonOptions,

@@ -10,7 +10,7 @@ import { openModel, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
 import { convert, type ConvertOptions } from '../convert/convert.js';
 import { saveModelDir } from '../io/deepseek.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { Batcher, sampleSequences, tokenizeTexts, readTexts } from '../train/data.js';
 import { distill, type DistillSettings } from '../train/distill.js';
 import { CONVERSION_RECORD, convertReport, writeConversionRecord } from './convert.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, parse, positiveInt } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from '../train/data.js';
 import { distill, type DistillSettings, type TrainScope } from '../train/distill.js';
 import { loadCheckpoint } from '../train/checkpoint.js';

@@ -8,8 +8,8 @@ import { openModel, requireTokenizer } from '../infer/open.js';
 import { readTaskFile } from '../eval/task-file.js';
 import { evaluateTasks } from '../eval/tasks.js';
 import { Progress } from './progress.js';
-import { table } from './table.js';
-import { UserError } from '../io/errors.js';
+import { table } from '../report/table.js';
+import { UserError } from '../errors.js';
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(

@@ -4,10 +4,10 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { commonOptions, onePositional, parse } from './args.js';
 import { tokenizerFiles } from './convert.js';
-import { table } from './table.js';
+import { table } from '../report/table.js';
 import { loadModel, type Loaded } from '../io/load.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { exportGguf, GGUF_DTYPES, type GgufDtype } from '../export/gguf-export.js';
 import { findTokenizerJson, hfVocab, llama2cVocab, type GgufVocab } from '../export/gguf-vocab.js';
 import { exportHf } from '../export/hf-export.js';

@@ -1,7 +1,7 @@
 // mla info MODEL [--json]: architecture, parameters, per-layer attention, KV cache bytes per token.
 
 import { commonOptions, onePositional, parse } from './args.js';
-import { table } from './table.js';
+import { table } from '../report/table.js';
 import { openModel } from '../infer/open.js';
 import { kvBytesPerToken, kvValuesPerToken, type ModelConfig } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `mla` command: main(argv) dispatches to one file per command; one error handler prints UserErrors without a stack.
 
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 type Command = (argv: string[]) => Promise<void>;
 

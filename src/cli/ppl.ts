@@ -6,7 +6,7 @@ import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
 import { Progress } from './progress.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 /** Read a text file for evaluation, with a clear error. */
 export function readText(file: string): string {

@@ -10,7 +10,7 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';

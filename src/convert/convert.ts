@@ -13,7 +13,7 @@ import { kvValuesPerToken, kvBytesPerToken } from '../model/config.js';
 import type { Model } from '../model/model.js';
 import { layerPrefix } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
 import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import { selectRope, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod } from './rope-select.js';

@@ -13,7 +13,7 @@
 // Blank lines are skipped; other fields are ignored.
 
 import { readFileSync } from 'node:fs';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { isObject, type JsonObject } from '../io/json.js';
 
 /** One multiple-choice question. */

@@ -20,7 +20,7 @@ import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import type { TaskItem } from './task-file.js';

@@ -15,7 +15,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type GqaAttention, type MlaAttention, type ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
 import { geometricFit } from '../io/deepseek.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { kv, writeGguf, QK8_0, type GgmlTypeName, type GgufTensorIn, type GgufValue } from '../io/gguf.js';
 import { padVocab, vocabKvs, type GgufVocab } from './gguf-vocab.js';
 import { toAdjacentPairing, toStockMla, uniformGqa } from './stock.js';

@@ -7,7 +7,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type LayerAttention, type ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
 import { geometricInvFreq } from '../io/deepseek.js';
-import { formatError } from '../io/errors.js';
+import { formatError } from '../errors.js';
 import { ggufTensorToF32, readGguf, type GgufValue } from '../io/gguf.js';
 import { llamaCppDeepseek2Mscale2 } from './gguf-export.js';
 

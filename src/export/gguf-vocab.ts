@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { kv, type GgufValue } from '../io/gguf.js';
 import type { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { isObject, readJsonObject } from '../io/json.js';
 
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;

@@ -11,7 +11,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
 import { geometricFit } from '../io/deepseek.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 export type ExportTarget = 'gguf' | 'hf';
 

@@ -4,7 +4,7 @@ import type { Backend } from '../tensor/backend.js';
 import { getBackend } from '../backends/index.js';
 import { loadModel } from '../io/load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { Model } from '../model/model.js';
 
 export interface OpenOptions {

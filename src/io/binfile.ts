@@ -3,7 +3,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 
 /** The formats we read are little-endian and are viewed in place through typed arrays. */
 export function assertLittleEndianHost(): void {

@@ -9,7 +9,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { defaultInvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
 import { readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
 import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';

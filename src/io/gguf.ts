@@ -10,7 +10,7 @@
 // the whole header (magic, version, types, duplicate names, dims, alignment, offsets inside the file) before
 // any data is touched, and every error names the file and the field.
 
-import { formatError } from './errors.js';
+import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
 import { bf16ToF32, f16ToF32, f32BitsToF16, f32ToBf16, f32ToF16 } from './dtype.js';
 import { tempNameFor } from './safetensors.js';

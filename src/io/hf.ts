@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { modelTensors, type TensorSpec } from '../model/weights.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
 import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';

@@ -3,7 +3,7 @@
 // refuses what the tool cannot run exactly (QK-norm, other activations, other rope scalings, MLP bias, ...).
 
 import { defaultInvFreq, llama3InvFreq, type Architecture, type GqaAttention, type ModelConfig } from '../model/config.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { Fields, isObject, type JsonObject } from './json.js';
 
 export type HfGqaArch = 'llama' | 'qwen2' | 'mistral';

@@ -2,7 +2,7 @@
 // every getter names the file and the field in its error, so a bad input says exactly where it is wrong.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { UserError, formatError } from './errors.js';
+import { UserError, formatError } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
 

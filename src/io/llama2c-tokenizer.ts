@@ -2,7 +2,7 @@
 // float32 score, int32 length, that many bytes. encode() and decode() reproduce run.c's encode() and its
 // generation printing (decode(prev, token) + safe_printf) byte for byte; pieces are handled as raw bytes.
 
-import { formatError } from './errors.js';
+import { formatError } from '../errors.js';
 import { assertLittleEndianHost, withFile } from './binfile.js';
 import type { Tokenizer } from './tokenizer.js';
 

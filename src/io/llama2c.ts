@@ -4,7 +4,7 @@
 
 import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type ModelConfig } from '../model/config.js';
-import { formatError } from './errors.js';
+import { formatError } from '../errors.js';
 import { assertLittleEndianHost, withFile } from './binfile.js';
 import type { LoadedModel } from './hf.js';
 

@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { loadHfModel, type LoadedModel } from './hf.js';
 import { loadDeepseekModel } from './deepseek.js';
 import { loadLlama2c } from './llama2c.js';

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { sizeOf } from '../tensor/tensor.js';
-import { formatError } from './errors.js';
+import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
 import { bytesPerElement, decodeToF32, encodeFromF32, type StorageDtype } from './dtype.js';
 import { isObject } from './json.js';

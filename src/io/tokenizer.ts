@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizerLib } from '@huggingface/tokenizers';
-import { UserError } from './errors.js';
+import { UserError } from '../errors.js';
 import { isObject, readJsonObject, type JsonObject } from './json.js';
 
 /**

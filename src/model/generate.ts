@@ -6,7 +6,7 @@ import { mulberry32 } from '../tensor/rng.js';
 import type { Model } from './model.js';
 import { KVCache } from './cache.js';
 import { forward } from './forward.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 

@@ -6,7 +6,7 @@ import { Var } from '../autograd/var.js';
 import { Functions } from '../autograd/functions.js';
 import type { ModelConfig } from './config.js';
 import { modelTensors } from './weights.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 export class Model {
   readonly F: Functions;

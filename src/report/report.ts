@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
 import type { CompareRow } from '../eval/compare.js';
-import { fmtNum } from '../cli/table.js';
+import { fmtNum } from './table.js';
 
 export interface ConversionRecord {
   rope_method: string;

@@ -7,7 +7,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import type { AdamW } from './optimizer.js';
 
 export interface TrainState {

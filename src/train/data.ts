@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { mulberry32 } from '../tensor/rng.js';
 export { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 
 /** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. */
 export function readTexts(path: string): string[] {

@@ -11,7 +11,7 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
-import { UserError } from '../io/errors.js';
+import { UserError } from '../errors.js';
 import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
 import { Batcher } from './data.js';
 import { saveCheckpoint, type TrainState } from './checkpoint.js';
