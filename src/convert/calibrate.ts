@@ -108,14 +108,15 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
 function assertFiniteStats(st: LayerStats, l: number): void {
   const C = st.mean.length;
   const parts: [string, Float64Array | undefined, number][] = [
-    ['mean E[x]', st.mean, C], ['second moment E[x xᵀ]', st.second, C], ['attention mass by distance', st.relDist, st.maxDist ?? 1],
+    ['mean E[x] of the attention input', st.mean, C], ['second moment E[x xᵀ] of the attention input', st.second, C],
+    ["teacher's attention mass by query-key distance", st.relDist, st.maxDist ?? 1],
   ];
   for (const [what, a, cols] of parts) {
     if (!a) continue;
     const i = firstNonFinite(a);
     if (i < 0) continue;
     throw new NonFiniteError(
-      `calibration: layer ${l}: the ${what} of the attention input is ${nonFiniteName(a[i]!)} at (${Math.floor(i / cols)}, ${i % cols}); ` +
+      `calibration: layer ${l}: the ${what} is ${nonFiniteName(a[i]!)} at (${Math.floor(i / cols)}, ${i % cols}); ` +
         `the teacher's forward pass over the calibration tokens overflowed float32 or met a non-finite weight`,
     );
   }

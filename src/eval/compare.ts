@@ -47,10 +47,10 @@ export function compareModels(
       const where = (b: number, t: number) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`;
       const V = teacher.model.config.vocabSize;
       const tLogits = forward(teacher.model, input, B, T).value;
-      assertFiniteRows('compare', `the logits of ${teacher.name} (teacher)`, tLogits.data, T, V, FORWARD_HINT, where);
+      assertFiniteRows('compare', `logits from ${teacher.name} (the teacher)`, tLogits.data, T, V, FORWARD_HINT, where);
       all.forEach((m, k) => {
         const logits = k === 0 ? tLogits : forward(m.model, input, B, T).value;
-        if (k > 0) assertFiniteRows('compare', `the logits of ${m.name}`, logits.data, T, V, FORWARD_HINT, where);
+        if (k > 0) assertFiniteRows('compare', `logits from ${m.name}`, logits.data, T, V, FORWARD_HINT, where);
         const ce = m.model.be.run('crossEntropy', [logits], { targets })[0];
         const kd = m.model.be.run('klDiv', [logits, tLogits], { temperature: 1 })[0];
         for (let r = 0; r < B * T; r++) {

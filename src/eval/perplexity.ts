@@ -64,7 +64,7 @@ export function perplexity(
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       const logits = forward(model, input, B, T);
       // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
-      assertFiniteRows('perplexity', "the model's logits", logits.value.data, T, V, FORWARD_HINT,
+      assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
         (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);
       w0 += B;
       const losses = model.F.crossEntropy(logits, targets).value;

@@ -145,7 +145,7 @@ export function evaluateTasks(model: Model, tokenizer: Tokenizer, items: readonl
         r.targets.forEach((t, j) => (targets[b * T + first + j] = t));
       });
       const logits = forward(model, ids, B, T);
-      assertFiniteRows('eval', "the model's logits", logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
+      assertFiniteRows('eval', 'logits', logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
         (b, t) => `item ${group[b]!.item + 1}, choice ${group[b]!.choice}, position ${t}`);
       const nll = model.F.crossEntropy(logits, targets).value.data; // (B·T)
       group.forEach((r, b) => {

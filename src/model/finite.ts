@@ -20,7 +20,7 @@ export class NonFiniteError extends UserError {
 
 /**
  * Logits (or any per-row quantity) of shape (B, T, V) flattened: throws NonFiniteError
- * "`context`: `what` is NaN at batch row b, position t, column v; `hint`" at the first NaN/±∞.
+ * "`context`: non-finite `what` (NaN at batch row b, position t, column v); `hint`" at the first NaN/±∞.
  * `rowName(b, t)` may replace "batch row b, position t" (e.g. an eval item); V = 1 for per-token values.
  */
 export function assertFiniteRows(
@@ -38,7 +38,7 @@ export function assertFiniteRows(
   const b = Math.floor(row / T);
   const t = row % T;
   const col = V > 1 ? `, column ${i % V}` : '';
-  throw new NonFiniteError(`${context}: ${what} is ${nonFiniteName(data[i]!)} at ${rowName(b, t)}${col}; ${hint}`);
+  throw new NonFiniteError(`${context}: non-finite ${what} (${nonFiniteName(data[i]!)} at ${rowName(b, t)}${col}); ${hint}`);
 }
 
 /** A reported scalar (perplexity, mean KL, loss): throws NonFiniteError "`context`: `what` is NaN (`detail`)". */

@@ -71,7 +71,7 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
     while (out.length < opts.maxTokens) {
       const last = logits.data.subarray((logits.dim(0) - 1) * V, logits.dim(0) * V);
       // Sampling from NaN logits would still print tokens (argmax/cumulative tests skip NaN): stop instead.
-      assertFiniteRows('generate', "the model's logits", last, 1, V, FORWARD_HINT, () => `generated token ${out.length + 1} (position ${cache.length - 1})`);
+      assertFiniteRows('generate', 'logits', last, 1, V, FORWARD_HINT, () => `generated token ${out.length + 1} (position ${cache.length - 1})`);
       const next = sampleToken(last, opts.temperature, opts.topP, rng);
       if (stop.has(next)) break;
       out.push(next);
@@ -98,7 +98,7 @@ export function sampleSequences(model: Model, n: number, len: number, seed: numb
       let ids = Int32Array.from(seqs.map((s) => s[0]!));
       for (let t = 1; t < len; t++) {
         const logits = forward(model, ids, B, 1, { cache }).value;
-        assertFiniteRows('sampling', "the sampled model's logits", logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
+        assertFiniteRows('sampling', 'logits from the sampled model', logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
         ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
         seqs.forEach((s, b) => s.push(ids[b]!));
       }

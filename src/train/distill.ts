@@ -100,8 +100,8 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const V = student.config.vocabSize;
-      assertFiniteRows('distill eval', "the teacher's logits", tl.data, T, V, TEACHER_HINT);
-      assertFiniteRows('distill eval', "the student's logits", sl.value.data, T, V);
+      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT);
+      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V);
       const ce = student.F.crossEntropy(sl, targets).value;
       const k = student.F.klDiv(sl, tl, 1).value;
       for (let r = 0; r < B * T; r++) {
@@ -186,9 +186,9 @@ export function distill(run: DistillRun): EvalResult {
       const tl = noGrad(() => forward(teacher, b.ids, b.B, b.T).value);
       // A NaN teacher would otherwise train the student towards NaN (or, through a swallowed NaN, towards garbage).
       const at = (bb: number, t: number) => `step ${step + 1}, micro-batch ${micro + 1}, row ${bb}, position ${t}`;
-      assertFiniteRows('distill', "the teacher's logits", tl.data, b.T, tl.dim(-1), `${TEACHER_HINT}; ${stopped()}`, at);
+      assertFiniteRows('distill', 'logits from the teacher', tl.data, b.T, tl.dim(-1), `${TEACHER_HINT}; ${stopped()}`, at);
       const sl = forward(student, b.ids, b.B, b.T);
-      assertFiniteRows('distill', "the student's logits", sl.value.data, b.T, tl.dim(-1), `${FORWARD_HINT}; ${stopped()}`, at);
+      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${FORWARD_HINT}; ${stopped()}`, at);
       const F = student.F;
       const tau = s.temperature;
       const scale = 1 / (n * s.accum);
