@@ -1,8 +1,8 @@
-// mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
+// mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--rope-tolerance E] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { commonOptions, onePositional, parse } from './args.js';
+import { commonOptions, num, onePositional, parse } from './args.js';
 import { tokenizerFiles } from './convert.js';
 import { table } from '../report/table.js';
 import { loadModel, type Loaded } from '../io/load.js';
@@ -19,6 +19,7 @@ export const exportOptions = {
   out: { type: 'string' },
   dtype: { type: 'string', default: 'f32' },
   'pad-ranks': { type: 'boolean', default: false },
+  'rope-tolerance': { type: 'string' },
   overwrite: { type: 'boolean', default: false },
 } as const;
 
@@ -29,6 +30,8 @@ export interface ExportCommandOptions {
   tokenizer?: string;
   padRanks: boolean;
   overwrite: boolean;
+  /** Largest relative logit error a rope fit may cost (export/rope-fit.ts; default 1e-2). */
+  ropeTolerance?: number;
 }
 
 export interface ExportResult {
@@ -59,7 +62,7 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
     if (!(GGUF_DTYPES as readonly string[]).includes(o.dtype)) throw new UserError(`--dtype: expected ${GGUF_DTYPES.join(', ')} for GGUF, got '${o.dtype}'`);
     if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new UserError(`--out ${o.out}: is a directory; GGUF is one file`);
     const plan = exportGguf(o.out, loaded.config, loaded.weights, {
-      dtype: o.dtype as GgufDtype, padRanks: o.padRanks, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
+      dtype: o.dtype as GgufDtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
     });
     return { format: 'gguf', out: o.out, architecture: plan.arch, dtype: o.dtype, notes: plan.notes };
   }
@@ -67,7 +70,7 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
   const dtype = dt[o.dtype];
   if (!dtype) throw new UserError(`--dtype: expected f32, f16 or bf16 for --format hf, got '${o.dtype}'`);
   const r = exportHf(o.out, loaded.config, loaded.weights, {
-    dtype, padRanks: o.padRanks, overwrite: o.overwrite, copyFiles: tokenizerFiles(path, o.tokenizer), source: path,
+    dtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, overwrite: o.overwrite, copyFiles: tokenizerFiles(path, o.tokenizer), source: path,
   });
   return { format: 'hf', out: o.out, architecture: 'DeepseekV3ForCausalLM', dtype: o.dtype, notes: r.notes };
 }
@@ -81,6 +84,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const r = exportModel(path, {
     format, out: values.out, dtype: values.dtype ?? 'f32', tokenizer: values.tokenizer, padRanks: values['pad-ranks'] ?? false,
     overwrite: values.overwrite ?? false,
+    ropeTolerance: values['rope-tolerance'] === undefined ? undefined : num(values['rope-tolerance'], 'rope-tolerance', 0, (n) => n >= 0, 'a non-negative number'),
   });
   if (values.json) {
     process.stdout.write(JSON.stringify(r, null, 2) + '\n');
