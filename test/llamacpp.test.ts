@@ -28,7 +28,7 @@ import { modelTensors } from '../src/model/weights.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { loadLlama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
 import { convert } from '../src/convert/convert.js';
-import { convertOptions, convertOptionsFrom } from '../src/cli/convert.js';
+import { convertSpec, convertOptionsFrom } from '../src/cli/convert.js';
 import { parse } from '../src/cli/args.js';
 import { exportGguf, type GgufDtype } from '../src/export/gguf-export.js';
 import { hfVocab, llama2cVocab, TOKEN_TYPE, type GgufVocab } from '../src/export/gguf-vocab.js';
@@ -141,7 +141,7 @@ const storiesPrompt = (): number[] => storiesTok().encode('Once upon a time, the
 
 /** stories260K converted as the issue says: mla convert --kv-ratio 4 --rope-dim 4 --rope-method ecomla --basis weight --latent-norm. */
 function storiesMla(): { config: ModelConfig; weights: Map<string, Tensor> } {
-  const { values } = parse(['--kv-ratio', '4', '--rope-dim', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--latent-norm', '--calib-samples', '8', '--calib-len', '64'], convertOptions, 'convert');
+  const { values } = parse(['--kv-ratio', '4', '--rope-dim', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--latent-norm', '--calib-samples', '8', '--calib-len', '64'], convertSpec);
   const s = stories();
   return convert(Model.fromWeights(s.config, s.weights, be), storiesTok(), convertOptionsFrom(values));
 }
@@ -201,7 +201,7 @@ test('llama.cpp agrees on HF-style models: half-split rope reordered, q/k/v bias
 
 /** The default conversion (transmla, the same rope pairs in every layer) with --latent-norm, as `mla convert` does it. */
 function defaultMla(teacher: Model, tok: Parameters<typeof convert>[1], extra: string[] = []): ReturnType<typeof convert> {
-  const { values } = parse(['--latent-norm', '--calib-samples', '8', '--calib-len', '64', ...extra], convertOptions, 'convert');
+  const { values } = parse(['--latent-norm', '--calib-samples', '8', '--calib-len', '64', ...extra], convertSpec);
   return convert(teacher, tok, convertOptionsFrom(values));
 }
 

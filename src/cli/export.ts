@@ -2,7 +2,7 @@
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { commonOptions, num, onePositional, parse } from './args.js';
+import { commonFlags, num, onePositional, parse, type CommandSpec } from './args.js';
 import { tokenizerFiles } from './convert.js';
 import { table } from '../report/table.js';
 import { loadModel, type Loaded } from '../io/load.js';
@@ -13,15 +13,22 @@ import { findTokenizerJson, hfVocab, llama2cVocab, type GgufVocab } from '../exp
 import { exportHf } from '../export/hf-export.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 
-export const exportOptions = {
-  ...commonOptions,
-  format: { type: 'string' },
-  out: { type: 'string' },
-  dtype: { type: 'string', default: 'f32' },
-  'pad-ranks': { type: 'boolean', default: false },
-  'rope-tolerance': { type: 'string' },
-  overwrite: { type: 'boolean', default: false },
-} as const;
+export const exportSpec = {
+  name: 'export',
+  args: 'MODEL',
+  flags: {
+    format: { type: 'string', value: 'gguf|hf', doc: 'GGUF for llama.cpp, or the stock DeepSeek-V3 HF layout (required)' },
+    out: { type: 'string', value: 'FILE.gguf|DIR', doc: 'output file (gguf) or directory (hf) (required)' },
+    dtype: { type: 'string', value: 'f32|f16|bf16|q8_0', default: 'f32', doc: 'weight dtype written (q8_0: GGUF only)' },
+    'pad-ranks': { type: 'boolean', default: false, doc: 'zero-pad per-layer ranks to the largest (stock layouts have one rank)' },
+    'rope-tolerance': {
+      type: 'string', value: 'E', default: '0.01',
+      doc: 'largest relative logit error allowed when rope frequencies need the nearest geometric run (stock engines)',
+    },
+    overwrite: { type: 'boolean', default: false, doc: 'replace an existing --out' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
 
 export interface ExportCommandOptions {
   format: 'gguf' | 'hf';
@@ -76,7 +83,7 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, exportOptions, 'export');
+  const { values, positionals } = parse(argv, exportSpec);
   const path = onePositional(positionals, 'MODEL', 'export');
   const format = values.format;
   if (format !== 'gguf' && format !== 'hf') throw new UserError(`mla export: --format gguf|hf is required${format ? ` (got '${format}')` : ''}`);
