@@ -9,7 +9,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
-import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { FORWARD_HINT, NonFiniteError, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
 import { UserError } from '../errors.js';
@@ -230,11 +231,15 @@ export function distill(run: DistillRun): EvalResult {
     });
     progress.tick(stepTokens);
     if (step % s.evalEvery === 0 || step === s.steps) {
-      const e = evaluate(teacher, student, run.evalSeqs);
+      const e = evaluateDuringTraining(() => evaluate(teacher, student, run.evalSeqs), step, stopped());
       emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
       drawChart();
     }
-    if (step % s.checkpointEvery === 0 || step === s.steps) checkpoint();
+    if (step % s.checkpointEvery === 0 || step === s.steps) {
+      // A checkpoint is only ever a good one: an update that made a weight non-finite stops the run before it is saved.
+      assertFiniteParams(student, step, stopped());
+      checkpoint();
+    }
   }
   progress.end();
   // DIR itself becomes a normal model directory (the final student).
@@ -245,6 +250,29 @@ export function distill(run: DistillRun): EvalResult {
   }
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens };
+}
+
+/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
+function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower --lr or raise --warmup); ${stopped}`);
+    throw e;
+  }
+}
+
+/** Every student parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
+function assertFiniteParams(student: Model, step: number, stopped: string): void {
+  for (const [name, v] of student.params) {
+    const i = firstNonFinite(v.value.data);
+    if (i >= 0) {
+      throw new NonFiniteError(
+        `distill: non-finite weight after the update at step ${step} (${nonFiniteName(v.value.data[i]!)} in ${name}); ` +
+          `not saved (lower --lr or raise --warmup); ${stopped}`,
+      );
+    }
+  }
 }
 
 /** The training curve: held-out perplexity and training loss against tokens seen. */
