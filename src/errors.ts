@@ -12,3 +12,22 @@ export class UserError extends Error {
 export function formatError(file: string, field: string, expected: string): UserError {
   return new UserError(`${file}: ${field}: ${expected}`);
 }
+
+/** A bad value of a library option (ConvertOptions.kvRank, ExportOptions.out, …). Library code names the option field;
+ *  the CLI, which knows which flag fills which field, rewrites the message with the flag (cli/args.ts flagMessage).
+ *  The detail may name other options as {field}: shown as 'field' here, as the flag by the CLI. */
+export class OptionError extends UserError {
+  /**
+   * @param field  the option field, as the library's option type spells it (e.g. 'kvRank', 'evalText')
+   * @param value  the offending value, shown after the name (omit when there is none, e.g. a missing option)
+   * @param detail what is wrong / what was expected; {other} names another option
+   */
+  constructor(
+    readonly field: string,
+    readonly value: string | number | undefined,
+    readonly detail: string,
+  ) {
+    super(`${field}${value === undefined ? '' : ' ' + String(value)}: ${detail.replace(/\{(\w+)\}/g, "'$1'")}`);
+    this.name = 'OptionError';
+  }
+}

@@ -2,7 +2,7 @@
 // the `--help` text are both derived from that table, so the help cannot drift from what the parser accepts.
 
 import { parseArgs } from 'node:util';
-import { UserError } from '../errors.js';
+import { UserError, type OptionError } from '../errors.js';
 
 /** One flag of a command. */
 export interface Flag {
@@ -17,6 +17,8 @@ export interface Flag {
   readonly defaultText?: string;
   readonly multiple?: boolean;
   readonly short?: string;
+  /** The library option field this flag fills, when it is not the flag's camelCase (kv-rank → kvRank). */
+  readonly field?: string;
 }
 
 export type FlagTable = Readonly<Record<string, Flag>>;
@@ -85,6 +87,24 @@ export function helpText(spec: CommandSpec, summary: string): string {
     'common options:',
     ...shared.map(([n, f]) => line(n, f)),
   ].join('\n');
+}
+
+/** The flag of a command that fills a library option field: an explicit `field`, else the camelCase of its name. */
+export function flagForField(spec: CommandSpec, field: string): string | null {
+  const camel = (n: string) => n.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+  for (const [name, f] of Object.entries(spec.flags)) if ((f.field ?? camel(name)) === field) return name;
+  return null;
+}
+
+/** A library OptionError in the command's terms: the field becomes the flag that sets it (unchanged when none does). */
+export function flagMessage(spec: CommandSpec, e: OptionError): string {
+  const name = (field: string): string => {
+    const flag = flagForField(spec, field);
+    return flag === null ? `'${field}'` : `--${flag}`;
+  };
+  const flag = flagForField(spec, e.field);
+  if (flag === null) return e.message;
+  return `--${flag}${e.value === undefined ? '' : ' ' + String(e.value)}: ${e.detail.replace(/\{(\w+)\}/g, (_m, f: string) => name(f))}`;
 }
 
 /** A numeric flag: undefined → fallback; otherwise must parse and satisfy the check. */

@@ -2,14 +2,14 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
-import { saveModelDir } from '../io/deepseek.js';
+import { saveConverted } from '../convert/record.js';
+import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
 import { table } from '../report/table.js';
@@ -90,37 +90,13 @@ export function convertReport(r: ConvertResult): string {
   ].join('\n');
 }
 
-/** conversion.json: how a directory was made, with the per-layer spectra (read by `mla compare`). */
-export const CONVERSION_RECORD = 'conversion.json';
-
-export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
-  const rec = {
-    source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
-    q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
-    teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
-  };
-  writeFileSync(join(dir, CONVERSION_RECORD), JSON.stringify(rec) + '\n');
-}
-
-/** Tokenizer files to carry into an output directory (a llama2.c tokenizer is stored as tokenizer.bin). */
-export function tokenizerFiles(modelPath: string, tokenizer: string | undefined): { from: string; name: string }[] {
-  if (tokenizer) {
-    if (statSync(tokenizer).isDirectory()) return tokenizerFiles(tokenizer, undefined);
-    return [{ from: tokenizer, name: tokenizer.endsWith('.bin') ? 'tokenizer.bin' : 'tokenizer.json' }];
-  }
-  if (!statSync(modelPath).isDirectory()) return [];
-  return ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.bin']
-    .filter((f) => existsSync(join(modelPath, f)))
-    .map((f) => ({ from: join(modelPath, f), name: f }));
-}
-
 export async function convertCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, convertSpec);
   const path = onePositional(positionals, 'MODEL', 'convert');
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
   const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
   if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
-  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && (await import('node:fs')).readdirSync(values.out).length > 0) {
+  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && readdirSync(values.out).length > 0) {
     throw new UserError(`--out ${values.out}: already exists and is not empty (add --overwrite)`);
   }
   const opts = convertOptionsFrom(values);
@@ -128,14 +104,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
   const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
-  const tokFiles = tokenizerFiles(path, values.tokenizer);
-  saveModelDir(values.out, r.config, r.weights, {
-    dtype,
-    overwrite: values.overwrite,
-    copyFiles: tokFiles,
-    metadata: { mla_upcycle_source: path },
-  });
-  writeConversionRecord(values.out, path, opts, r);
+  saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
   } else {
