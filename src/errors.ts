@@ -1,9 +1,18 @@
 // Errors a user can act on: printed without a stack trace by the CLI.
 
-/** A problem with the user's input (file, flag, config field): the message says what and where. */
+/** Option references in a library message: `{kvRank}` names the option field kvRank. The library shows them as
+ *  'kvRank'; the CLI, which knows which flag sets which field, as --kv-rank (cli/args.ts cliMessage). */
+export function renderOptionRefs(text: string, name: (field: string) => string): string {
+  return text.replace(/\{([\w.]+)\}/g, (_m, field: string) => name(field));
+}
+
+/** A problem with the user's input (file, option, config field): the message says what and where. */
 export class UserError extends Error {
+  /** The message with its option references unrendered ({field}). */
+  readonly template: string;
   constructor(message: string) {
-    super(message);
+    super(renderOptionRefs(message, (f) => `'${f}'`));
+    this.template = message;
     this.name = 'UserError';
   }
 }
@@ -13,9 +22,8 @@ export function formatError(file: string, field: string, expected: string): User
   return new UserError(`${file}: ${field}: ${expected}`);
 }
 
-/** A bad value of a library option (ConvertOptions.kvRank, ExportOptions.out, …). Library code names the option field;
- *  the CLI, which knows which flag fills which field, rewrites the message with the flag (cli/args.ts flagMessage).
- *  The detail may name other options as {field}: shown as 'field' here, as the flag by the CLI. */
+/** A bad value of a library option (ConvertOptions.kvRank, ExportOptions.out, …): the message starts with the option
+ *  field (and the value), so the CLI shows the flag that set it: `--kv-rank 40: leaves …`. */
 export class OptionError extends UserError {
   /**
    * @param field  the option field, as the library's option type spells it (e.g. 'kvRank', 'evalText')
@@ -27,7 +35,7 @@ export class OptionError extends UserError {
     readonly value: string | number | undefined,
     readonly detail: string,
   ) {
-    super(`${field}${value === undefined ? '' : ' ' + String(value)}: ${detail.replace(/\{(\w+)\}/g, "'$1'")}`);
+    super(`{${field}}${value === undefined ? '' : ' ' + String(value)}: ${detail}`);
     this.name = 'OptionError';
   }
 }

@@ -2,7 +2,7 @@
 // the `--help` text are both derived from that table, so the help cannot drift from what the parser accepts.
 
 import { parseArgs } from 'node:util';
-import { UserError, type OptionError } from '../errors.js';
+import { renderOptionRefs, UserError } from '../errors.js';
 
 /** One flag of a command. */
 export interface Flag {
@@ -96,15 +96,17 @@ export function flagForField(spec: CommandSpec, field: string): string | null {
   return null;
 }
 
-/** A library OptionError in the command's terms: the field becomes the flag that sets it (unchanged when none does). */
-export function flagMessage(spec: CommandSpec, e: OptionError): string {
-  const name = (field: string): string => {
-    const flag = flagForField(spec, field);
-    return flag === null ? `'${field}'` : `--${flag}`;
-  };
-  const flag = flagForField(spec, e.field);
-  if (flag === null) return e.message;
-  return `--${flag}${e.value === undefined ? '' : ' ' + String(e.value)}: ${e.detail.replace(/\{(\w+)\}/g, (_m, f: string) => name(f))}`;
+/** Library text (a message, a note) in the command's terms: each option reference ({field}) becomes the flag that
+ *  sets it, looked up in this command first, then in `others` (advice such as "convert with {latentNorm}" names
+ *  another command's flag); a field no flag sets stays its name. */
+export function cliText(spec: CommandSpec, text: string, others: CommandSpec[] = []): string {
+  return renderOptionRefs(text, (field) => {
+    for (const s of [spec, ...others]) {
+      const flag = flagForField(s, field);
+      if (flag !== null) return `--${flag}`;
+    }
+    return `'${field}'`;
+  });
 }
 
 /** A numeric flag: undefined → fallback; otherwise must parse and satisfy the check. */

@@ -3,7 +3,7 @@
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
@@ -19,9 +19,9 @@ export const convertSpec = {
   args: 'MODEL',
   flags: {
     out: { type: 'string', value: 'DIR', doc: 'output model directory (required; DeepSeek-V3 layout)' },
-    'kv-rank': { type: 'string', value: 'R', doc: 'latent rank r_kv of every converted layer' },
-    'kv-ratio': { type: 'string', value: 'X', defaultText: '4 (when neither --kv-rank nor --energy)', doc: "whole-cache KV compression against the teacher" },
-    energy: { type: 'string', value: 'δ', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
+    'kv-rank': { type: 'string', value: 'R', field: 'plan.rank', doc: 'latent rank r_kv of every converted layer' },
+    'kv-ratio': { type: 'string', value: 'X', field: 'plan.ratio', defaultText: '4 (when neither --kv-rank nor --energy)', doc: "whole-cache KV compression against the teacher" },
+    energy: { type: 'string', value: 'δ', field: 'plan.delta', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
     'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
     'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: 'transmla', doc: 'which rotary components the rope key keeps' },
     basis: { type: 'string', value: 'weight|activation', default: 'activation', doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
@@ -29,10 +29,10 @@ export const convertSpec = {
     'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
     'nope-init': { type: 'string', value: 'mean-rotation|identity', default: 'mean-rotation', doc: 'no-rope path init of a rotary pair that leaves the rope key' },
     'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
-    calib: { type: 'string', value: 'FILE', defaultText: "the teacher's own samples", doc: 'calibration text' },
-    'calib-samples': { type: 'string', value: 'N', default: '32', doc: 'calibration sequences' },
-    'calib-len': { type: 'string', value: 'T', default: '256', doc: 'calibration sequence length in tokens' },
-    seed: { type: 'string', value: 'S', default: '1234', doc: 'seed of the calibration samples' },
+    calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
+    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: '32', doc: 'calibration sequences' },
+    'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: '256', doc: 'calibration sequence length in tokens' },
+    seed: { type: 'string', value: 'S', field: 'calib.seed', default: '1234', doc: 'seed of the calibration samples' },
     dtype: { type: 'string', value: 'f32|bf16', default: 'f32', doc: 'weight dtype written' },
     overwrite: { type: 'boolean', default: false, doc: 'replace a non-empty --out directory' },
     ...commonFlags,
@@ -86,7 +86,7 @@ export function convertReport(r: ConvertResult): string {
     table(['layer', 'attention', 'r_kv', 'd_r', 'energy kept', 'KV bytes/token', 'teacher bytes/token'], rows),
     '',
     `KV cache per token: ${r.studentKvBytesPerToken} bytes (teacher ${r.teacherKvBytesPerToken}) → compression ${r.compression.toFixed(2)}×`,
-    ...r.notes.map((n) => `note: ${n}`),
+    ...r.notes.map((n) => `note: ${cliText(convertSpec, n)}`),
   ].join('\n');
 }
 
@@ -106,7 +106,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
     process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
   }

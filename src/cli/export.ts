@@ -1,7 +1,7 @@
 // mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
-import { commonFlags, onePositional, parse, type CommandSpec } from './args.js';
+import { cliText, commonFlags, onePositional, parse, type CommandSpec } from './args.js';
 import { table } from '../report/table.js';
 import { UserError } from '../errors.js';
 import { exportModel } from '../export/export.js';
@@ -29,11 +29,11 @@ export async function exportCommand(argv: string[]): Promise<void> {
     format, out: values.out, dtype: values.dtype, tokenizer: values.tokenizer, padRanks: values['pad-ranks'], overwrite: values.overwrite,
   });
   if (values.json) {
-    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ ...r, notes: r.notes.map((n) => cliText(exportSpec, n)) }, null, 2) + '\n');
     return;
   }
   process.stdout.write(
     table(['format', 'architecture', 'dtype', 'out'], [[r.format, r.architecture, r.dtype, r.out]]) +
-      '\n' + r.notes.map((n) => `note: ${n}\n`).join('') + `wrote ${r.out}\n`,
+      '\n' + r.notes.map((n) => `note: ${cliText(exportSpec, n)}\n`).join('') + `wrote ${r.out}\n`,
   );
 }

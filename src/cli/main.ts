@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The `mla` command: main(argv) dispatches to one file per command; one error handler prints UserErrors without a stack.
 
-import { OptionError, UserError } from '../errors.js';
-import { flagMessage, helpText } from './args.js';
+import { UserError } from '../errors.js';
+import { cliText, helpText } from './args.js';
 import { commands } from './commands.js';
 
 export function usage(): string {
@@ -33,7 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`error: ${e instanceof OptionError ? flagMessage(spec, e) : e.message}\n`);
+      const others = await Promise.all(Object.values(commands).map(async (c) => (await c.load()).spec));
+      process.stderr.write(`error: ${cliText(spec, e.template, others)}\n`);
       return 1;
     }
     throw e;

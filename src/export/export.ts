@@ -32,6 +32,7 @@ export interface ExportResult {
   out: string;
   architecture: string;
   dtype: string;
+  /** What the export changed or could not keep; option references are written {field} (errors.ts renderOptionRefs). */
   notes: string[];
 }
 

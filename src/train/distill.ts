@@ -11,7 +11,7 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
 import { Batcher } from './data.js';
 import { saveCheckpoint, type TrainState } from './checkpoint.js';
@@ -134,7 +134,7 @@ export function distill(run: DistillRun): EvalResult {
     for (const [name] of params) {
       const m = run.resume.moments.get(`m.${name}`);
       const v = run.resume.moments.get(`v.${name}`);
-      if (!m || !v) throw new UserError(`--resume: optimizer state for ${name} missing`);
+      if (!m || !v) throw new OptionError('resume', undefined, `optimizer state for ${name} missing`);
       opt.m.get(name)!.data.set(m.data);
       opt.v.get(name)!.data.set(v.data);
     }
@@ -189,7 +189,7 @@ export function distill(run: DistillRun): EvalResult {
         const term = F.affine(ce, s.ceWeight * scale);
         loss = loss ? F.add(loss, term) : term;
       }
-      if (!loss) throw new UserError('distill: --kl-weight and --ce-weight are both 0');
+      if (!loss) throw new UserError('distill: {klWeight} and {ceWeight} are both 0: no loss to train on');
       lossSum += loss.value.data[0]! * s.accum;
       backward(student.be, loss);
       stepTokens += n;
@@ -198,7 +198,7 @@ export function distill(run: DistillRun): EvalResult {
     if (!Number.isFinite(lossSum) || !Number.isFinite(gn)) {
       throw new UserError(
         `distill: non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at step ${step + 1}; stopped. ` +
-          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower --lr or raise --warmup).`,
+          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower {lr} or raise {warmup}).`,
       );
     }
     if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);

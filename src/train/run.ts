@@ -140,6 +140,13 @@ export function runDistill(job: DistillJob): DistillJobResult {
   const teacher = Model.fromWeights(t.config, t.weights, be, t.source);
   const tok = t.tokenizer;
   if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
+  // Read the texts before anything is written, so a bad path leaves no partial run directory.
+  const dataPath = saved?.data ?? job.data;
+  const evalText = saved?.evalText ?? job.evalText;
+  if (dataPath && !evalText) throw new OptionError('evalText', undefined, 'required with {data}: a training corpus keeps no held-out part');
+  const samplesFile = join(outDir, 'teacher-samples.json');
+  const dataTexts = dataPath && !existsSync(samplesFile) ? readTexts(dataPath, 'data') : null;
+  const evalTexts = evalText ? readTexts(evalText, 'evalText') : null;
   const resumeCp = job.resume ? loadCheckpoint(outDir) : null;
   let student: Model;
   if (resumeCp) {
@@ -151,19 +158,16 @@ export function runDistill(job: DistillJob): DistillJobResult {
   mkdirSync(outDir, { recursive: true });
 
   // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
-  const dataPath = saved?.data ?? job.data;
   const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
-  const samplesFile = join(outDir, 'teacher-samples.json');
   let trainSeqs: number[][];
   let evalSeqs: number[][];
-  const evalText = saved?.evalText ?? job.evalText;
   if (existsSync(samplesFile)) {
     const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
     trainSeqs = s.train;
     evalSeqs = s.eval;
   } else {
-    if (dataPath) {
-      trainSeqs = tokenizeTexts(readTexts(dataPath, 'data'), tok, settings.seq + 1);
+    if (dataTexts) {
+      trainSeqs = tokenizeTexts(dataTexts, tok, settings.seq + 1);
       evalSeqs = [];
     } else {
       trainSeqs = sampleSequences(teacher, selfN, settings.seq + 1, settings.seed, 64, progress('teacher samples', selfN));
@@ -172,7 +176,7 @@ export function runDistill(job: DistillJob): DistillJobResult {
     }
     writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
   }
-  if (evalText) evalSeqs = tokenizeTexts(readTexts(evalText, 'evalText'), tok, Math.min(settings.seq + 1, teacher.config.maxPositions));
+  if (evalTexts) evalSeqs = tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacher.config.maxPositions));
   if (evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
   if (!job.resume) {
     const rec: RunRecord = { teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings: { ...settings } };
