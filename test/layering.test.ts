@@ -27,8 +27,9 @@ const LAYERS: Record<string, number> = {
   'index.ts': 9, // the public library API
 };
 
-/** Sideways edges between jobs of one rank: distillation evaluates (eval/perplexity) and carries conversion records. */
-const SIDEWAYS = new Set(['train -> eval', 'train -> convert']);
+/** Sideways edges between jobs of one rank (acyclic): distillation evaluates (eval/perplexity) and carries conversion
+ *  records; the export's rope fit uses the conversion's nearest geometric run (convert/rope-select). */
+const SIDEWAYS = new Set(['train -> eval', 'train -> convert', 'export -> convert']);
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {

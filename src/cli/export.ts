@@ -1,7 +1,7 @@
-// mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
+// mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--rope-tolerance E] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
-import { cliText, commonFlags, onePositional, parse, type CommandSpec } from './args.js';
+import { cliText, commonFlags, num, onePositional, parse, type CommandSpec } from './args.js';
 import { table } from '../report/table.js';
 import { UserError } from '../errors.js';
 import { exportModel } from '../export/export.js';
@@ -14,6 +14,10 @@ export const exportSpec = {
     out: { type: 'string', value: 'FILE.gguf|DIR', doc: 'output file (gguf) or directory (hf) (required)' },
     dtype: { type: 'string', value: 'f32|f16|bf16|q8_0', default: 'f32', doc: 'weight dtype written (q8_0: GGUF only)' },
     'pad-ranks': { type: 'boolean', default: false, doc: 'zero-pad per-layer ranks to the largest (stock layouts have one rank)' },
+    'rope-tolerance': {
+      type: 'string', value: 'E', default: '0.01',
+      doc: 'largest relative logit error allowed when rope frequencies need the nearest geometric run (stock engines)',
+    },
     overwrite: { type: 'boolean', default: false, doc: 'replace an existing --out' },
     ...commonFlags,
   },
@@ -27,6 +31,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (!values.out) throw new UserError(`mla export: --out ${format === 'gguf' ? 'FILE.gguf' : 'DIR'} is required`);
   const r = exportModel(path, {
     format, out: values.out, dtype: values.dtype, tokenizer: values.tokenizer, padRanks: values['pad-ranks'], overwrite: values.overwrite,
+    ropeTolerance: values['rope-tolerance'] === undefined ? undefined : num(values['rope-tolerance'], 'rope-tolerance', 0, (n) => n >= 0, 'a non-negative number'),
   });
   if (values.json) {
     process.stdout.write(JSON.stringify({ ...r, notes: r.notes.map((n) => cliText(exportSpec, n)) }, null, 2) + '\n');

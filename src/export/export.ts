@@ -25,6 +25,8 @@ export interface ExportOptions {
   padRanks?: boolean;
   /** Replace an existing output. */
   overwrite?: boolean;
+  /** Largest relative logit error a rope fit may cost (export/rope-fit.ts; default 1e-2). */
+  ropeTolerance?: number;
 }
 
 export interface ExportResult {
@@ -57,7 +59,7 @@ export function exportModel(path: string, o: ExportOptions): ExportResult {
     if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new OptionError('out', o.out, 'is a directory; GGUF is one file');
     const loaded = loadModel(path, { tokenizer: o.tokenizer });
     const plan = exportGguf(o.out, loaded.config, loaded.weights, {
-      dtype: dtypeName as GgufDtype, padRanks: o.padRanks ?? false, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
+      dtype: dtypeName as GgufDtype, padRanks: o.padRanks ?? false, ropeTolerance: o.ropeTolerance, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
     });
     return { format: 'gguf', out: o.out, architecture: plan.arch, dtype: dtypeName, notes: plan.notes };
   }
@@ -67,7 +69,7 @@ export function exportModel(path: string, o: ExportOptions): ExportResult {
   if (!dtype) throw new OptionError('dtype', undefined, `expected f32, f16 or bf16 for the hf format, got '${dtypeName}'`);
   const loaded = loadModel(path, { tokenizer: o.tokenizer });
   const r = exportHf(o.out, loaded.config, loaded.weights, {
-    dtype, padRanks: o.padRanks ?? false, overwrite: o.overwrite ?? false, copyFiles: tokenizerFiles(path, o.tokenizer), source: path,
+    dtype, padRanks: o.padRanks ?? false, ropeTolerance: o.ropeTolerance, overwrite: o.overwrite ?? false, copyFiles: tokenizerFiles(path, o.tokenizer), source: path,
   });
   return { format: 'hf', out: o.out, architecture: 'DeepseekV3ForCausalLM', dtype: dtypeName, notes: r.notes };
 }
