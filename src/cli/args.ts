@@ -55,7 +55,9 @@ export function parseOptions<F extends FlagTable>(flags: F): ParseOptions<F> {
 }
 
 /** Parse argv against a command's flag table (unknown flags are a UserError naming the command). */
-export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>) {
+type Parsed<F extends FlagTable> = ReturnType<typeof parseArgs<{ args: string[]; options: ParseOptions<F>; allowPositionals: true; strict: true }>>;
+
+export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>): Parsed<F> {
   try {
     return parseArgs({ args: argv, options: parseOptions(spec.flags), allowPositionals: true, strict: true });
   } catch (e) {
