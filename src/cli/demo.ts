@@ -83,7 +83,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       copyFiles: [...copyTok, { from: join(convDir, CONVERSION_RECORD), name: CONVERSION_RECORD }], progress: dbar,
     });
     log(`distilled ${ratio}×: held-out perplexity ${res.ppl.toFixed(3)}`);
-    students.push({ name: `mla-${ratio}x (distilled)`, path: distDir, model: student });
+    students.push({ name: `mla-${ratio}x (distilled)`, path: distDir, model: res.student });
     notes.push(
       `npx mla convert ${BUNDLED.model} --tokenizer ${BUNDLED.tokenizer} --out ${convDir} --kv-ratio ${ratio} --rope-dim ${ropeDim}`,
       `npx mla distill --teacher ${BUNDLED.model} --tokenizer ${BUNDLED.tokenizer} --student ${convDir} --out ${distDir} --tokens ${tokens} --seq ${seq} --self-generate 1024 --eval-text ${BUNDLED.heldout}`,

@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } f
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
-import type { Model } from '../model/model.js';
+import { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
@@ -43,6 +43,11 @@ export interface DistillSettings {
   seed: number;
   evalEvery: number;
   checkpointEvery: number;
+}
+
+/** What distill returns: the final held-out evaluation and the trained student (a new Model; the input is unchanged). */
+export interface DistillResult extends EvalResult {
+  student: Model;
 }
 
 export interface EvalResult {
@@ -119,18 +124,21 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
 }
 
 /** Run (or continue) distillation; returns the final evaluation. */
-export function distill(run: DistillRun): EvalResult {
-  const { teacher, student, settings: s, outDir } = run;
+export function distill(run: DistillRun): DistillResult {
+  const { teacher, settings: s, outDir } = run;
   const progress = run.progress ?? silentProgress;
-  if (teacher.config.vocabSize !== student.config.vocabSize) {
-    throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${student.config.vocabSize} (they must share a tokenizer)`);
+  if (teacher.config.vocabSize !== run.student.config.vocabSize) {
+    throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${run.student.config.vocabSize} (they must share a tokenizer)`);
   }
-  const trainable = trainableNames(student, s.train);
-  // Frozen parameters become constants so no gradient is computed for them; trained ones get their own buffers,
-  // since AdamW updates in place and the student may share tensors with the teacher it was converted from.
-  for (const [name, v] of [...student.params]) {
-    student.params.set(name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value));
-  }
+  const trainable = trainableNames(run.student, s.train);
+  // The student that trains is a new Model (the caller's is left as it was): frozen parameters become constants so no
+  // gradient is computed for them; trained ones get their own buffers, since AdamW updates in place and the caller's
+  // student may share tensors with the teacher it was converted from.
+  const student = new Model(
+    run.student.config,
+    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value)])),
+    run.student.be,
+  );
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;
@@ -244,7 +252,7 @@ export function distill(run: DistillRun): EvalResult {
     if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
   }
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
-  return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens };
+  return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
 }
 
 /** The training curve: held-out perplexity and training loss against tokens seen. */

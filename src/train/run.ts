@@ -198,5 +198,5 @@ export function runDistill(job: DistillJob): DistillJobResult {
     progress: progress('distill', settings.steps * settings.batch * settings.accum * settings.seq),
     onLog: job.onLog,
   });
-  return { out: outDir, ppl: result.ppl, kl: result.kl, tokens: result.tokens, student };
+  return { out: outDir, ppl: result.ppl, kl: result.kl, tokens: result.tokens, student: result.student };
 }
