@@ -84,7 +84,7 @@ export function backward(be: Backend, out: Var, seed?: Tensor): void {
     }
   }
   const grads = new Map<Var, Tensor>();
-  grads.set(out, seed ?? Tensor.fill(out.shape, 1, out.value.dtype));
+  grads.set(out, seed ?? Tensor.fill(out.shape, 1, out.value.dtype === 'f64' ? 'f64' : 'f32'));
   for (let i = order.length - 1; i >= 0; i--) {
     const v = order[i]!;
     const g = grads.get(v);
