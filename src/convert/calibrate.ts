@@ -14,6 +14,7 @@ import { UserError } from '../errors.js';
 import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface LayerStats {
   /** Tokens seen. */
@@ -75,7 +76,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
     }
   });
   noGrad(() => {
-    for (const seq of seqs) {
+    for (const seq of seqs) tidy(() => {
       const hidden: Var[] = [];
       forward(model, Int32Array.from(seq), 1, seq.length, { collectHidden: hidden });
       hidden.forEach((h, l) => {
@@ -90,7 +91,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
         st.n += seq.length;
       });
       progress.tick(1);
-    }
+    });
   });
   progress.end();
   for (const st of stats) {

@@ -12,6 +12,7 @@ import { evaluateTasks } from './tasks.js';
 import type { TaskItem } from './task-file.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface CompareRow {
   name: string;
@@ -41,7 +42,7 @@ export function compareModels(
   const batch = opts.batch ?? 8;
   const progress = opts.progress ?? silentProgress;
   noGrad(() => {
-    for (const { input, targets, B, T } of windowBatches(ws, batch)) {
+    for (const { input, targets, B, T } of windowBatches(ws, batch)) tidy(() => {
       const tLogits = forward(teacher.model, input, B, T).value;
       all.forEach((m, k) => {
         const logits = k === 0 ? tLogits : forward(m.model, input, B, T).value;
@@ -55,7 +56,7 @@ export function compareModels(
       });
       count += B * (T - 1);
       progress.tick(B * T);
-    }
+    });
   });
   progress.end();
   const teacherKv = kvBytesPerToken(teacher.model.config, 4);

@@ -7,6 +7,7 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface PerplexityResult {
   perplexity: number;
@@ -59,9 +60,12 @@ export function perplexity(
   let count = 0;
   noGrad(() => {
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
-      const logits = forward(model, input, B, T);
-      const losses = model.F.crossEntropy(logits, targets).value;
-      for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
+      // One batch's activations are freed when it is scored (tidy).
+      tidy(() => {
+        const logits = forward(model, input, B, T);
+        const losses = model.F.crossEntropy(logits, targets).value;
+        for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
+      });
       count += B * (T - 1);
       progress.tick(B * T);
     }

@@ -11,7 +11,7 @@ import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
-import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 
 export interface LoadedModel {
   config: ModelConfig;
@@ -19,11 +19,32 @@ export interface LoadedModel {
   weights: Map<string, Tensor>;
 }
 
-/** One tensor read from a checkpoint, with the file it came from (for error messages). */
+/** One tensor read from a checkpoint, with the file it came from (for error messages). F16/BF16 tensors keep their
+ *  16-bit `bits` and widen to `data` only when it is read. */
 export interface CheckpointTensor {
   shape: number[];
-  data: Float32Array;
+  readonly data: Float32Array;
+  dtype: SafetensorsDtype;
+  bits?: Uint16Array;
   file: string;
+}
+
+function checkpointTensor(t: SafetensorsTensor, file: string): CheckpointTensor {
+  return {
+    shape: t.shape,
+    dtype: t.dtype,
+    ...(t.bits ? { bits: t.bits } : {}),
+    file,
+    get data(): Float32Array {
+      return t.data;
+    },
+  };
+}
+
+/** The weight as a Tensor in its file dtype (bf16/f16 bits adopted, no f32 copy). */
+export function checkpointWeight(shape: readonly number[], t: CheckpointTensor): Tensor {
+  if (t.bits) return Tensor.half(shape, t.dtype === 'BF16' ? 'bf16' : 'f16', t.bits);
+  return new Tensor(shape, t.data);
 }
 
 /**
@@ -55,7 +76,7 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
   const single = join(dir, SINGLE);
   const index = join(dir, INDEX);
   if (existsSync(single)) {
-    for (const [name, t] of readSafetensors(single).tensors) out.set(name, { shape: t.shape, data: t.data, file: single });
+    for (const [name, t] of readSafetensors(single).tensors) out.set(name, checkpointTensor(t, single));
     return out;
   }
   if (!existsSync(index)) {
@@ -82,7 +103,7 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
     for (const n of names) {
       if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
     }
-    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) out.set(name, { shape: t.shape, data: t.data, file });
+    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) out.set(name, checkpointTensor(t, file));
   }
   return out;
 }
@@ -116,7 +137,7 @@ export function loadHfModel(dir: string): LoadedModel {
     if (!sameShape(t.shape, spec.shape)) {
       throw new UserError(`${t.file}: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
     }
-    weights.set(spec.name, new Tensor(spec.shape, t.data));
+    weights.set(spec.name, checkpointWeight(spec.shape, t));
     tensors.delete(spec.name);
   }
 
@@ -167,7 +188,7 @@ export function saveHfModel(
     const t = weights.get(spec.name);
     if (!t) throw new UserError(`saveHfModel: tensor ${spec.name}: missing (expected shape ${fmt(spec.shape)})`);
     if (!sameShape(t.shape, spec.shape)) throw new UserError(`saveHfModel: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
-    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
   // transformers' Llama with attention_bias also has an o_proj bias: write zeros so it loads exactly.

@@ -131,6 +131,12 @@ export class Tensor {
     return h instanceof Uint16Array ? (convertHost(h, this.dtype, 'f32') as Float32Array) : h;
   }
 
+  /** Values as a Float32Array: an f32 tensor's own array (no copy), else a converted copy (f64 rounds). */
+  toF32(): Float32Array {
+    const h = this.toHost();
+    return h instanceof Float32Array ? h : Float32Array.from(h);
+  }
+
   /** Size of one axis, negative indices from the end. */
   dim(i: number): number {
     const d = this.shape[i < 0 ? this.shape.length + i : i];

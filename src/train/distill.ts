@@ -6,6 +6,7 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
+import { isHalf, tidy } from '../tensor/storage.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
@@ -92,7 +93,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
   let kl = 0;
   let n = 0;
   noGrad(() => {
-    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) {
+    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) tidy(() => {
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const ce = student.F.crossEntropy(sl, targets).value;
@@ -103,7 +104,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
         kl += k.data[r]!;
         n++;
       }
-    }
+    });
   });
   return { ppl: Math.exp(nll / n), kl: kl / n, tokens: n };
 }
@@ -118,8 +119,10 @@ export function distill(run: DistillRun): EvalResult {
   const trainable = trainableNames(student, s.train);
   // Frozen parameters become constants so no gradient is computed for them; trained ones get their own buffers,
   // since AdamW updates in place and the student may share tensors with the teacher it was converted from.
+  // Trained weights are f32 masters even when the student was read in bf16/f16 (frozen ones stay as read).
   for (const [name, v] of [...student.params]) {
-    student.params.set(name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value));
+    const w = v.value;
+    student.params.set(name, trainable.has(name) ? Var.param(isHalf(w.dtype) ? w.to('f32') : w.clone()) : Var.const(w));
   }
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
@@ -163,7 +166,8 @@ export function distill(run: DistillRun): EvalResult {
   progress.tick(step * s.batch * s.accum * s.seq);
   const t0 = Date.now();
   const tokens0 = tokens;
-  while (step < s.steps) {
+  while (step < s.steps) tidy(() => {
+    // Everything one step makes (activations, gradients, the teacher's logits) is freed when it ends (tidy).
     student.zeroGrad();
     let lossSum = 0;
     let klSum = 0;
@@ -204,6 +208,7 @@ export function distill(run: DistillRun): EvalResult {
     if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);
     const lr = learningRate(step, s.steps, s.lr, s.warmup, s.minLrRatio);
     opt.update(lr);
+    student.zeroGrad();
     step++;
     tokens += stepTokens;
     const secs = (Date.now() - t0) / 1000;
@@ -218,7 +223,8 @@ export function distill(run: DistillRun): EvalResult {
       drawChart();
     }
     if (step % s.checkpointEvery === 0 || step === s.steps) checkpoint();
-  }
+  });
+  opt.dispose();
   progress.end();
   // DIR itself becomes a normal model directory (the final student).
   const tmp = join(outDir, '.final.tmp');
