@@ -7,7 +7,7 @@
 // Without a tape (noGrad, or no input needs a gradient) the saved tensors are disposed at once.
 
 import { Tensor } from '../tensor/tensor.js';
-import { Storage, STORAGES } from '../tensor/storage.js';
+import { Storage, STORAGES, tidy } from '../tensor/storage.js';
 import type { Backend } from '../tensor/backend.js';
 
 export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
@@ -149,7 +149,9 @@ export function backward(be: Backend, out: Var, seed?: Tensor): void {
       }
       continue;
     }
-    const pg = v.backwardFn(g).map((t) => (t ? adopt(t) : t));
+    // tidy: temporaries a rule makes and does not return are freed at once.
+    const bw = v.backwardFn;
+    const pg = tidy(() => bw(g)).map((t) => (t ? adopt(t) : t));
     for (const t of pg) if (t) hold(t);
     v.parents.forEach((p, j) => {
       const gj = pg[j];
