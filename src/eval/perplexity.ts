@@ -5,6 +5,7 @@
 import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
+import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { tidy } from '../tensor/storage.js';
@@ -58,18 +59,27 @@ export function perplexity(
   if (ws.length === 0) throw new Error('perplexity: the text holds fewer than 2 tokens');
   let nll = 0;
   let count = 0;
+  let w0 = 0; // index of the batch's first window
+  const V = model.config.vocabSize;
   noGrad(() => {
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       // One batch's activations are freed when it is scored (tidy).
       tidy(() => {
         const logits = forward(model, input, B, T);
+        // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
+        assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
+          (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);
         const losses = model.F.crossEntropy(logits, targets).value;
         for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
       });
+      w0 += B;
       count += B * (T - 1);
       progress.tick(B * T);
     }
   });
   progress.end();
-  return { perplexity: Math.exp(nll / count), tokens: count, nll: nll / count };
+  const ppl = Math.exp(nll / count);
+  // Finite logits give a finite NLL; exp of a mean NLL above ~709 nats still overflows.
+  assertFiniteValue('perplexity', 'the perplexity', ppl, `mean NLL ${(nll / count).toPrecision(6)} nats per token over ${count} tokens`);
+  return { perplexity: ppl, tokens: count, nll: nll / count };
 }

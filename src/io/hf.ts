@@ -11,6 +11,7 @@ import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
+import { assertFiniteWeights } from './finite.js';
 import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 
 export interface LoadedModel {
@@ -39,6 +40,21 @@ function checkpointTensor(t: SafetensorsTensor, file: string): CheckpointTensor 
       return t.data;
     },
   };
+}
+
+/** Finite-value check on the stored values: F16/BF16 bit patterns directly (an all-ones exponent is ±∞ or NaN),
+ *  so a half checkpoint is never widened to f32 just to be checked. */
+function assertFiniteCheckpoint(file: string, name: string, t: SafetensorsTensor): void {
+  if (!t.bits) {
+    assertFiniteWeights(file, name, t.shape, t.data);
+    return;
+  }
+  const mask = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bits = t.bits;
+  for (let i = 0; i < bits.length; i++) {
+    // Only a tensor that holds a non-finite value is widened, for the message.
+    if ((bits[i]! & mask) === mask) assertFiniteWeights(file, name, t.shape, t.data);
+  }
 }
 
 /** The weight as a Tensor in its file dtype (bf16/f16 bits adopted, no f32 copy). */
@@ -70,13 +86,17 @@ function checkShardName(index: string, name: string, shard: string): void {
   }
 }
 
-/** Every tensor of a checkpoint directory (single file or sharded), widened to f32. */
+/** Every tensor of a checkpoint directory (single file or sharded), widened to f32; a NaN/±∞ value is a UserError
+ *  naming the file, the tensor and the element (io/finite.ts). */
 export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
   const out = new Map<string, CheckpointTensor>();
   const single = join(dir, SINGLE);
   const index = join(dir, INDEX);
   if (existsSync(single)) {
-    for (const [name, t] of readSafetensors(single).tensors) out.set(name, checkpointTensor(t, single));
+    for (const [name, t] of readSafetensors(single).tensors) {
+      assertFiniteCheckpoint(single, name, t);
+      out.set(name, checkpointTensor(t, single));
+    }
     return out;
   }
   if (!existsSync(index)) {
@@ -103,7 +123,10 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
     for (const n of names) {
       if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
     }
-    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) out.set(name, checkpointTensor(t, file));
+    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) {
+      assertFiniteCheckpoint(file, name, t);
+      out.set(name, checkpointTensor(t, file));
+    }
   }
   return out;
 }

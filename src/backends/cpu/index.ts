@@ -21,6 +21,7 @@ import { broadcastStrides } from '../ref/elementwise.js';
 import { tsLinalg } from '../../linalg/ts-linalg.js';
 import { BufferPool, isHalf, withPool } from '../../tensor/storage.js';
 import { hostMemory } from '../host.js';
+import { assertFiniteMatrix } from '../../tensor/finite.js';
 
 type Arr = Float32Array | Int32Array | Float64Array | Uint16Array;
 
@@ -326,6 +327,8 @@ function lapackLinalg(addon: Addon): LinalgProvider {
     name: 'lapack',
     svd(a: Float64Array, m: number, n: number): SvdResult {
       check(a, m * n, 'svd', [m, n]);
+      // LAPACK given NaN fails with "argument 5 invalid" and given ±∞ returns garbage: refuse as the TS provider does.
+      assertFiniteMatrix('svd', a, n);
       const k = Math.min(m, n);
       const u = new Float64Array(m * k);
       const s = new Float64Array(k);
@@ -335,6 +338,7 @@ function lapackLinalg(addon: Addon): LinalgProvider {
     },
     eigh(a: Float64Array, n: number): EighResult {
       check(a, n * n, 'eigh', [n, n]);
+      assertFiniteMatrix('eigh', a, n);
       const values = new Float64Array(n);
       const vectors = new Float64Array(n * n);
       addon.eigh(a, n, values, vectors);
