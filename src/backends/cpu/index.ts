@@ -412,12 +412,14 @@ function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
         const w = op === 'matmul' ? ins[1] : first;
         if (w instanceof Tensor && isHalf(w.dtype)) {
           const transA = op === 'matmul' && (params as OpParams<'matmul'>).transA;
-          if (!halfOps[op as 'matmul' | 'embedding'] || transA || (op === 'matmul' && first?.dtype !== 'f32')) return refBackend.run(op, inputs, params);
           validateOp('cpu', op, inputs, params);
+          if (!halfOps[op as 'matmul' | 'embedding'] || transA || (op === 'matmul' && first?.dtype !== 'f32')) return refBackend.run(op, inputs, params);
           return withPool(cpuPool, () => [halfKernel(addon, op, ins.slice(), params as OpParams<'matmul'>)]) as OpOutputs<O>;
         }
       }
       if (!nativeOps.has(op) || (first instanceof Tensor && first.dtype !== 'f32')) {
+        // Checked here first so errors name this backend; ref checks again (cheap next to a ref kernel).
+        validateOp('cpu', op, inputs, params);
         return refBackend.run(op, inputs, params);
       }
       validateOp('cpu', op, inputs, params);

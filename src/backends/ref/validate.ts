@@ -280,7 +280,9 @@ export function validateOp<O extends OpName>(backend: string, op: O, inputs: OpI
   const dtype = tensors.find((_t, i) => i !== weightSlot)?.dtype ?? tensors[0]?.dtype;
   tensors.forEach((t, i) => {
     const half = t.dtype === 'bf16' || t.dtype === 'f16';
-    if (half && i !== weightSlot) fail(`input ${i} is ${t.dtype}: only ${weightSlot === undefined ? 'f32/f64 inputs are' : `input ${weightSlot} (the weight) may be`} taken in bf16/f16`);
+    if (half && i !== weightSlot) {
+      fail(`input ${i} is ${t.dtype}: ${weightSlot === undefined ? 'this op takes f32/f64 inputs only' : `only input ${weightSlot} (the weight) may be bf16/f16`}`);
+    }
     if (!half && t.dtype !== dtype) fail(`input ${i} is ${t.dtype} but input ${i === 0 ? 1 : 0} is ${dtype}: all inputs must share a dtype`);
   });
   if (params === null || typeof params !== 'object') fail(`params must be an object`);
