@@ -1,4 +1,5 @@
-// mla convert MODEL --out DIR [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
+// mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
+//   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
@@ -9,6 +10,7 @@ import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
+import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { saveModelDir } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
@@ -24,6 +26,11 @@ export const convertSpec = {
     energy: { type: 'string', value: 'δ', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
     'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
     'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: 'transmla', doc: 'which rotary components the rope key keeps' },
+    target: {
+      type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
+      defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
+      doc: "plan the shapes the engine's fast kernels accept (mla plan); native: per-layer rope choice, native format only",
+    },
     basis: { type: 'string', value: 'weight|activation', default: 'activation', doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
     'q-rank': { type: 'string', value: 'R', defaultText: 'full-rank query', doc: 'low-rank query (q_a_proj / q_a_layernorm / q_b_proj)' },
     'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
@@ -51,6 +58,8 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
   const ropeMethod = v['rope-method'] as RopeMethod;
   if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
+  const target = v.target as Target | undefined;
+  if (target !== undefined && !TARGETS.includes(target)) throw new UserError(`--target: expected ${TARGETS.join(', ')}, got '${target}'`);
   const basis = v.basis as BasisMethod;
   if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
   const nopeInit = v['nope-init'] as NopeInit;
@@ -62,6 +71,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     plan,
     ropeDim: v['rope-dim'] === undefined ? undefined : num(v['rope-dim'], 'rope-dim', 0, (n) => positiveInt(n) && n % 2 === 0, 'an even positive integer'),
     ropeMethod,
+    ropeRule: target ? TARGET_RULES[target].rope : 'geometric',
     basis,
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
