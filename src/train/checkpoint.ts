@@ -7,6 +7,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { assertFiniteWeights } from '../io/finite.js';
 import { OptionError, UserError } from '../errors.js';
 import type { AdamW } from './optimizer.js';
 
@@ -69,6 +70,10 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const { config, weights } = loadDeepseekModel(cp);
   const opt = readSafetensors(join(cp, 'optimizer.safetensors'));
   const moments = new Map<string, Tensor>();
-  for (const [name, t] of opt.tensors) moments.set(name, new Tensor(t.shape, t.data));
+  for (const [name, t] of opt.tensors) {
+    // NaN moments would turn the first resumed update into NaN weights ("the student diverged"): name them here.
+    assertFiniteWeights(join(cp, 'optimizer.safetensors'), name, t.shape, t.data);
+    moments.set(name, new Tensor(t.shape, t.data));
+  }
   return { config, weights, state, moments, adamStep: Number(opt.metadata?.adam_step ?? state.step) };
 }

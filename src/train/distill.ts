@@ -97,8 +97,10 @@ export function trainableNames(student: Model, scope: TrainScope): Set<string> {
   return names;
 }
 
-/** Mean held-out perplexity of the student and mean KL(teacher ‖ student) per token. */
-export function evaluate(teacher: Model, student: Model, seqs: number[][], batch = 8): EvalResult {
+/** Mean held-out perplexity of the student and mean KL(teacher ‖ student) per token. A non-finite logit of either
+ *  model stops with a NonFiniteError naming which; `studentHint` says why the student's might be (default: the
+ *  forward pass overflowed), `tail` what happens next (the training loop: stopped, where the checkpoint is). */
+export function evaluate(teacher: Model, student: Model, seqs: number[][], batch = 8, studentHint = FORWARD_HINT, tail = ''): EvalResult {
   let nll = 0;
   let kl = 0;
   let n = 0;
@@ -107,8 +109,8 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const V = student.config.vocabSize;
-      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT);
-      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V);
+      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT + tail);
+      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V, studentHint + tail);
       const ce = student.F.crossEntropy(sl, targets).value;
       const k = student.F.klDiv(sl, tl, 1).value;
       for (let r = 0; r < B * T; r++) {
@@ -120,8 +122,8 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
     });
   });
   const ppl = Math.exp(nll / n);
-  assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token`);
-  assertFiniteValue('distill eval', 'the mean KL(teacher ‖ student)', kl / n, `over ${n} tokens`);
+  assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token${tail}`);
+  assertFiniteValue('distill eval', 'the mean KL(teacher ‖ student)', kl / n, `over ${n} tokens${tail}`);
   return { ppl, kl: kl / n, tokens: n };
 }
 
@@ -174,11 +176,16 @@ export function distill(run: DistillRun): DistillResult {
   };
   const drawChart = () => writeChart(outDir, log);
   const state = (): TrainState => ({ version: 1, step, tokens, settings: { ...s } });
-  const stopped = () => `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`;
+  const stopped = () =>
+    existsSync(join(outDir, 'checkpoint', 'state.json'))
+      ? `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`
+      : 'stopped before the first checkpoint was written';
+  // Finite teacher and student at step 0 (both evaluated), so later non-finite student logits mean divergence.
+  const studentHint = () => (step === 0 ? FORWARD_HINT : `the student diverged at step ${step} (lower --lr or raise --warmup)`);
   const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
 
   if (step === 0) {
-    const e = evaluate(teacher, student, run.evalSeqs);
+    const e = evaluate(teacher, student, run.evalSeqs, 8, FORWARD_HINT, `; ${stopped()}`);
     emit({ step: 0, tokens: 0, eval_ppl: e.ppl, eval_kl: e.kl });
     drawChart();
   }
@@ -200,7 +207,7 @@ export function distill(run: DistillRun): DistillResult {
       const at = (bb: number, t: number) => `step ${step + 1}, micro-batch ${micro + 1}, row ${bb}, position ${t}`;
       assertFiniteRows('distill', 'logits from the teacher', tl.data, b.T, tl.dim(-1), `${TEACHER_HINT}; ${stopped()}`, at);
       const sl = forward(student, b.ids, b.B, b.T);
-      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${FORWARD_HINT}; ${stopped()}`, at);
+      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${studentHint()}; ${stopped()}`, at);
       const F = student.F;
       const tau = s.temperature;
       const scale = 1 / (n * s.accum);
@@ -243,7 +250,7 @@ export function distill(run: DistillRun): DistillResult {
     });
     progress.tick(stepTokens);
     if (step % s.evalEvery === 0 || step === s.steps) {
-      const e = evaluateDuringTraining(() => evaluate(teacher, student, run.evalSeqs), step, stopped());
+      const e = evaluate(teacher, student, run.evalSeqs, 8, studentHint(), `; ${stopped()}`);
       emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
       drawChart();
     }
@@ -263,16 +270,6 @@ export function distill(run: DistillRun): DistillResult {
   }
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
-}
-
-/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
-function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
-  try {
-    return run();
-  } catch (e) {
-    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower --lr or raise --warmup); ${stopped}`);
-    throw e;
-  }
 }
 
 /** Every trained parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
