@@ -2,7 +2,8 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { checkOutput } from '../io/output.js';
 import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
 import { openModel } from '../infer/open.js';
@@ -89,13 +90,13 @@ export function convertReport(r: ConvertResult): string {
 /** conversion.json: how a directory was made, with the per-layer spectra (read by `mla compare`). */
 export const CONVERSION_RECORD = 'conversion.json';
 
-export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
+export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertResult): string {
   const rec = {
     source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
     q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
     teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
   };
-  writeFileSync(join(dir, CONVERSION_RECORD), JSON.stringify(rec) + '\n');
+  return JSON.stringify(rec) + '\n';
 }
 
 /** Tokenizer files to carry into an output directory (a llama2.c tokenizer is stored as tokenizer.bin). */
@@ -116,10 +117,9 @@ export async function convertCommand(argv: string[]): Promise<void> {
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
   const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
   if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
-  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && (await import('node:fs')).readdirSync(values.out).length > 0) {
-    throw new UserError(`--out ${values.out}: already exists and is not empty (add --overwrite)`);
-  }
   const opts = convertOptionsFrom(values);
+  // Everything cheap first: the output must be writable and away from the inputs before minutes of conversion.
+  checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
@@ -130,8 +130,8 @@ export async function convertCommand(argv: string[]): Promise<void> {
     overwrite: values.overwrite,
     copyFiles: tokFiles,
     metadata: { mla_upcycle_source: path },
+    extraFiles: { [CONVERSION_RECORD]: conversionRecordJson(path, opts, r) },
   });
-  writeConversionRecord(values.out, path, opts, r);
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
   } else {

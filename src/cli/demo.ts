@@ -13,7 +13,7 @@ import { saveModelDir } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
 import { Batcher, sampleSequences, tokenizeTexts, readTexts } from '../train/data.js';
 import { distill, type DistillSettings } from '../train/distill.js';
-import { CONVERSION_RECORD, convertReport, writeConversionRecord } from './convert.js';
+import { CONVERSION_RECORD, convertReport, conversionRecordJson } from './convert.js';
 import { runCompare } from './compare.js';
 import { compareTable } from '../report/report.js';
 import { Progress } from './progress.js';
@@ -55,8 +55,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const r = convert(teacher.model, tok, opts);
     process.stderr.write(convertReport(r) + '\n');
     const convDir = join(out, `mla-${ratio}x`);
-    saveModelDir(convDir, r.config, r.weights, { copyFiles: copyTok });
-    writeConversionRecord(convDir, BUNDLED.model, opts, r);
+    saveModelDir(convDir, r.config, r.weights, { copyFiles: copyTok, extraFiles: { [CONVERSION_RECORD]: conversionRecordJson(BUNDLED.model, opts, r) } });
     students.push({ name: `mla-${ratio}x (converted)`, path: convDir, model: Model.fromWeights(r.config, r.weights, be) });
 
     const distDir = join(out, `mla-${ratio}x-distilled`);

@@ -1,7 +1,7 @@
 // mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { checkOutput } from '../io/output.js';
 import { commonOptions, onePositional, parse } from './args.js';
 import { tokenizerFiles } from './convert.js';
 import { table } from '../report/table.js';
@@ -51,13 +51,10 @@ export function ggufVocabFor(loaded: Loaded, tokenizer: string | undefined): Ggu
 
 /** Export a model (library entry point of `mla export`). */
 export function exportModel(path: string, o: ExportCommandOptions): ExportResult {
-  if (existsSync(o.out) && !o.overwrite && (o.format === 'gguf' || !statSync(o.out).isDirectory() || readdirSync(o.out).length > 0)) {
-    throw new UserError(`--out ${o.out}: already exists (add --overwrite)`);
-  }
+  checkOutput({ flag: '--out', out: o.out, inputs: [path, o.tokenizer], kind: o.format === 'gguf' ? 'file' : 'dir', overwrite: o.overwrite });
   const loaded = loadModel(path, { tokenizer: o.tokenizer });
   if (o.format === 'gguf') {
     if (!(GGUF_DTYPES as readonly string[]).includes(o.dtype)) throw new UserError(`--dtype: expected ${GGUF_DTYPES.join(', ')} for GGUF, got '${o.dtype}'`);
-    if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new UserError(`--out ${o.out}: is a directory; GGUF is one file`);
     const plan = exportGguf(o.out, loaded.config, loaded.weights, {
       dtype: o.dtype as GgufDtype, padRanks: o.padRanks, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
     });

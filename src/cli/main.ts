@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `mla` command: main(argv) dispatches to one file per command; one error handler prints UserErrors without a stack.
 
-import { UserError } from '../errors.js';
+import { UserError, fsErrorMessage, isFsError } from '../errors.js';
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -24,6 +24,11 @@ export function usage(): string {
   return lines.join('\n');
 }
 
+/** Messages are one line (a path or a value quoted into one may hold a newline). */
+function oneLine(s: string): string {
+  return s.replace(/\r?\n/g, '\\n');
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -44,7 +49,13 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      process.stderr.write(`error: ${oneLine(e.message)}\n`);
+      return 1;
+    }
+    // A file-system failure (missing file, permission, full or read-only disk) is the user's to fix, not a bug:
+    // one line naming the path, no stack. The writers have already removed their temporary files.
+    if (isFsError(e)) {
+      process.stderr.write(`error: ${oneLine(fsErrorMessage(e))}\n`);
       return 1;
     }
     throw e;

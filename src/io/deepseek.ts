@@ -11,8 +11,9 @@ import { defaultInvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
-import { readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
-import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { readCheckpointTensors, type LoadedModel } from './hf.js';
+import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { makeParents, replaceDir, tempNameFor } from './output.js';
 
 export const NATIVE_VERSION = 1;
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -109,6 +110,8 @@ export interface SaveOptions {
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
   metadata?: Record<string, string>;
+  /** Further files written into the directory before it is moved into place (name → contents), e.g. conversion.json. */
+  extraFiles?: Record<string, string>;
 }
 
 /** Save a model in the DeepSeek-V3 layout, atomically (temporary directory, then rename). */
@@ -122,15 +125,21 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
+  const undoParents = makeParents(dir);
   const tmp = tempNameFor(dir);
-  mkdirSync(tmp, { recursive: true });
   try {
+    mkdirSync(tmp);
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
+      if (name !== basename(name)) throw new UserError(`saveModelDir: extra file "${name}" must be a plain file name`);
+      writeFileSync(join(tmp, name), text);
+    }
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
 }

@@ -11,7 +11,8 @@ import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
-import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { replaceDir, tempNameFor } from './output.js';
 
 export interface LoadedModel {
   config: ModelConfig;
@@ -225,21 +226,4 @@ export function saveHfModel(
   }
 }
 
-/** Move a finished temporary directory into place; an existing non-empty `dir` needs `overwrite`. */
-export function replaceDir(tmp: string, dir: string, overwrite: boolean): void {
-  if (existsSync(dir)) {
-    if (!statSync(dir).isDirectory()) throw new UserError(`${dir}: exists and is not a directory`);
-    if (readdirSync(dir).length === 0) {
-      rmSync(dir, { recursive: true });
-    } else if (!overwrite) {
-      throw new UserError(`${dir}: already exists and is not empty (choose another output or allow overwriting)`);
-    } else {
-      const old = tempNameFor(dir).replace('.tmp-', '.old-');
-      renameSync(dir, old);
-      renameSync(tmp, dir);
-      rmSync(old, { recursive: true, force: true });
-      return;
-    }
-  }
-  renameSync(tmp, dir);
-}
+export { replaceDir } from './output.js';

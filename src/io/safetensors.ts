@@ -3,7 +3,6 @@
 // then the raw little-endian row-major data (offsets relative to the byte after the header).
 // Reads validate the header completely before touching data; writes go to a temporary name, then rename.
 
-import { randomBytes } from 'node:crypto';
 import { sizeOf } from '../tensor/tensor.js';
 import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
@@ -186,10 +185,8 @@ export function readSafetensors(
   });
 }
 
-/** A unique temporary name beside `path` (same directory, so rename is atomic). */
-export function tempNameFor(path: string): string {
-  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
+export { tempNameFor } from './output.js';
+import { tempNameFor } from './output.js';
 
 /**
  * Write tensors (in the given order) to a safetensors file. F16/BF16 round to nearest even.

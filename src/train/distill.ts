@@ -3,7 +3,7 @@
 // AdamW, linear warmup + cosine decay, global-norm clipping, gradient accumulation, held-out evaluation,
 // atomic checkpoints with exact resume (batches are seeded by step), a JSONL log and an SVG curve.
 
-import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
@@ -226,6 +226,7 @@ export function distill(run: DistillRun): EvalResult {
   for (const f of ['config.json', 'model.safetensors', ...run.copyFiles.map((c) => c.name)]) {
     if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
   }
+  rmSync(tmp, { recursive: true, force: true });
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens };
 }
