@@ -44,17 +44,18 @@ export function isFsError(e: unknown): e is NodeJS.ErrnoException {
 }
 
 /** One line for an fs error: "<path>: <what happened> (<syscall> <CODE>)". */
-export function fsErrorMessage(e: NodeJS.ErrnoException): string {
+export function fsErrorMessage(e: NodeJS.ErrnoException, what?: string): string {
   const code = e.code ?? 'EUNKNOWN';
   const text = ERRNO_TEXT[code] ?? e.message.replace(/^[A-Z]+: /, '').split(',')[0];
   const dest = (e as { dest?: string }).dest;
   const where = e.path ? (dest ? `${e.path} → ${dest}` : e.path) : '(unnamed file)';
-  return `${where}: ${text} (${e.syscall} ${code})`;
+  const head = what === undefined ? where : what.includes(where) ? what : `${what}: ${where}`;
+  return `${head}: ${text} (${e.syscall} ${code})`;
 }
 
 /** Turn an fs error into a UserError naming the path (prefixed with `what`, e.g. "--out model/"); anything else
  *  is returned unchanged, for the caller to rethrow. */
 export function userFsError(e: unknown, what?: string): unknown {
   if (e instanceof UserError || !isFsError(e)) return e;
-  return new UserError(what ? `${what}: ${fsErrorMessage(e)}` : fsErrorMessage(e));
+  return new UserError(fsErrorMessage(e, what));
 }

@@ -2,7 +2,8 @@
 // one table (KV bytes/token, compression, parameters, perplexity, KL to the teacher, task scores), and with --out a
 // report.md with the KV-vs-perplexity chart, distillation curves and per-layer spectra.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readLog } from '../io/run-files.js';
 import { basename, join, resolve } from 'node:path';
 import { commonOptions, num, parse, positiveInt } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
@@ -22,9 +23,8 @@ export function modelName(path: string): string {
 
 /** Distillation log of a run directory (eval lines only). */
 export function readCurve(dir: string): { tokens: number; eval_ppl?: number }[] | null {
-  const f = join(dir, 'log.jsonl');
-  if (!existsSync(f)) return null;
-  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { tokens: number; eval_ppl?: number }).filter((l) => l.eval_ppl !== undefined);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return null;
+  return readLog(dir)?.filter((l) => l.eval_ppl !== undefined) ?? null;
 }
 
 export interface CompareJob {

@@ -88,7 +88,8 @@ export function convertReport(r: ConvertResult): string {
 }
 
 /** conversion.json: how a directory was made, with the per-layer spectra (read by `mla compare`). */
-export const CONVERSION_RECORD = 'conversion.json';
+export { CONVERSION_RECORD } from '../io/run-files.js';
+import { CONVERSION_RECORD } from '../io/run-files.js';
 
 export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertResult): string {
   const rec = {

@@ -3,7 +3,7 @@
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, parse, positiveInt } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
@@ -11,7 +11,12 @@ import { Model } from '../model/model.js';
 import { UserError } from '../errors.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from '../train/data.js';
 import { distill, type DistillSettings, type TrainScope } from '../train/distill.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { checkpointDir, loadCheckpoint } from '../train/checkpoint.js';
+import { checkDistillPlan } from '../train/preflight.js';
+import { checkOutput } from '../io/output.js';
+import {
+  RUN_RECORD, TRAJECTORY_SETTINGS, checkStateMatchesRun, readRunRecord, readTeacherSamples, writeRunRecord, writeTeacherSamples, type RunRecord,
+} from '../io/run-files.js';
 import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
 
@@ -47,17 +52,28 @@ export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e
 
 type Values = ReturnType<typeof parse<typeof distillOptions>>['values'];
 
-function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettings {
-  const d = (k: keyof DistillSettings, fallback: number) => (saved && typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
+/** Flag name of each setting (messages name the flag). */
+const FLAG: Record<keyof DistillSettings, string> = {
+  steps: 'steps', batch: 'batch', seq: 'seq', accum: 'accum', lr: 'lr', warmup: 'warmup', minLrRatio: 'min-lr-ratio', clip: 'clip',
+  weightDecay: 'weight-decay', klWeight: 'kl-weight', ceWeight: 'ce-weight', temperature: 'temperature', train: 'train', seed: 'seed',
+  evalEvery: 'eval-every', checkpointEvery: 'checkpoint-every',
+};
+
+/** Settings from flags; on --resume the run's saved settings are the defaults, and the ones that fix the training
+ *  trajectory (batch, seq, seed, …) cannot be changed. */
+function settingsFrom(v: Values, saved?: DistillSettings): DistillSettings {
+  const d = <K extends keyof DistillSettings>(k: K, fallback: DistillSettings[K]): DistillSettings[K] => (saved ? saved[k] : fallback);
   const seq = num(v.seq, 'seq', d('seq', DISTILL_DEFAULTS.seq), positiveInt, 'a positive integer');
   const batch = num(v.batch, 'batch', d('batch', DISTILL_DEFAULTS.batch), positiveInt, 'a positive integer');
   const accum = num(v.accum, 'accum', d('accum', 1), positiveInt, 'a positive integer');
   if (v.steps !== undefined && v.tokens !== undefined) throw new UserError('mla distill: give --steps or --tokens, not both');
   const tokens = num(v.tokens, 'tokens', DISTILL_DEFAULTS.tokens, positiveInt, 'a positive integer');
-  const steps = num(v.steps, 'steps', d('steps', Math.max(1, Math.round(tokens / (seq * batch * accum)))), positiveInt, 'a positive integer');
-  const train = (v.train ?? (saved?.train as string | undefined) ?? 'all') as TrainScope;
+  const steps = v.tokens !== undefined
+    ? Math.max(1, Math.round(tokens / (seq * batch * accum)))
+    : num(v.steps, 'steps', d('steps', Math.max(1, Math.round(tokens / (seq * batch * accum)))), positiveInt, 'a positive integer');
+  const train = (v.train ?? d('train', 'all')) as TrainScope;
   if (train !== 'all' && train !== 'attention') throw new UserError(`--train: expected attention or all, got '${train}'`);
-  return {
+  const s: DistillSettings = {
     steps, batch, seq, accum, train,
     lr: num(v.lr, 'lr', d('lr', DISTILL_DEFAULTS.lr), (n) => n > 0, 'a positive number'),
     warmup: num(v.warmup, 'warmup', d('warmup', Math.max(1, Math.round(steps * 0.03))), nonNegativeInt, 'a non-negative integer'),
@@ -71,61 +87,98 @@ function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettin
     evalEvery: num(v['eval-every'], 'eval-every', d('evalEvery', Math.max(1, Math.round(steps / 20))), positiveInt, 'a positive integer'),
     checkpointEvery: num(v['checkpoint-every'], 'checkpoint-every', d('checkpointEvery', Math.max(1, Math.round(steps / 10))), positiveInt, 'a positive integer'),
   };
+  if (s.klWeight === 0 && s.ceWeight === 0) throw new UserError('--kl-weight and --ce-weight are both 0: nothing to train on (give one a positive weight)');
+  if (saved) {
+    for (const k of TRAJECTORY_SETTINGS) {
+      if (s[k] !== saved[k]) throw new UserError(`--${FLAG[k]}: cannot change on --resume (the run uses ${JSON.stringify(saved[k])})`);
+    }
+  }
+  return s;
 }
 
 export async function distillCommand(argv: string[]): Promise<void> {
   const { values: v } = parse(argv, distillOptions, 'distill');
+  if (v.resume && v.out && v.out !== v.resume) throw new UserError('mla distill: give --out DIR for a new run or --resume DIR to continue one, not both');
   const outDir = v.resume ?? v.out;
   if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
-  const runFile = join(outDir, 'run.json');
-  let saved: { teacher: string; student: string; tokenizer?: string; data?: string; selfGenerate?: number; evalText?: string; settings: Record<string, unknown> } | null = null;
+  let saved: RunRecord | null = null;
   if (v.resume) {
-    if (!existsSync(runFile)) throw new UserError(`--resume ${v.resume}: no run.json (not a distillation directory)`);
-    saved = JSON.parse(readFileSync(runFile, 'utf8'));
+    if (!existsSync(v.resume)) throw new UserError(`--resume ${v.resume}: no such directory`);
+    saved = readRunRecord(v.resume);
+    for (const [flag, given] of [['teacher', v.teacher], ['student', v.student], ['data', v.data], ['eval-text', v['eval-text']], ['tokenizer', v.tokenizer]] as const) {
+      if (given !== undefined) throw new UserError(`--${flag}: cannot be given with --resume (the run's ${RUN_RECORD} fixes it)`);
+    }
   } else {
     if (!v.teacher || !v.student) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');
+    if (v.data !== undefined && v['self-generate'] !== undefined) throw new UserError('mla distill: give --data FILE or --self-generate N, not both');
+    if (v.data !== undefined && v['eval-text'] === undefined) throw new UserError('mla distill: --eval-text FILE is required with --data (held-out text to measure the student on)');
+    checkOutput({ flag: '--out', out: outDir, inputs: [v.teacher, v.student, v.tokenizer, v.data, v['eval-text']], kind: 'dir', overwrite: false });
     if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new UserError(`--out ${outDir}: already exists and is not empty (use --resume ${outDir} to continue it)`);
   }
   const teacherPath = saved?.teacher ?? v.teacher!;
   const studentPath = saved?.student ?? v.student!;
   const tokenizerPath = saved?.tokenizer ?? v.tokenizer;
+  const dataPath = saved?.data ?? v.data;
+  const evalText = saved?.evalText ?? v['eval-text'];
+  const selfN = saved?.selfGenerate ?? (v['self-generate'] !== undefined ? num(v['self-generate'], 'self-generate', 0, positiveInt, 'a positive integer') : DISTILL_DEFAULTS.selfGenerate);
   const settings = settingsFrom(v, saved?.settings);
+  // Cheap checks first: the text inputs are read before any model is loaded or any teacher sample drawn.
+  const dataTexts = !saved && dataPath ? readTexts(dataPath, '--data') : null;
+  const evalTexts = evalText ? readTexts(evalText, '--eval-text') : null;
+
   const be = resolveBackend(v.backend);
   const teacher = openModel(teacherPath, { tokenizer: tokenizerPath }, be);
   let student = openModel(studentPath, { tokenizer: tokenizerPath }, be);
-  const resumeCp = v.resume ? loadCheckpoint(outDir) : null;
-  if (resumeCp) student = { ...student, model: Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint')) };
   const tok = requireTokenizer(teacher);
-  mkdirSync(outDir, { recursive: true });
+  checkDistillPlan(teacher.model.config, student.model.config, settings, { teacher: teacherPath, student: studentPath });
+  let evalSeqs = evalTexts ? tokenizeTexts(evalTexts, tok, settings.seq + 1) : null;
+  if (evalSeqs && evalSeqs.length === 0) throw new UserError(`--eval-text ${evalText}: no text of at least 2 tokens`);
+  const resumeCp = v.resume ? loadCheckpoint(outDir) : null;
+  if (resumeCp) {
+    checkStateMatchesRun(resumeCp.stateFile, resumeCp.state, `${outDir}/${RUN_RECORD}`, saved!.settings);
+    student = { ...student, model: Model.fromWeights(resumeCp.config, resumeCp.weights, be, checkpointDir(outDir)) };
+  }
+  const cached = v.resume ? readTeacherSamples(outDir, teacher.model.config.vocabSize) : null;
+  let trainSeqs = dataTexts ? tokenizeTexts(dataTexts, tok, settings.seq + 1) : cached?.train ?? null;
+  if (dataTexts && trainSeqs!.length === 0) throw new UserError(`--data ${dataPath}: no text of at least 2 tokens`);
 
-  // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
-  const dataPath = saved?.data ?? v.data;
-  const selfN = saved?.selfGenerate ?? (v['self-generate'] !== undefined ? num(v['self-generate'], 'self-generate', 0, positiveInt, 'a positive integer') : DISTILL_DEFAULTS.selfGenerate);
-  const samplesFile = join(outDir, 'teacher-samples.json');
-  let trainSeqs: number[][];
-  let evalSeqs: number[][];
-  const evalText = saved?.evalText ?? v['eval-text'];
-  if (existsSync(samplesFile)) {
-    const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
-    trainSeqs = s.train;
-    evalSeqs = s.eval;
-  } else {
-    if (dataPath) {
-      trainSeqs = tokenizeTexts(readTexts(dataPath), tok, settings.seq + 1);
-      evalSeqs = [];
-    } else {
-      const bar = new Progress('teacher samples', selfN, 'seq');
-      trainSeqs = sampleSequences(teacher.model, selfN, settings.seq + 1, settings.seed, 64, bar);
-      // Held-out teacher samples from another seed: never trained on.
-      evalSeqs = sampleSequences(teacher.model, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+  // From here on the run writes into DIR; a failure before its first checkpoint removes what it made.
+  const created = !existsSync(outDir);
+  mkdirSync(outDir, { recursive: true });
+  try {
+    if (!trainSeqs) {
+      if (saved?.data) trainSeqs = tokenizeTexts(readTexts(saved.data, '--data'), tok, settings.seq + 1);
+      else {
+        const bar = new Progress('teacher samples', selfN, 'seq');
+        trainSeqs = sampleSequences(teacher.model, selfN, settings.seq + 1, settings.seed, 64, bar);
+        // Held-out teacher samples from another seed: never trained on.
+        const heldOut = sampleSequences(teacher.model, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+        writeTeacherSamples(outDir, { train: trainSeqs, eval: heldOut });
+        evalSeqs ??= heldOut;
+      }
     }
-    writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
+    evalSeqs ??= cached?.eval ?? null;
+    if (!evalSeqs || evalSeqs.length === 0) throw new UserError('mla distill: no held-out text: give --eval-text FILE');
+    if (!v.resume) {
+      writeRunRecord(outDir, {
+        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings,
+      });
+    }
+    await runDistill(v, outDir, teacher, student, trainSeqs, evalSeqs, settings, teacherPath, tokenizerPath, studentPath, resumeCp);
+  } catch (e) {
+    if (!v.resume && !existsSync(checkpointDir(outDir))) {
+      if (created) rmSync(outDir, { recursive: true, force: true });
+      else for (const n of readdirSync(outDir)) rmSync(join(outDir, n), { recursive: true, force: true });
+    }
+    throw e;
   }
-  if (evalText) evalSeqs = tokenizeTexts(readTexts(evalText), tok, Math.min(settings.seq + 1, teacher.model.config.maxPositions));
-  if (evalSeqs.length === 0) throw new UserError('mla distill: no held-out text: give --eval-text FILE');
-  if (!v.resume) {
-    writeFileSync(runFile, JSON.stringify({ teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings }, null, 2) + '\n');
-  }
+}
+
+async function runDistill(
+  v: Values, outDir: string, teacher: ReturnType<typeof openModel>, student: ReturnType<typeof openModel>, trainSeqs: number[][],
+  evalSeqs: number[][], settings: DistillSettings, teacherPath: string, tokenizerPath: string | undefined, studentPath: string,
+  resumeCp: ReturnType<typeof loadCheckpoint> | null,
+): Promise<void> {
   const total = settings.steps * settings.batch * settings.accum * settings.seq;
   const bar = new Progress('distill', total, 'tok');
   let lastEval = '';

@@ -1,6 +1,6 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
-import { readFileSync } from 'node:fs';
+import { readUtf8File } from '../io/text.js';
 import { commonOptions, num, onePositional, parse, positiveInt } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
@@ -10,11 +10,7 @@ import { UserError } from '../errors.js';
 
 /** Read a text file for evaluation, with a clear error. */
 export function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`--text ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  return readUtf8File(file, `--text ${file}`);
 }
 
 export async function pplCommand(argv: string[]): Promise<void> {

@@ -12,9 +12,9 @@
 //   target_delimiter (optional)                                 put between the context and each choice; default " "
 // Blank lines are skipped; other fields are ignored.
 
-import { readFileSync } from 'node:fs';
+import { readUtf8File } from '../io/text.js';
 import { UserError } from '../errors.js';
-import { isObject, type JsonObject } from '../io/json.js';
+import { isObject, jsonPreview, type JsonObject } from '../io/json.js';
 
 /** One multiple-choice question. */
 export interface TaskItem {
@@ -43,11 +43,12 @@ const fields = (names: readonly string[]): string => names.map((n) => `"${n}"`).
 /** Validate one parsed line; `where` is "FILE:LINE". */
 export function parseTaskItem(o: unknown, where: string): TaskItem {
   const fail = (field: string, msg: string): UserError => new UserError(`${where}: ${field}: ${msg}`);
-  if (!isObject(o)) throw new UserError(`${where}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : JSON.stringify(o)}`);
+  if (!isObject(o)) throw new UserError(`${where}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : describe(o)}`);
 
   const ctx = pick(o, CONTEXT_FIELDS);
   if (!ctx) throw fail('context', `missing (expected a string in one of ${fields(CONTEXT_FIELDS)})`);
   if (typeof ctx.value !== 'string') throw fail(ctx.name, `expected a string, got ${describe(ctx.value)}`);
+  if (ctx.value.trim() === '') throw fail(ctx.name, 'expected a non-empty string (the choices are scored as its continuation)');
 
   const ch = pick(o, CHOICE_FIELDS);
   if (!ch) throw fail('choices', `missing (expected an array of strings in one of ${fields(CHOICE_FIELDS)})`);
@@ -110,8 +111,7 @@ function resolveLabel(v: unknown, n: number, choiceLabels: string[] | null): num
 
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v);
-  return s.length > 60 ? s.slice(0, 57) + '...' : s;
+  return jsonPreview(v, 60);
 }
 
 /** Parse JSONL text; `file` names it in errors. Throws when a line is malformed or there is no item. */
@@ -135,11 +135,5 @@ export function parseTaskJsonl(text: string, file: string): TaskItem[] {
 
 /** Read and validate a task file. */
 export function readTaskFile(file: string): TaskItem[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`--tasks ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return parseTaskJsonl(text, file);
+  return parseTaskJsonl(readUtf8File(file, `--tasks ${file}`), file);
 }

@@ -11,7 +11,7 @@ import { defaultInvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
-import { readCheckpointTensors, type LoadedModel } from './hf.js';
+import { checkConfigSizes, checkpointShapes, readCheckpointTensors, type LoadedModel } from './hf.js';
 import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 import { makeParents, replaceDir, tempNameFor } from './output.js';
 
@@ -165,7 +165,9 @@ function parseLayer(f: Fields, i: number): LayerAttention {
 /** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */
 export function loadDeepseekModel(dir: string): LoadedModel {
   const file = join(dir, 'config.json');
-  const f = new Fields(file, readJsonObject(file));
+  const raw = readJsonObject(file);
+  checkConfigSizes(file, raw, checkpointShapes(dir));
+  const f = new Fields(file, raw);
   const L = f.int('num_hidden_layers');
   const H = f.int('num_attention_heads');
   const ext = f.optObj('mla_upcycle');

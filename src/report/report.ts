@@ -1,29 +1,14 @@
 // report.md with its charts: the comparison table, KV size against perplexity, and for converted models the
 // per-layer basis spectra with the kept rank marked. Charts are SVG (open in any browser; GitHub renders them).
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
 import type { CompareRow } from '../eval/compare.js';
 import { fmtNum } from './table.js';
 
-export interface ConversionRecord {
-  rope_method: string;
-  basis: string;
-  nope_init?: string;
-  layers: { layer: number; kind: string; kvRank: number | null; ropeDim: number | null; energyKept: number; spectrum: number[] }[];
-}
-
-/** The conversion record of a model directory, if it has one. */
-export function readConversionRecord(dir: string): ConversionRecord | null {
-  const f = join(dir, 'conversion.json');
-  if (!existsSync(f)) return null;
-  try {
-    return JSON.parse(readFileSync(f, 'utf8')) as ConversionRecord;
-  } catch {
-    return null;
-  }
-}
+export { readConversionRecord, type ConversionRecord } from '../io/run-files.js';
+import type { ConversionRecord } from '../io/run-files.js';
 
 export function compareTable(rows: CompareRow[]): string {
   const hasTasks = rows.some((r) => r.acc !== null);

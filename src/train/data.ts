@@ -1,22 +1,24 @@
 // Training data for distillation: a token stream from text / JSONL files, or samples drawn from the teacher.
 // Batches are windows picked by a generator seeded with (seed, step), so a resumed run sees the same batches.
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readUtf8File } from '../io/text.js';
 import { join } from 'node:path';
 import { mulberry32 } from '../tensor/rng.js';
 export { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 
-/** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. */
-export function readTexts(path: string): string[] {
-  if (!existsSync(path)) throw new UserError(`--data ${path}: no such file or directory`);
+/** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. `flag` names
+ *  the option the path came from in messages (--data, --eval-text). */
+export function readTexts(path: string, flag = '--data'): string[] {
+  if (!existsSync(path)) throw new UserError(`${flag} ${path}: no such file or directory`);
   if (statSync(path).isDirectory()) {
     const files = readdirSync(path).filter((f) => /\.(txt|jsonl)$/.test(f)).sort();
-    if (files.length === 0) throw new UserError(`--data ${path}: the directory holds no .txt or .jsonl files`);
-    return files.flatMap((f) => readTexts(join(path, f)));
+    if (files.length === 0) throw new UserError(`${flag} ${path}: the directory holds no .txt or .jsonl files`);
+    return files.flatMap((f) => readTexts(join(path, f), flag));
   }
-  const raw = readFileSync(path, 'utf8');
+  const raw = readUtf8File(path, `${flag} ${path}`);
   if (!path.endsWith('.jsonl')) return [raw];
   return raw.split('\n').flatMap((line, i) => {
     if (line.trim() === '') return [];
@@ -59,7 +61,10 @@ export class Batcher {
   get(step: number, micro = 0): { ids: Int32Array; targets: Int32Array; B: number; T: number } {
     const rng = mulberry32((this.seed * 1000003 + step * 131 + micro) >>> 0);
     const picks = Array.from({ length: this.batch }, () => this.seqs[Math.floor(rng() * this.seqs.length)]!);
-    const T = Math.min(this.seq + 1, ...picks.map((s) => s.length)) - 1;
+    // A loop, not Math.min(...picks): a spread of a million rows overflows the call stack.
+    let T = this.seq + 1;
+    for (const s of picks) T = Math.min(T, s.length);
+    T -= 1;
     const B = this.batch;
     const ids = new Int32Array(B * T);
     const targets = new Int32Array(B * T);

@@ -3,7 +3,8 @@
 // AdamW, linear warmup + cosine decay, global-norm clipping, gradient accumulation, held-out evaluation,
 // atomic checkpoints with exact resume (batches are seeded by step), a JSONL log and an SVG curve.
 
-import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, rmSync, renameSync } from 'node:fs';
+import { appendLog, readLog, writeLog, writeTextAtomic, type DistillSettings, type LogLine, type TrainScope } from '../io/run-files.js';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
@@ -20,44 +21,12 @@ import { lineChart } from '../report/svg.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 
-export type TrainScope = 'attention' | 'all';
-
-export interface DistillSettings {
-  steps: number;
-  batch: number;
-  seq: number;
-  accum: number;
-  lr: number;
-  warmup: number;
-  minLrRatio: number;
-  clip: number;
-  weightDecay: number;
-  klWeight: number;
-  ceWeight: number;
-  temperature: number;
-  train: TrainScope;
-  seed: number;
-  evalEvery: number;
-  checkpointEvery: number;
-}
+export type { DistillSettings, LogLine, TrainScope } from '../io/run-files.js';
 
 export interface EvalResult {
   ppl: number;
   kl: number;
   tokens: number;
-}
-
-export interface LogLine {
-  step: number;
-  tokens: number;
-  lr?: number;
-  loss?: number;
-  kl?: number;
-  ce?: number;
-  grad_norm?: number;
-  tokens_per_s?: number;
-  eval_ppl?: number;
-  eval_kl?: number;
 }
 
 export interface DistillRun {
@@ -125,7 +94,6 @@ export function distill(run: DistillRun): EvalResult {
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;
   let tokens = 0;
-  const logFile = join(outDir, 'log.jsonl');
   let log: LogLine[] = [];
   if (run.resume) {
     step = run.resume.state.step;
@@ -139,16 +107,14 @@ export function distill(run: DistillRun): EvalResult {
       opt.v.get(name)!.data.set(v.data);
     }
     // Keep the log up to the checkpoint so the resumed curve continues it exactly.
-    if (existsSync(logFile)) {
-      log = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine).filter((l) => l.step <= step);
-      writeFileSync(logFile, log.map((l) => JSON.stringify(l) + '\n').join(''));
-    }
+    log = (readLog(outDir) ?? []).filter((l) => l.step <= step);
+    writeLog(outDir, log);
   } else {
-    writeFileSync(logFile, '');
+    writeLog(outDir, []);
   }
   const emit = (l: LogLine) => {
     log.push(l);
-    appendFileSync(logFile, JSON.stringify(l) + '\n');
+    appendLog(outDir, l);
     run.onLog?.(l);
   };
   const drawChart = () => writeChart(outDir, log);
@@ -243,5 +209,5 @@ export function writeChart(outDir: string, log: LogLine[], extra: { name: string
     ],
     { title: 'Distillation', xLabel: 'training tokens', yLabel: 'held-out perplexity / loss', logY: true },
   );
-  writeFileSync(join(outDir, 'curve.svg'), svg);
+  writeTextAtomic(join(outDir, 'curve.svg'), svg);
 }
