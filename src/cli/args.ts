@@ -47,3 +47,17 @@ export function onePositional(positionals: string[], what: string, command: stri
   if (positionals.length > 1) throw new UserError(`mla ${command}: unexpected argument '${positionals[1]}'`);
   return p;
 }
+
+/**
+ * The --ctx flag of the scoring commands: windows of ctx tokens, 2 ≤ ctx ≤ the model's context (`maxPositions`, the
+ * smallest of the models scored). Default min(256, context). A model whose context is below 2 cannot be scored at all,
+ * which is said about the model, not about a flag nobody gave.
+ */
+export function ctxFlag(value: string | boolean | undefined, maxPositions: number, source: string): number {
+  if (maxPositions < 2) {
+    throw new UserError(`${source}: the model's context (max_position_embeddings) is ${maxPositions} token; scoring needs windows of at least 2 tokens`);
+  }
+  const ctx = num(value, 'ctx', Math.min(256, maxPositions), positiveInt, 'a positive integer');
+  if (ctx < 2 || ctx > maxPositions) throw new UserError(`--ctx: expected 2..${maxPositions} (the model's context), got ${ctx}`);
+  return ctx;
+}

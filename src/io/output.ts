@@ -92,6 +92,8 @@ export interface OutputCheck {
   inputs: readonly (string | undefined)[];
   kind: 'dir' | 'file';
   overwrite: boolean;
+  /** The job adds its files to the directory (a report) instead of replacing it: an existing directory is fine. */
+  merge?: boolean;
 }
 
 /**
@@ -123,7 +125,7 @@ export function checkOutput(c: OutputCheck): void {
     return;
   }
   if (!st.isDirectory()) throw new UserError(`${what}: exists and is not a directory`);
-  if (readdirSync(c.out).length === 0) return;
+  if (c.merge || readdirSync(c.out).length === 0) return;
   if (!c.overwrite) throw new UserError(`${what}: already exists and is not empty (add --overwrite)`);
   assertReplaceableDir(c.out, what);
 }
