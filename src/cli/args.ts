@@ -17,7 +17,8 @@ export function parse<O extends Options>(argv: string[], options: O, command: st
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UserError(`mla ${command}: ${(e as Error).message}`);
+    // node's messages for an ambiguous value span lines (the hint: --flag=-1); the CLI prints one line.
+    throw new UserError(`mla ${command}: ${(e as Error).message.split('\n').join(' ')}`);
   }
 }
 

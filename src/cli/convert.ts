@@ -4,6 +4,7 @@
 
 import { existsSync, statSync } from 'node:fs';
 import { checkOutput } from '../io/output.js';
+import { requireRegularFile } from '../io/text.js';
 import { join } from 'node:path';
 import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
 import { openModel } from '../infer/open.js';
@@ -121,6 +122,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const opts = convertOptionsFrom(values);
   // Everything cheap first: the output must be writable and away from the inputs before minutes of conversion.
   checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
+  if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');

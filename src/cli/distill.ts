@@ -112,7 +112,8 @@ export async function distillCommand(argv: string[]): Promise<void> {
     if (!v.teacher || !v.student) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');
     if (v.data !== undefined && v['self-generate'] !== undefined) throw new UserError('mla distill: give --data FILE or --self-generate N, not both');
     if (v.data !== undefined && v['eval-text'] === undefined) throw new UserError('mla distill: --eval-text FILE is required with --data (held-out text to measure the student on)');
-    checkOutput({ flag: '--out', out: outDir, inputs: [v.teacher, v.student, v.tokenizer, v.data, v['eval-text']], kind: 'dir', overwrite: false });
+    const inputs = [v.teacher, v.student, v.tokenizer, v.data, v['eval-text']];
+    checkOutput({ flag: '--out', out: outDir, inputs, kind: 'dir', overwrite: true, merge: true });
     if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new UserError(`--out ${outDir}: already exists and is not empty (use --resume ${outDir} to continue it)`);
   }
   const teacherPath = saved?.teacher ?? v.teacher!;
@@ -128,7 +129,8 @@ export async function distillCommand(argv: string[]): Promise<void> {
 
   const be = resolveBackend(v.backend);
   const teacher = openModel(teacherPath, { tokenizer: tokenizerPath }, be);
-  let student = openModel(studentPath, { tokenizer: tokenizerPath }, be);
+  // Only the teacher's tokenizer is used: the student is checked against it by vocabulary size.
+  let student = openModel(studentPath, {}, be);
   const tok = requireTokenizer(teacher);
   checkDistillPlan(teacher.model.config, student.model.config, settings, { teacher: teacherPath, student: studentPath });
   let evalSeqs = evalTexts ? tokenizeTexts(evalTexts, tok, settings.seq + 1) : null;

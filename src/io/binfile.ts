@@ -3,7 +3,7 @@
 
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { UserError, userFsError } from '../errors.js';
+import { UserError, isFsError, userFsError } from '../errors.js';
 import { requireRegularFile } from './text.js';
 
 /** The formats we read are little-endian and are viewed in place through typed arrays. */
@@ -72,6 +72,8 @@ export function writeFileAtomic(file: string, tmp: string, emit: (write: (bytes:
     closeSync(fd);
     renameSync(tmp, file);
   } catch (err) {
+    // A failed write (full disk, file-size limit) carries no path: name the file being written.
+    if (isFsError(err) && !err.path) err.path = file;
     try {
       closeSync(fd);
     } catch {
