@@ -323,7 +323,9 @@ const cases: Case[] = [
 
   // --- task files
   { name: 'eval: line not JSON', run: (d) => ['eval', B.bin, ...T(), '--tasks', write(d, 't.jsonl', '{"context": "a", "choices": ["b", "c"], "label": 0}\n{oops\n')], expect: /t\.jsonl:2: not valid JSON/ },
-  { name: 'eval: empty context', run: (d) => ['eval', B.bin, ...T(), '--tasks', write(d, 't.jsonl', '{"context": "", "choices": ["b", "c"], "label": 0}\n')], expect: /t\.jsonl:1: context: expected a non-empty string/ },
+  // An empty context is scored after BOS (lm-eval's rule); a tokenizer with neither BOS nor EOS cannot: name the item.
+  { name: 'eval: empty context without BOS', run: (d) => ['eval', B.hf, '--tokenizer', noBosTokenizer(d), '--tasks', write(d, 't.jsonl', '{"context": "a", "choices": ["b", "c"], "label": 0}\n{"context": "", "choices": ["b", "c"], "label": 0}\n')], expect: /t\.jsonl:2: choice 0: empty context: the tokenizer has neither BOS nor EOS/ },
+  { name: 'generate: empty prompt without BOS', run: (d) => ['generate', B.hf, '--tokenizer', noBosTokenizer(d)], expect: /--prompt: required for this model \(its tokenizer has no BOS token/ },
   { name: 'eval: no choices', run: (d) => ['eval', B.bin, ...T(), '--tasks', write(d, 't.jsonl', '{"context": "a", "label": 0}\n')], expect: /t\.jsonl:1: choices: missing/ },
   { name: 'eval: one choice', run: (d) => ['eval', B.bin, ...T(), '--tasks', write(d, 't.jsonl', '{"context": "a", "choices": ["b"], "label": 0}\n')], expect: /t\.jsonl:1: choices: expected at least 2 choices/ },
   { name: 'eval: label out of range', run: (d) => ['eval', B.bin, ...T(), '--tasks', write(d, 't.jsonl', '{"context": "a", "choices": ["b", "c"], "label": 5}\n')], expect: /t\.jsonl:1: label/ },
@@ -384,6 +386,16 @@ function bigTokenizer(d: string): string {
   return write(d, 'tokenizer.json', JSON.stringify({
     version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
     model: { type: 'WordLevel', vocab, unk_token: 't0' },
+  }));
+}
+
+/** A word-level tokenizer.json with no BOS or EOS (100 tokens). */
+function noBosTokenizer(d: string): string {
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < 100; i++) vocab[String.fromCharCode(97 + (i % 26)) + (i >= 26 ? String(i) : '')] = i;
+  return write(d, 'tokenizer.json', JSON.stringify({
+    version: '1.0', added_tokens: [], normalizer: null, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
+    model: { type: 'WordLevel', vocab, unk_token: 'a' },
   }));
 }
 

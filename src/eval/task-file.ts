@@ -26,6 +26,8 @@ export interface TaskItem {
   label: number;
   /** Put between context and choice (lm-eval's target_delimiter); null: the default rule (see tasks.ts). */
   delimiter: string | null;
+  /** "FILE:LINE" of the item, for messages about it found later (scoring). */
+  where?: string;
 }
 
 const CONTEXT_FIELDS = ['context', 'query', 'ctx', 'question'] as const;
@@ -48,7 +50,6 @@ export function parseTaskItem(o: unknown, where: string): TaskItem {
   const ctx = pick(o, CONTEXT_FIELDS);
   if (!ctx) throw fail('context', `missing (expected a string in one of ${fields(CONTEXT_FIELDS)})`);
   if (typeof ctx.value !== 'string') throw fail(ctx.name, `expected a string, got ${describe(ctx.value)}`);
-  if (ctx.value.trim() === '') throw fail(ctx.name, 'expected a non-empty string (the choices are scored as its continuation)');
 
   const ch = pick(o, CHOICE_FIELDS);
   if (!ch) throw fail('choices', `missing (expected an array of strings in one of ${fields(CHOICE_FIELDS)})`);
@@ -127,7 +128,7 @@ export function parseTaskJsonl(text: string, file: string): TaskItem[] {
     } catch (e) {
       throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
     }
-    items.push(parseTaskItem(o, where));
+    items.push({ ...parseTaskItem(o, where), where });
   });
   if (items.length === 0) throw new UserError(`${file}: no items (expected one JSON object per line)`);
   return items;
