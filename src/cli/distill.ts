@@ -5,7 +5,7 @@
 
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { commonOptions, num, nonNegativeInt, parse, positiveInt } from './args.js';
+import { commonFlags, num, nonNegativeInt, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
 import { UserError } from '../errors.js';
@@ -20,37 +20,42 @@ import {
 import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
 
-export const distillOptions = {
-  ...commonOptions,
-  teacher: { type: 'string' },
-  student: { type: 'string' },
-  out: { type: 'string' },
-  data: { type: 'string' },
-  'self-generate': { type: 'string' },
-  'eval-text': { type: 'string' },
-  steps: { type: 'string' },
-  tokens: { type: 'string' },
-  seq: { type: 'string' },
-  batch: { type: 'string' },
-  accum: { type: 'string' },
-  lr: { type: 'string' },
-  warmup: { type: 'string' },
-  clip: { type: 'string' },
-  'weight-decay': { type: 'string' },
-  'kl-weight': { type: 'string' },
-  'ce-weight': { type: 'string' },
-  temperature: { type: 'string' },
-  train: { type: 'string' },
-  seed: { type: 'string' },
-  'eval-every': { type: 'string' },
-  'checkpoint-every': { type: 'string' },
-  resume: { type: 'string' },
-} as const;
-
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
 export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
 
-type Values = ReturnType<typeof parse<typeof distillOptions>>['values'];
+// Numeric flags carry no parser default: on --resume an absent flag takes the run's saved setting instead.
+export const distillSpec = {
+  name: 'distill',
+  args: '',
+  flags: {
+    teacher: { type: 'string', value: 'MODEL', doc: 'the teacher (required unless --resume)' },
+    student: { type: 'string', value: 'MODEL', doc: 'the converted student to train (required unless --resume)' },
+    out: { type: 'string', value: 'DIR', doc: 'run directory, new or empty (required unless --resume); it becomes a model directory' },
+    data: { type: 'string', value: 'FILE|DIR', doc: 'training text (text files, or JSONL with "text") instead of teacher samples' },
+    'self-generate': { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.selfGenerate), doc: 'train on N teacher samples (when no --data)' },
+    'eval-text': { type: 'string', value: 'FILE', defaultText: 'held-out teacher samples', doc: 'held-out text for perplexity and KL (never trained on)' },
+    steps: { type: 'string', value: 'N', defaultText: '--tokens / (seq · batch · accum)', doc: 'optimiser steps' },
+    tokens: { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.tokens), doc: 'training tokens (sets --steps)' },
+    seq: { type: 'string', value: 'T', defaultText: String(DISTILL_DEFAULTS.seq), doc: 'sequence length in tokens' },
+    batch: { type: 'string', value: 'B', defaultText: String(DISTILL_DEFAULTS.batch), doc: 'sequences per micro-batch' },
+    accum: { type: 'string', value: 'K', defaultText: '1', doc: 'micro-batches accumulated per step' },
+    lr: { type: 'string', value: 'X', defaultText: String(DISTILL_DEFAULTS.lr), doc: 'peak AdamW learning rate (β 0.9/0.95, cosine decay to 0.1·lr)' },
+    warmup: { type: 'string', value: 'N', defaultText: '3 % of the steps', doc: 'linear warmup steps' },
+    clip: { type: 'string', value: 'C', defaultText: '1', doc: 'global gradient-norm clip (0 disables)' },
+    'weight-decay': { type: 'string', value: 'W', defaultText: '0', doc: 'AdamW decoupled weight decay' },
+    'kl-weight': { type: 'string', value: 'W', defaultText: '1', doc: 'weight of KL(teacher ‖ student) in the loss' },
+    'ce-weight': { type: 'string', value: 'W', defaultText: '0', doc: 'weight of next-token cross-entropy in the loss' },
+    temperature: { type: 'string', value: 'τ', defaultText: '1', doc: 'distillation temperature' },
+    train: { type: 'string', value: 'attention|all', defaultText: 'all', doc: 'which parameters train' },
+    seed: { type: 'string', value: 'S', defaultText: '1', doc: 'seed of the data order and teacher samples' },
+    'eval-every': { type: 'string', value: 'N', defaultText: 'steps / 20', doc: 'held-out evaluation every N steps' },
+    'checkpoint-every': { type: 'string', value: 'N', defaultText: 'steps / 10', doc: 'write DIR/checkpoint/ every N steps' },
+    resume: { type: 'string', value: 'DIR', doc: "continue the run in DIR exactly (its saved settings are the defaults)" },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
+type Values = ReturnType<typeof parse<typeof distillSpec.flags>>['values'];
 
 /** Flag name of each setting (messages name the flag). */
 const FLAG: Record<keyof DistillSettings, string> = {
@@ -97,7 +102,7 @@ function settingsFrom(v: Values, saved?: DistillSettings): DistillSettings {
 }
 
 export async function distillCommand(argv: string[]): Promise<void> {
-  const { values: v } = parse(argv, distillOptions, 'distill');
+  const { values: v } = parse(argv, distillSpec);
   if (v.resume && v.out && v.out !== v.resume) throw new UserError('mla distill: give --out DIR for a new run or --resume DIR to continue one, not both');
   const outDir = v.resume ?? v.out;
   if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');

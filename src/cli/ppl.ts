@@ -1,7 +1,7 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
 import { readUtf8File } from '../io/text.js';
-import { commonOptions, ctxFlag, num, onePositional, parse, positiveInt } from './args.js';
+import { commonFlags, ctxFlag, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
@@ -13,15 +13,22 @@ export function readText(file: string): string {
   return readUtf8File(file, `--text ${file}`);
 }
 
+export const pplSpec = {
+  name: 'ppl',
+  args: 'MODEL',
+  flags: {
+    text: { type: 'string', value: 'FILE', doc: 'text to score (required)' },
+    ctx: { type: 'string', value: 'N', defaultText: "min(256, the model's context)", doc: 'window length in tokens (non-overlapping windows; each scores its tokens 2..N)' },
+    batch: { type: 'string', value: 'B', default: '8', doc: 'windows per forward pass' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
 export async function pplCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(
-    argv,
-    { ...commonOptions, text: { type: 'string' }, ctx: { type: 'string' }, batch: { type: 'string' } },
-    'ppl',
-  );
+  const { values, positionals } = parse(argv, pplSpec);
   const path = onePositional(positionals, 'MODEL', 'ppl');
   if (!values.text) throw new UserError('mla ppl: --text FILE is required');
-  const batch = num(values.batch, 'batch', 8, positiveInt, 'a positive integer');
+  const batch = numFlag(values.batch, 'batch', positiveInt, 'a positive integer');
   const text = readText(values.text);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const ctx = ctxFlag(values.ctx, opened.model.config.maxPositions, path);
