@@ -1,7 +1,8 @@
 // report.md with its charts: the comparison table, KV size against perplexity, and for converted models the
 // per-layer basis spectra with the kept rank marked. Charts are SVG (open in any browser; GitHub renders them).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeTextAtomic } from '../io/run-files.js';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
 import type { CompareRow } from '../eval/compare.js';
@@ -47,7 +48,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
     inp.rows.map((r) => ({ name: r.name, points: [[r.kvBytesPerToken, r.perplexity]] as [number, number][], markersOnly: true })),
     { title: 'KV cache size vs held-out perplexity', xLabel: 'KV cache bytes per token (f32, all layers)', yLabel: 'perplexity', logY: true, logX: true },
   );
-  writeFileSync(join(dir, 'kv-vs-ppl.svg'), kvSvg);
+  writeTextAtomic(join(dir, 'kv-vs-ppl.svg'), kvSvg);
   const md: string[] = [
     `# ${inp.title}`,
     '',
@@ -64,7 +65,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
       points: log.filter((l) => l.eval_ppl !== undefined).map((l) => [Math.max(l.tokens, 1), l.eval_ppl!] as [number, number]),
     }));
     series.push({ name: 'teacher', points: series.flatMap((s) => s.points.map(([x]) => [x, teacher.perplexity] as [number, number])).sort((a, b) => a[0] - b[0]), dashed: true });
-    writeFileSync(join(dir, 'distill-curves.svg'), lineChart(series, { title: 'Distillation: held-out perplexity', xLabel: 'training tokens', yLabel: 'perplexity', logY: true }));
+    writeTextAtomic(join(dir, 'distill-curves.svg'), lineChart(series, { title: 'Distillation: held-out perplexity', xLabel: 'training tokens', yLabel: 'perplexity', logY: true }));
     md.push('## Distillation', '', '![held-out perplexity during distillation](distill-curves.svg)', '');
   }
   for (const [name, rec] of inp.conversions) {
@@ -77,7 +78,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
     });
     const ranks = [...new Set(mla.map((l) => l.kvRank!))];
     const file = `spectra-${slug(name)}.svg`;
-    writeFileSync(join(dir, file), lineChart(series, {
+    writeTextAtomic(join(dir, file), lineChart(series, {
       title: `${name}: ${rec.basis} basis spectrum per layer (${rec.rope_method} rope)`, xLabel: 'basis direction', yLabel: 'share of energy', logY: true,
       vlines: ranks.map((r) => ({ x: r + 0.5, label: `kept r_kv=${r}` })),
     }));
@@ -85,6 +86,6 @@ export function writeReport(dir: string, inp: ReportInput): string {
   }
   if (inp.notes?.length) md.push('## Notes', '', ...inp.notes, '');
   const path = join(dir, 'report.md');
-  writeFileSync(path, md.join('\n'));
+  writeTextAtomic(path, md.join('\n'));
   return path;
 }
