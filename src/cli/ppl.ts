@@ -1,17 +1,12 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
-import { readUtf8File } from '../io/text.js';
 import { commonFlags, ctxFlag, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
+import { readText } from '../eval/text.js';
 import { Progress } from './progress.js';
 import { UserError } from '../errors.js';
-
-/** Read a text file for evaluation, with a clear error. */
-export function readText(file: string): string {
-  return readUtf8File(file, `--text ${file}`);
-}
 
 export const pplSpec = {
   name: 'ppl',

@@ -136,5 +136,5 @@ export function parseTaskJsonl(text: string, file: string): TaskItem[] {
 
 /** Read and validate a task file. */
 export function readTaskFile(file: string): TaskItem[] {
-  return parseTaskJsonl(readUtf8File(file, `--tasks ${file}`), file);
+  return parseTaskJsonl(readUtf8File(file, `{tasks} ${file}`), file);
 }

@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { withFile } from './binfile.js';
 import { loadHfModel, type LoadedModel } from './hf.js';
 import { loadDeepseekModel } from './deepseek.js';
@@ -33,8 +33,8 @@ export interface Loaded {
 
 /** A tokenizer from an explicit path: *.bin → llama2.c (needs the model's vocab size), else tokenizer.json. */
 export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
-  if (!existsSync(path)) throw new UserError(`--tokenizer ${path}: tokenizer not found`);
-  if (!statSync(path).isFile() && !statSync(path).isDirectory()) throw new UserError(`--tokenizer ${path}: not a regular file or directory`);
+  if (!existsSync(path)) throw new OptionError('tokenizer', path, 'tokenizer not found');
+  if (!statSync(path).isFile() && !statSync(path).isDirectory()) throw new OptionError('tokenizer', path, 'not a regular file or directory');
   if (statSync(path).isFile() && path.endsWith('.bin')) return loadLlama2cTokenizer(path, vocabSize);
   return loadHfTokenizer(path);
 }

@@ -120,13 +120,13 @@ export function checkOutput(c: OutputCheck): void {
   if (c.kind === 'file') {
     if (st.isDirectory()) throw new UserError(`${what}: is a directory; this output is one file`);
     if (!st.isFile()) throw new UserError(`${what}: exists and is not a regular file`);
-    if (!c.overwrite) throw new UserError(`${what}: already exists (add --overwrite)`);
+    if (!c.overwrite) throw new UserError(`${what}: already exists (add {overwrite})`);
     assertReplaceableFile(c.out, what);
     return;
   }
   if (!st.isDirectory()) throw new UserError(`${what}: exists and is not a directory`);
   if (c.merge || readdirSync(c.out).length === 0) return;
-  if (!c.overwrite) throw new UserError(`${what}: already exists and is not empty (add --overwrite)`);
+  if (!c.overwrite) throw new UserError(`${what}: already exists and is not empty (add {overwrite})`);
   assertReplaceableDir(c.out, what);
 }
 
@@ -147,11 +147,11 @@ function markedFiles(dir: string): Set<string> | null {
 export function assertReplaceableDir(dir: string, what = dir): void {
   const ours = markedFiles(dir);
   if (!ours) {
-    throw new UserError(`${what}: was not written by mla-upcycle (no valid ${OUTPUT_MARKER}); --overwrite only replaces its own outputs: remove it yourself or choose another output`);
+    throw new UserError(`${what}: was not written by mla-upcycle (no valid ${OUTPUT_MARKER}); {overwrite} only replaces its own outputs: remove it yourself or choose another output`);
   }
   for (const n of readdirSync(dir)) {
     if (n === OUTPUT_MARKER || ours.has(n)) continue;
-    throw new UserError(`${what}: holds ${n}, which mla-upcycle did not write; --overwrite only replaces its own outputs: move it away or choose another output`);
+    throw new UserError(`${what}: holds ${n}, which mla-upcycle did not write; {overwrite} only replaces its own outputs: move it away or choose another output`);
   }
 }
 
@@ -160,7 +160,7 @@ export function assertReplaceableFile(file: string, what = file): void {
   // The key sits in the metadata, which precedes the tensor data: the first MiB holds it.
   const head = Buffer.from(withFile(file, (f) => f.read(0, Math.min(f.size, 1 << 20))));
   if (head.subarray(0, 4).toString('latin1') !== 'GGUF' || !head.includes(Buffer.from(GGUF_WRITER_KEY))) {
-    throw new UserError(`${what}: was not written by mla-upcycle; --overwrite only replaces its own outputs: remove it yourself or choose another output`);
+    throw new UserError(`${what}: was not written by mla-upcycle; {overwrite} only replaces its own outputs: remove it yourself or choose another output`);
   }
 }
 
@@ -181,7 +181,7 @@ export function replaceDir(tmp: string, dir: string, overwrite: boolean): void {
     if (readdirSync(dir).length === 0) {
       rmSync(dir, { recursive: true });
     } else if (!overwrite) {
-      throw new UserError(`${dir}: already exists and is not empty (add --overwrite)`);
+      throw new UserError(`${dir}: already exists and is not empty (add {overwrite})`);
     } else {
       assertReplaceableDir(dir);
       const old = tempNameFor(dir).replace(/\.tmp-(?=\d+-[0-9a-f]{8}$)/, '.old-');

@@ -5,11 +5,23 @@ import { mkdirSync } from 'node:fs';
 import { writeTextAtomic } from '../io/run-files.js';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
-import type { CompareRow } from '../eval/compare.js';
 import { fmtNum } from './table.js';
 
 export { readConversionRecord, type ConversionRecord } from '../io/run-files.js';
 import type { ConversionRecord } from '../io/run-files.js';
+
+/** One model's row of the comparison (eval/compare.ts compareModels measures it). */
+export interface CompareRow {
+  name: string;
+  kvBytesPerToken: number;
+  compression: number;
+  parameters: number;
+  perplexity: number;
+  /** Mean KL(teacher ‖ model) per scored token (0 for the teacher). */
+  kl: number;
+  acc: number | null;
+  accNorm: number | null;
+}
 
 export function compareTable(rows: CompareRow[]): string {
   const hasTasks = rows.some((r) => r.acc !== null);

@@ -8,7 +8,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import type { AdamW } from './optimizer.js';
 
 export type { TrainState } from '../io/run-files.js';
@@ -66,7 +66,7 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   let cp = checkpointDir(dir);
   if (!existsSync(join(cp, 'state.json')) && existsSync(join(`${cp}.old`, 'state.json'))) cp = `${cp}.old`;
   const stateFile = join(cp, STATE_FILE);
-  if (!existsSync(stateFile)) throw new UserError(`--resume ${dir}: no checkpoint (expected ${stateFile})`);
+  if (!existsSync(stateFile)) throw new OptionError('resume', dir, `no checkpoint (expected ${stateFile})`);
   const state = readTrainState(stateFile);
   const { config, weights } = loadDeepseekModel(cp);
   const opt = readSafetensors(join(cp, 'optimizer.safetensors'));
