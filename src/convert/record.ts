@@ -1,5 +1,5 @@
 // conversion.json: how a model directory was made (options, ranks, per-layer spectra); `mla compare` reads it back
-// (report/report.ts readConversionRecord) to draw the spectra and note the conversion settings.
+// (io/run-files.ts readConversionRecord) to draw the spectra and note the conversion settings.
 
 import { join } from 'node:path';
 import { saveModelDir } from '../io/deepseek.js';
