@@ -11,8 +11,9 @@ import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
-import { checkpointWeight, readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
-import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type LoadedModel } from './hf.js';
+import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { makeParents, replaceDir, tempNameFor } from './output.js';
 
 export const NATIVE_VERSION = 1;
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -146,6 +147,8 @@ export interface SaveOptions {
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
   metadata?: Record<string, string>;
+  /** Further files written into the directory before it is moved into place (name → contents), e.g. conversion.json. */
+  extraFiles?: Record<string, string>;
 }
 
 /** Save a model in the DeepSeek-V3 layout, atomically (temporary directory, then rename). */
@@ -159,15 +162,21 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
+  const undoParents = makeParents(dir);
   const tmp = tempNameFor(dir);
-  mkdirSync(tmp, { recursive: true });
   try {
+    mkdirSync(tmp);
     writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
+      if (name !== basename(name)) throw new UserError(`saveModelDir: extra file "${name}" must be a plain file name`);
+      writeFileSync(join(tmp, name), text);
+    }
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
 }
@@ -193,7 +202,9 @@ function parseLayer(f: Fields, i: number): LayerAttention {
 /** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */
 export function loadDeepseekModel(dir: string): LoadedModel {
   const file = join(dir, 'config.json');
-  const f = new Fields(file, readJsonObject(file));
+  const raw = readJsonObject(file);
+  checkConfigSizes(file, raw, checkpointShapes(dir));
+  const f = new Fields(file, raw);
   const L = f.int('num_hidden_layers');
   const H = f.int('num_attention_heads');
   const ext = f.optObj('mla_upcycle');

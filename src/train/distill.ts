@@ -3,7 +3,8 @@
 // AdamW, linear warmup + cosine decay, global-norm clipping, gradient accumulation, held-out evaluation,
 // atomic checkpoints with exact resume (batches are seeded by step), a JSONL log and an SVG curve.
 
-import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, rmSync, renameSync } from 'node:fs';
+import { appendLog, readLog, writeLog, writeTextAtomic, type DistillSettings, type LogLine, type TrainScope } from '../io/run-files.js';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { isHalf, tidy } from '../tensor/storage.js';
@@ -23,29 +24,10 @@ import { lineChart } from '../report/svg.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 
+export type { DistillSettings, LogLine, TrainScope } from '../io/run-files.js';
+
 /** Said when the teacher's own forward pass went non-finite (its weights were finite at load). */
 const TEACHER_HINT = "the teacher's forward pass overflowed float32 or met a non-finite weight (rerun with {backend} ref to compare)";
-
-export type TrainScope = 'attention' | 'all';
-
-export interface DistillSettings {
-  steps: number;
-  batch: number;
-  seq: number;
-  accum: number;
-  lr: number;
-  warmup: number;
-  minLrRatio: number;
-  clip: number;
-  weightDecay: number;
-  klWeight: number;
-  ceWeight: number;
-  temperature: number;
-  train: TrainScope;
-  seed: number;
-  evalEvery: number;
-  checkpointEvery: number;
-}
 
 /** What distill returns: the final held-out evaluation and the trained student (a new Model; the input is unchanged). */
 export interface DistillResult extends EvalResult {
@@ -56,19 +38,6 @@ export interface EvalResult {
   ppl: number;
   kl: number;
   tokens: number;
-}
-
-export interface LogLine {
-  step: number;
-  tokens: number;
-  lr?: number;
-  loss?: number;
-  kl?: number;
-  ce?: number;
-  grad_norm?: number;
-  tokens_per_s?: number;
-  eval_ppl?: number;
-  eval_kl?: number;
 }
 
 export interface DistillRun {
@@ -148,7 +117,6 @@ export function distill(run: DistillRun): DistillResult {
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;
   let tokens = 0;
-  const logFile = join(outDir, 'log.jsonl');
   let log: LogLine[] = [];
   if (run.resume) {
     step = run.resume.state.step;
@@ -162,16 +130,14 @@ export function distill(run: DistillRun): DistillResult {
       opt.v.get(name)!.data.set(v.data);
     }
     // Keep the log up to the checkpoint so the resumed curve continues it exactly.
-    if (existsSync(logFile)) {
-      log = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine).filter((l) => l.step <= step);
-      writeFileSync(logFile, log.map((l) => JSON.stringify(l) + '\n').join(''));
-    }
+    log = (readLog(outDir) ?? []).filter((l) => l.step <= step);
+    writeLog(outDir, log);
   } else {
-    writeFileSync(logFile, '');
+    writeLog(outDir, []);
   }
   const emit = (l: LogLine) => {
     log.push(l);
-    appendFileSync(logFile, JSON.stringify(l) + '\n');
+    appendLog(outDir, l);
     run.onLog?.(l);
   };
   const drawChart = () => writeChart(outDir, log);
@@ -268,6 +234,7 @@ export function distill(run: DistillRun): DistillResult {
   for (const f of ['config.json', 'model.safetensors', ...run.copyFiles.map((c) => c.name)]) {
     if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
   }
+  rmSync(tmp, { recursive: true, force: true });
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
 }
@@ -297,5 +264,5 @@ export function writeChart(outDir: string, log: LogLine[], extra: { name: string
     ],
     { title: 'Distillation', xLabel: 'training tokens', yLabel: 'held-out perplexity / loss', logY: true },
   );
-  writeFileSync(join(outDir, 'curve.svg'), svg);
+  writeTextAtomic(join(outDir, 'curve.svg'), svg);
 }
