@@ -14,18 +14,9 @@ import type { TaskItem } from './task-file.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { tidy } from '../tensor/storage.js';
+import type { CompareRow } from '../report/report.js';
 
-export interface CompareRow {
-  name: string;
-  kvBytesPerToken: number;
-  compression: number;
-  parameters: number;
-  perplexity: number;
-  /** Mean KL(teacher ‖ model) per scored token (0 for the teacher). */
-  kl: number;
-  acc: number | null;
-  accNorm: number | null;
-}
+export type { CompareRow };
 
 /** Perplexity of every model and KL to the teacher, over the same windows of `ctx` tokens (batched). */
 export function compareModels(

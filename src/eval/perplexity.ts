@@ -21,8 +21,9 @@ export interface PerplexityResult {
 /** Windows of `ctx` tokens (the last may be shorter; windows of one token are dropped). */
 export function windows(ids: ArrayLike<number>, ctx: number): number[][] {
   const out: number[][] = [];
-  for (let s = 0; s < ids.length; s += ctx) {
-    const w = Array.from(ids).slice(s, s + ctx);
+  const all = Array.from(ids); // once: copying inside the loop made this O(n²/ctx)
+  for (let s = 0; s < all.length; s += ctx) {
+    const w = all.slice(s, s + ctx);
     if (w.length >= 2) out.push(w);
   }
   return out;
