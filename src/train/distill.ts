@@ -108,9 +108,10 @@ export function distill(run: DistillRun): DistillResult {
   // gradient is computed for them; trained ones get their own buffers, since AdamW updates in place and the caller's
   // student may share tensors with the teacher it was converted from. Trained weights are f32 masters even when the
   // student was read in bf16/f16 (frozen ones stay as read).
+  const own = (w: Tensor): Tensor => (isHalf(w.dtype) ? w.to('f32') : w.clone());
   const student = new Model(
     run.student.config,
-    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(isHalf(v.value.dtype) ? v.value.to('f32') : v.value.clone()) : Var.const(v.value)])),
+    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(own(v.value)) : Var.const(v.value)])),
     run.student.be,
   );
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
