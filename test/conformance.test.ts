@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { Tensor, relError } from '../src/tensor/tensor.js';
 import { mulberry32, type Rng } from '../src/tensor/rng.js';
 import { OP_NAMES } from '../src/tensor/ops.js';
-import type { OpInputs, OpName, OpOutputs, OpParams } from '../src/tensor/ops.js';
+import type { OpInputs, OpName, OpParams } from '../src/tensor/ops.js';
 import type { Backend } from '../src/tensor/backend.js';
 import { refBackend } from '../src/backends/ref/index.js';
 import { availableBackends, backendStatus, getBackend } from '../src/backends/index.js';
@@ -344,8 +344,8 @@ function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number)
   let want: Tensor[];
   let got: Tensor[];
   try {
-    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
-    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as Tensor[];
   } catch (e) {
     return [`${head}: threw ${(e as Error).message}`];
   }
@@ -427,8 +427,8 @@ function runNonFiniteCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed
   let want: Tensor[];
   let got: Tensor[];
   try {
-    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
-    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as Tensor[];
   } catch (e) {
     return [`${head}: threw ${(e as Error).message}`];
   }

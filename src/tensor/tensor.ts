@@ -73,7 +73,7 @@ export class Tensor {
 
   static from(shape: readonly number[], values: ArrayLike<number>, dtype: DType = 'f32'): Tensor {
     const d = allocData(dtype, values.length);
-    d.set(values as ArrayLike<number>);
+    d.set(values);
     return new Tensor(shape, d);
   }
 
