@@ -1,5 +1,5 @@
 // ESLint (flat config) with typescript-eslint's type-aware rules: the rules kept are those that catch real bugs
-// (unhandled promises, unused code, non-exhaustive switches, misused promises, unsafe comparisons), not style.
+// (unhandled or misused promises, unused code, non-exhaustive switches, adding objects to strings), not style.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -17,7 +17,8 @@ export default tseslint.config(
       '@typescript-eslint/await-thenable': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': ['error', { considerDefaultExhaustiveForUnions: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', destructuredArrayIgnorePattern: '^_' }],
-      '@typescript-eslint/no-unnecessary-type-assertion': 'error',
+      // Off: on generic ops it calls assertions tsc needs redundant (its --fix broke the build in backends/cpu).
+      '@typescript-eslint/no-unnecessary-type-assertion': 'off',
       '@typescript-eslint/restrict-plus-operands': 'error',
       '@typescript-eslint/no-non-null-assertion': 'off', // noUncheckedIndexedAccess makes `!` the checked idiom here
       'no-constant-condition': ['error', { checkLoops: false }],

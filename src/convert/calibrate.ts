@@ -16,6 +16,7 @@ import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface LayerStats {
   /** Tokens seen. */
@@ -77,7 +78,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
     }
   });
   noGrad(() => {
-    for (const seq of seqs) {
+    for (const seq of seqs) tidy(() => {
       const hidden: Var[] = [];
       forward(model, Int32Array.from(seq), 1, seq.length, { collectHidden: hidden });
       hidden.forEach((h, l) => {
@@ -92,7 +93,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
         st.n += seq.length;
       });
       progress.tick(1);
-    }
+    });
   });
   progress.end();
   for (const st of stats) {

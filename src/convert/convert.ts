@@ -252,12 +252,13 @@ function convertLayer(
   const p = `${layerPrefix(l)}.self_attn`;
   const get = (n: string) => {
     const w = model.p(`${p}.${n}`).value;
+    const vals = f64(w); // bf16/f16 weights widen exactly
     // Weights read from files were checked at load; a model built in code may still carry NaN/±∞ into svd/eigh.
-    const i = firstNonFinite(w.data);
+    const i = firstNonFinite(vals);
     if (i >= 0) {
-      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(w.data[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
+      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(vals[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
     }
-    return f64(w);
+    return vals;
   };
   const Wq = get('q_proj.weight');
   const Wk = get('k_proj.weight');

@@ -15,7 +15,7 @@ import { UserError } from '../errors.js';
 
 export type ExportTarget = 'gguf' | 'hf';
 
-const f32 = (t: Tensor): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
+const f32 = (t: Tensor): Float32Array => t.toF32();
 
 function need(weights: Map<string, Tensor>, name: string): Tensor {
   const t = weights.get(name);

@@ -6,10 +6,12 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
+import { isHalf, tidy } from '../tensor/storage.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
 import { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
-import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { FORWARD_HINT, NonFiniteError, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
 import { OptionError, UserError } from '../errors.js';
@@ -101,7 +103,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
   let kl = 0;
   let n = 0;
   noGrad(() => {
-    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) {
+    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) tidy(() => {
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const V = student.config.vocabSize;
@@ -115,7 +117,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
         kl += k.data[r]!;
         n++;
       }
-    }
+    });
   });
   const ppl = Math.exp(nll / n);
   assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token`);
@@ -133,10 +135,11 @@ export function distill(run: DistillRun): DistillResult {
   const trainable = trainableNames(run.student, s.train);
   // The student that trains is a new Model (the caller's is left as it was): frozen parameters become constants so no
   // gradient is computed for them; trained ones get their own buffers, since AdamW updates in place and the caller's
-  // student may share tensors with the teacher it was converted from.
+  // student may share tensors with the teacher it was converted from. Trained weights are f32 masters even when the
+  // student was read in bf16/f16 (frozen ones stay as read).
   const student = new Model(
     run.student.config,
-    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value)])),
+    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(isHalf(v.value.dtype) ? v.value.to('f32') : v.value.clone()) : Var.const(v.value)])),
     run.student.be,
   );
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
@@ -182,7 +185,8 @@ export function distill(run: DistillRun): DistillResult {
   progress.tick(step * s.batch * s.accum * s.seq);
   const t0 = Date.now();
   const tokens0 = tokens;
-  while (step < s.steps) {
+  while (step < s.steps) tidy(() => {
+    // Everything one step makes (activations, gradients, the teacher's logits) is freed when it ends (tidy).
     student.zeroGrad();
     let lossSum = 0;
     let klSum = 0;
@@ -229,6 +233,7 @@ export function distill(run: DistillRun): DistillResult {
     if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);
     const lr = learningRate(step, s.steps, s.lr, s.warmup, s.minLrRatio);
     opt.update(lr);
+    student.zeroGrad();
     step++;
     tokens += stepTokens;
     const secs = (Date.now() - t0) / 1000;
@@ -238,12 +243,17 @@ export function distill(run: DistillRun): DistillResult {
     });
     progress.tick(stepTokens);
     if (step % s.evalEvery === 0 || step === s.steps) {
-      const e = evaluate(teacher, student, run.evalSeqs);
+      const e = evaluateDuringTraining(() => evaluate(teacher, student, run.evalSeqs), step, stopped());
       emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
       drawChart();
     }
-    if (step % s.checkpointEvery === 0 || step === s.steps) checkpoint();
-  }
+    if (step % s.checkpointEvery === 0 || step === s.steps) {
+      // A checkpoint is only ever a good one: an update that made a weight non-finite stops the run before it is saved.
+      assertFiniteParams(params, step, stopped());
+      checkpoint();
+    }
+  });
+  opt.dispose();
   progress.end();
   // DIR itself becomes a normal model directory (the final student).
   const tmp = join(outDir, '.final.tmp');
@@ -253,6 +263,29 @@ export function distill(run: DistillRun): DistillResult {
   }
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
+}
+
+/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
+function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower --lr or raise --warmup); ${stopped}`);
+    throw e;
+  }
+}
+
+/** Every trained parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
+function assertFiniteParams(params: Map<string, Var>, step: number, stopped: string): void {
+  for (const [name, v] of params) {
+    const i = firstNonFinite(v.value.data);
+    if (i >= 0) {
+      throw new NonFiniteError(
+        `distill: non-finite weight after the update at step ${step} (${nonFiniteName(v.value.data[i]!)} in ${name}); ` +
+          `not saved (lower --lr or raise --warmup); ${stopped}`,
+      );
+    }
+  }
 }
 
 /** The training curve: held-out perplexity and training loss against tokens seen. */
