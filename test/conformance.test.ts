@@ -345,8 +345,8 @@ function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number)
   let want: Tensor[];
   let got: Tensor[];
   try {
-    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
-    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as Tensor[];
   } catch (e) {
     return [`${head}: threw ${(e as Error).message}`];
   }
@@ -428,8 +428,8 @@ function runNonFiniteCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed
   let want: Tensor[];
   let got: Tensor[];
   try {
-    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
-    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as Tensor[];
   } catch (e) {
     return [`${head}: threw ${(e as Error).message}`];
   }

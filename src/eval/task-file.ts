@@ -63,7 +63,7 @@ export function parseTaskItem(o: unknown, where: string): TaskItem {
       throw fail('choices.label', `expected an array of ${text.length} strings (one per choice), got ${describe(label)}`);
     }
     choices = text;
-    choiceLabels = label as string[];
+    choiceLabels = label;
   }
   if (!Array.isArray(choices)) throw fail(ch.name, `expected an array of strings, got ${describe(choices)}`);
   if (choices.length < 2) throw fail(ch.name, `expected at least 2 choices, got ${choices.length}`);

@@ -64,7 +64,7 @@ function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
   const Dr = 2 * invFreq.length;
   const idx = invFreq.map((f) => teacher.findIndex((t) => Math.abs(t - f) <= 1e-12 * f));
   if (idx[0] !== 0 || idx.some((j) => j < 0)) return null;
-  const s = idx.length > 1 ? idx[1]! - idx[0]! : 1;
+  const s = idx.length > 1 ? idx[1]! - idx[0] : 1;
   if (s < 1) return null;
   const theta = cfg.ropeTheta ** ((s * Dr) / D);
   const want = llama3InvFreq(defaultInvFreq(theta, Dr), sc);

@@ -2,7 +2,7 @@
 // Reads both RoPE spellings (top-level rope_theta/rope_scaling, and transformers 5's rope_parameters);
 // refuses what the tool cannot run exactly (QK-norm, other activations, other rope scalings, MLP bias, ...).
 
-import { defaultInvFreq, llama3InvFreq, type Architecture, type GqaAttention, type ModelConfig } from '../model/config.js';
+import { defaultInvFreq, llama3InvFreq, type GqaAttention, type ModelConfig } from '../model/config.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, jsonPreview, type JsonObject } from './json.js';
 
@@ -125,7 +125,7 @@ export function parseHfConfig(raw: unknown, file: string): ModelConfig {
   const rope = readRope(f, headDim);
   const layer: GqaAttention = { kind: 'gqa', numKvHeads, headDim, qkvBias };
   const cfg: ModelConfig = {
-    arch: modelType as Architecture,
+    arch: modelType,
     vocabSize,
     hiddenSize,
     intermediateSize,

@@ -78,7 +78,7 @@ export function resolveSettings(o: DistillOverrides = {}, saved: Record<string, 
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))) throw new OptionError(k, undefined, `expected ${expected}, got '${String(v)}'`);
   }
   if (o.steps !== undefined && o.tokens !== undefined) throw new OptionError('steps', undefined, 'give {steps} or {tokens}, not both');
-  const d = (k: keyof DistillSettings, fallback: number): number => o[k] as number | undefined ?? (typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
+  const d = (k: keyof DistillSettings, fallback: number): number => o[k] as number | undefined ?? (typeof saved[k] === 'number' ? (saved[k]) : fallback);
   const seq = d('seq', DISTILL_DEFAULTS.seq);
   const batch = d('batch', DISTILL_DEFAULTS.batch);
   const accum = d('accum', 1);
