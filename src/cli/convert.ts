@@ -4,7 +4,7 @@
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { existsSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
@@ -143,7 +143,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
     dtype,
     overwrite: values.overwrite,
     copyFiles: tokFiles,
-    metadata: { mla_upcycle_source: path },
+    metadata: { mla_upcycle_source: basename(path) },
   });
   writeConversionRecord(values.out, path, opts, r);
   if (values.json) {

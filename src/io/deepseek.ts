@@ -10,12 +10,16 @@ import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '..
 import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
-import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
+import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
 import { readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
 import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 
 export const NATIVE_VERSION = 1;
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+/** config.json fields transformers' DeepseekV3Config (and its rope parameters) types as float: written as 1.0, not 1. */
+export const FLOAT_FIELDS: ReadonlySet<string> = new Set([
+  'routed_scaling_factor', 'initializer_range', 'rms_norm_eps', 'attention_dropout', 'rope_theta', 'factor', 'low_freq_factor', 'high_freq_factor',
+]);
 
 /** Inverse frequencies Dr/2 as DeepSeek computes them: base^(−2i/Dr) / factor. */
 export function geometricInvFreq(base: number, ropeDim: number, factor = 1): number[] {
@@ -104,6 +108,7 @@ export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native:
     topk_group: 1,
     moe_layer_freq: 1,
     routed_scaling_factor: 1.0,
+    initializer_range: 0.02,
     norm_topk_prob: true,
     q_lora_rank: first.qRank,
     kv_lora_rank: Math.max(...mla.map((a) => a.kvRank)),
@@ -162,7 +167,7 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
   const tmp = tempNameFor(dir);
   mkdirSync(tmp, { recursive: true });
   try {
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
+    writeFileSync(join(tmp, 'config.json'), stringifyWithFloats(cfgJson, FLOAT_FIELDS) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
     replaceDir(tmp, dir, opts.overwrite ?? false);
