@@ -5,7 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, relError } from '../src/tensor/tensor.js';
 import { noGrad } from '../src/autograd/var.js';
@@ -20,7 +20,11 @@ import { convert } from '../src/convert/convert.js';
 import { exportHf } from '../src/export/hf-export.js';
 import { toStockMla } from '../src/export/stock.js';
 import { transformersDeepseekV3Logits } from './transformers-deepseek.js';
-import { tempDir } from './helpers.js';
+import { exportModel } from '../src/cli/export.js';
+import { loadLlama2c } from '../src/io/llama2c.js';
+import { loadLlama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
+import { loadHfTokenizer } from '../src/io/tokenizer.js';
+import { STORIES_BIN, STORIES_TOK, FIXTURES, tempDir } from './helpers.js';
 import { randomLlama } from './models.js';
 
 const be = getBackend('ref');
@@ -122,6 +126,32 @@ test('HF export files: float fields written as floats, no absolute path in the s
     const meta = readSafetensorsHeader(join(out, 'model.safetensors')).metadata;
     assert.equal(meta.mla_upcycle_source, 'student');
     assert.ok(!Object.values(meta).some((v) => v.includes(dir)), JSON.stringify(meta));
+  } finally {
+    cleanup();
+  }
+});
+
+test('HF export of a llama2.c model ships tokenizer.json + tokenizer_config.json that tokenize as llama2.c does', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const t = loadLlama2c(STORIES_BIN);
+    const r = convert(Model.fromWeights(t.config, t.weights, be), null, {
+      plan: { kind: 'ratio', ratio: 4 }, ropeDim: 4, ropeMethod: 'ecomla', basis: 'weight', qRank: null, latentNorm: true, nopeInit: 'identity',
+      keepLayers: [], calib: { samples: 2, length: 16, seed: 1 },
+    });
+    const conv = join(dir, 'conv');
+    saveModelDir(conv, r.config, r.weights, { copyFiles: [{ from: STORIES_TOK, name: 'tokenizer.bin' }] });
+    const out = join(dir, 'hf');
+    const res = exportModel(conv, { format: 'hf', out, dtype: 'f32', padRanks: false, overwrite: false });
+    assert.ok(res.notes.some((n) => n.includes('tokenizer.json')), res.notes.join('\n'));
+    assert.ok(existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'tokenizer_config.json')) && !existsSync(join(out, 'tokenizer.bin')));
+    const cfg = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual([cfg.tokenizer_class, cfg.bos_token, cfg.eos_token, cfg.add_bos_token], ['PreTrainedTokenizerFast', '<s>', '</s>', true]);
+    const hf = loadHfTokenizer(out);
+    const tok = loadLlama2cTokenizer(STORIES_TOK, 512);
+    const lines = readFileSync(join(FIXTURES, 'heldout', 'stories-heldout.txt'), 'utf8').split('\n').filter(Boolean).slice(0, 40);
+    for (const l of [...lines, 'Héllo wörld 😀 tab\there  two  spaces', ' leading space']) assert.deepEqual(hf.encode(l, true), tok.encode(l, true), l);
+    assert.equal(hf.decode(hf.encode('Once upon a time, Lily', true)), 'Once upon a time, Lily');
   } finally {
     cleanup();
   }

@@ -2,8 +2,8 @@
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { commonFlags, num, onePositional, parse, type CommandSpec } from './args.js';
-import { tokenizerFiles } from './convert.js';
 import { table } from '../report/table.js';
 import { loadModel, type Loaded } from '../io/load.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
@@ -11,6 +11,7 @@ import { UserError } from '../errors.js';
 import { exportGguf, GGUF_DTYPES, type GgufDtype } from '../export/gguf-export.js';
 import { findTokenizerJson, hfVocab, llama2cVocab, type GgufVocab } from '../export/gguf-vocab.js';
 import { exportHf } from '../export/hf-export.js';
+import { hfTokenizerFiles, type TextFile } from '../export/hf-tokenizer.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 
 export const exportSpec = {
@@ -59,6 +60,24 @@ export function ggufVocabFor(loaded: Loaded, tokenizer: string | undefined): Ggu
   return hfVocab(file, loaded.tokenizer);
 }
 
+/** Tokenizer files of an HF export: a llama2.c tokenizer as tokenizer.json, a tokenizer.json with its config. */
+export function hfTokenizerFor(loaded: Loaded, tokenizer: string | undefined): { files: TextFile[]; notes: string[] } {
+  const max = loaded.config.maxPositions;
+  if (loaded.tokenizer instanceof Llama2cTokenizer) {
+    return {
+      files: hfTokenizerFiles({ llama2c: llama2cVocab(loaded.tokenizer) }, max),
+      notes: ['llama2.c tokenizer written as tokenizer.json (SentencePiece-style BPE, byte fallback) + tokenizer_config.json for AutoTokenizer'],
+    };
+  }
+  const file = loaded.tokenizer ? findTokenizerJson(loaded.source, tokenizer) : null;
+  if (!file || !loaded.tokenizer) return { files: [], notes: ['no tokenizer found: the export has none (give --tokenizer for AutoTokenizer to load one)'] };
+  const cfg = join(dirname(file), 'tokenizer_config.json');
+  return {
+    files: hfTokenizerFiles({ tokenizerJson: file, tokenizerConfig: existsSync(cfg) ? cfg : null, bosId: loaded.tokenizer.bosId, eosId: loaded.tokenizer.eosId }, max),
+    notes: existsSync(cfg) ? [] : ['tokenizer_config.json written (PreTrainedTokenizerFast) beside the copied tokenizer.json'],
+  };
+}
+
 /** Export a model (library entry point of `mla export`). */
 export function exportModel(path: string, o: ExportCommandOptions): ExportResult {
   if (existsSync(o.out) && !o.overwrite && (o.format === 'gguf' || !statSync(o.out).isDirectory() || readdirSync(o.out).length > 0)) {
@@ -76,10 +95,11 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
   const dt: Record<string, SafetensorsDtype> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
   const dtype = dt[o.dtype];
   if (!dtype) throw new UserError(`--dtype: expected f32, f16 or bf16 for --format hf, got '${o.dtype}'`);
+  const tok = hfTokenizerFor(loaded, o.tokenizer);
   const r = exportHf(o.out, loaded.config, loaded.weights, {
-    dtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, overwrite: o.overwrite, copyFiles: tokenizerFiles(path, o.tokenizer), source: path,
+    dtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, overwrite: o.overwrite, writeFiles: tok.files, source: path,
   });
-  return { format: 'hf', out: o.out, architecture: 'DeepseekV3ForCausalLM', dtype: o.dtype, notes: r.notes };
+  return { format: 'hf', out: o.out, architecture: 'DeepseekV3ForCausalLM', dtype: o.dtype, notes: [...r.notes, ...tok.notes] };
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {

@@ -15,8 +15,8 @@ export interface HfExportOptions {
   dtype?: SafetensorsDtype;
   padRanks?: boolean;
   overwrite?: boolean;
-  /** Tokenizer files to copy in (see cli/convert.ts tokenizerFiles). */
-  copyFiles?: { from: string; name: string }[];
+  /** Tokenizer files to write (hf-tokenizer.ts hfTokenizerFiles). */
+  writeFiles?: { name: string; text: string }[];
   source?: string;
   /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
   ropeTolerance?: number;
@@ -35,7 +35,7 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
   saveModelDir(dir, eps.config, eps.weights, {
     dtype: opts.dtype ?? 'F32',
     overwrite: opts.overwrite ?? false,
-    copyFiles: opts.copyFiles ?? [],
+    writeFiles: opts.writeFiles ?? [],
     stock: true,
     // The source's base name only: an absolute path would publish the exporting machine's directory layout.
     metadata: { mla_upcycle_source: basename(source) },

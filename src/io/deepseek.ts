@@ -147,6 +147,8 @@ export interface SaveOptions {
   overwrite?: boolean;
   /** Files copied into the directory (tokenizer files): source path and name inside the directory. */
   copyFiles?: { from: string; name: string }[];
+  /** Files written into the directory (name inside it, text). */
+  writeFiles?: { name: string; text: string }[];
   /** Write the stock DeepSeek-V3 config only (no mla_upcycle key): the caller checked it is expressible. */
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
@@ -170,6 +172,7 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     writeFileSync(join(tmp, 'config.json'), stringifyWithFloats(cfgJson, FLOAT_FIELDS) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
+    for (const f of opts.writeFiles ?? []) writeFileSync(join(tmp, basename(f.name)), f.text);
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
