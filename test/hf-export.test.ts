@@ -142,7 +142,9 @@ test('HF export of a llama2.c model ships tokenizer.json + tokenizer_config.json
     const conv = join(dir, 'conv');
     saveModelDir(conv, r.config, r.weights, { copyFiles: [{ from: STORIES_TOK, name: 'tokenizer.bin' }] });
     const out = join(dir, 'hf');
-    const res = exportModel(conv, { format: 'hf', out, dtype: 'f32', padRanks: false, overwrite: false });
+    const dump = join(dir, 'ours.json');
+    const prompt = 'Once upon a time, there was a cat.';
+    const res = exportModel(conv, { format: 'hf', out, dtype: 'f32', padRanks: false, overwrite: false, dumpLogits: dump, prompt });
     assert.ok(res.notes.some((n) => n.includes('tokenizer.json')), res.notes.join('\n'));
     assert.ok(existsSync(join(out, 'tokenizer.json')) && existsSync(join(out, 'tokenizer_config.json')) && !existsSync(join(out, 'tokenizer.bin')));
     const cfg = JSON.parse(readFileSync(join(out, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
@@ -152,6 +154,11 @@ test('HF export of a llama2.c model ships tokenizer.json + tokenizer_config.json
     const lines = readFileSync(join(FIXTURES, 'heldout', 'stories-heldout.txt'), 'utf8').split('\n').filter(Boolean).slice(0, 40);
     for (const l of [...lines, 'Héllo wörld 😀 tab\there  two  spaces', ' leading space']) assert.deepEqual(hf.encode(l, true), tok.encode(l, true), l);
     assert.equal(hf.decode(hf.encode('Once upon a time, Lily', true)), 'Once upon a time, Lily');
+    // What scripts/check-transformers.py does, with the transcription standing in for transformers.
+    const d = JSON.parse(readFileSync(dump, 'utf8')) as { prompt: string; ids: number[]; vocab_size: number; logits: number[][] };
+    assert.deepEqual(d.ids, hf.encode(prompt, true));
+    const err = relError(transformersDeepseekV3Logits(out, d.ids), Float64Array.from(d.logits.flat()));
+    assert.ok(err <= 1e-5, `dumped logits vs transcription: ${err}`);
   } finally {
     cleanup();
   }

@@ -1,5 +1,6 @@
 // mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--rope-tolerance E] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
+//   [--dump-logits FILE [--prompt TEXT]]   our logits for scripts/check-transformers.py
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,7 +13,12 @@ import { exportGguf, GGUF_DTYPES, type GgufDtype } from '../export/gguf-export.j
 import { findTokenizerJson, hfVocab, llama2cVocab, type GgufVocab } from '../export/gguf-vocab.js';
 import { exportHf } from '../export/hf-export.js';
 import { hfTokenizerFiles, type TextFile } from '../export/hf-tokenizer.js';
-import type { SafetensorsDtype } from '../io/safetensors.js';
+import { tempNameFor, type SafetensorsDtype } from '../io/safetensors.js';
+import { writeFileAtomic } from '../io/binfile.js';
+import { Model } from '../model/model.js';
+import { forward } from '../model/forward.js';
+import { noGrad } from '../autograd/var.js';
+import { getBackend } from '../backends/index.js';
 
 export const exportSpec = {
   name: 'export',
@@ -27,6 +33,8 @@ export const exportSpec = {
       doc: 'largest relative logit error allowed when rope frequencies need the nearest geometric run (stock engines)',
     },
     overwrite: { type: 'boolean', default: false, doc: 'replace an existing --out' },
+    'dump-logits': { type: 'string', value: 'FILE', doc: "also write our logits on --prompt as JSON (scripts/check-transformers.py compares transformers' with them)" },
+    prompt: { type: 'string', value: 'TEXT', default: 'Once upon a time, there was a little girl named Lily.', doc: 'text for --dump-logits' },
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -40,6 +48,9 @@ export interface ExportCommandOptions {
   overwrite: boolean;
   /** Largest relative logit error a rope fit may cost (export/rope-fit.ts; default 1e-2). */
   ropeTolerance?: number;
+  /** Write the source model's logits on `prompt` (JSON: prompt, ids, vocab_size, logits T×V) to this file. */
+  dumpLogits?: string;
+  prompt?: string;
 }
 
 export interface ExportResult {
@@ -90,6 +101,7 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
     const plan = exportGguf(o.out, loaded.config, loaded.weights, {
       dtype: o.dtype as GgufDtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,
     });
+    if (o.dumpLogits) dumpLogits(loaded, o.dumpLogits, o.prompt ?? exportSpec.flags.prompt.default);
     return { format: 'gguf', out: o.out, architecture: plan.arch, dtype: o.dtype, notes: plan.notes };
   }
   const dt: Record<string, SafetensorsDtype> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
@@ -99,7 +111,20 @@ export function exportModel(path: string, o: ExportCommandOptions): ExportResult
   const r = exportHf(o.out, loaded.config, loaded.weights, {
     dtype, padRanks: o.padRanks, ropeTolerance: o.ropeTolerance, overwrite: o.overwrite, writeFiles: tok.files, source: path,
   });
+  if (o.dumpLogits) dumpLogits(loaded, o.dumpLogits, o.prompt ?? exportSpec.flags.prompt.default);
   return { format: 'hf', out: o.out, architecture: 'DeepseekV3ForCausalLM', dtype: o.dtype, notes: [...r.notes, ...tok.notes] };
+}
+
+/** Our logits (the source model, before any export rewrite) on a prompt, as JSON for scripts/check-transformers.py. */
+export function dumpLogits(loaded: Loaded, file: string, prompt: string): void {
+  if (!loaded.tokenizer) throw new UserError(`--dump-logits: ${loaded.source} has no tokenizer (give --tokenizer)`);
+  const ids = loaded.tokenizer.encode(prompt, true);
+  const model = Model.fromWeights(loaded.config, loaded.weights, getBackend('auto'));
+  const data = noGrad(() => forward(model, Int32Array.from(ids), 1, ids.length).value.data);
+  const V = loaded.config.vocabSize;
+  const logits = ids.map((_, t) => Array.from(data.subarray(t * V, (t + 1) * V)));
+  const text = JSON.stringify({ prompt, ids, vocab_size: V, logits }) + '\n';
+  writeFileAtomic(file, tempNameFor(file), (write) => write(new TextEncoder().encode(text)));
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {
@@ -111,6 +136,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const r = exportModel(path, {
     format, out: values.out, dtype: values.dtype ?? 'f32', tokenizer: values.tokenizer, padRanks: values['pad-ranks'] ?? false,
     overwrite: values.overwrite ?? false,
+    dumpLogits: values['dump-logits'], prompt: values.prompt,
     ropeTolerance: values['rope-tolerance'] === undefined ? undefined : num(values['rope-tolerance'], 'rope-tolerance', 0, (n) => n >= 0, 'a non-negative number'),
   });
   if (values.json) {
