@@ -14,6 +14,8 @@ import type { Model } from '../model/model.js';
 import { layerPrefix } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
+import { NonFiniteError } from '../model/finite.js';
+import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
 import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import {
@@ -143,7 +145,14 @@ export function convert(
       return;
     }
     const st = stats?.[l] ?? identityStats(C);
-    const out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!, shared, energiesOf[l] ?? null);
+    let out: LayerOut;
+    try {
+      out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!, shared, energiesOf[l] ?? null);
+    } catch (e) {
+      // An SVD/eigh input went non-finite (an energy overflowed float32 in crossMoment, say): name the layer.
+      if (e instanceof NonFiniteInputError) throw new NonFiniteError(`convert: layer ${l}: ${e.message} (built from the layer's weights and calibration statistics)`);
+      throw e;
+    }
     for (const name of attentionNames(l, a)) weights.delete(name);
     for (const [k, t] of out.tensors) weights.set(k, t);
     layers.push(out.attn);
@@ -240,7 +249,15 @@ function convertLayer(
   const { numKvHeads: Hkv, headDim: D } = a;
   const KD = Hkv * D;
   const p = `${layerPrefix(l)}.self_attn`;
-  const get = (n: string) => f64(model.p(`${p}.${n}`).value);
+  const get = (n: string) => {
+    const w = model.p(`${p}.${n}`).value;
+    // Weights read from files were checked at load; a model built in code may still carry NaN/±∞ into svd/eigh.
+    const i = firstNonFinite(w.data);
+    if (i >= 0) {
+      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(w.data[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
+    }
+    return f64(w);
+  };
   const Wq = get('q_proj.weight');
   const Wk = get('k_proj.weight');
   const Wv = get('v_proj.weight');
