@@ -9,6 +9,7 @@ import type { MlaAttention, ModelConfig } from '../model/config.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import { toStockMla } from './stock.js';
+import { servingVerdicts } from '../convert/plan.js';
 import { rescaleNormEps, TRANSFORMERS_LATENT_EPS } from './norm-eps.js';
 
 export interface HfExportOptions {
@@ -55,5 +56,6 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
         'model; serve it with transformers, or with llama.cpp (mla export --format gguf handles the scaling)',
     );
   }
+  notes.push(...servingVerdicts(eps.config, 'hf'));
   return { config: eps.config, notes };
 }
