@@ -123,8 +123,9 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   if (biased.length > 0) {
     problems.push(
       `attention biases in layer(s) ${biased.join(', ')} (from the teacher's q/k/v bias): ${engine} has no bias on q_proj / ` +
-        'kv_a_proj_with_mqa, and none folds exactly (the q bias meets every key, the latent bias sits inside the latent norm, the rope ' +
-        `key bias rotates with the key's position)${biasDropError === undefined ? '' : `; dropping them changes the logits by ${biasDropError.toExponential(2)} (relative)`}` +
+        'kv_a_proj_with_mqa, and only part of them folds exactly (a key bias outside the rope part is a per-query constant under softmax; ' +
+        "but the rope key bias rotates with the key's position, the q bias meets every key, and the value bias becomes a constant output " +
+        `o_proj·b_v that the stock o_proj, without bias, cannot hold)${biasDropError === undefined ? '' : `; dropping them changes the logits by ${biasDropError.toExponential(2)} (relative)`}` +
         '; keep the native layout (mla convert output) for this model, or distil without biases',
     );
   }
