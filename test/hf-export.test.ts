@@ -20,7 +20,7 @@ import { convert } from '../src/convert/convert.js';
 import { exportHf } from '../src/export/hf-export.js';
 import { toStockMla } from '../src/export/stock.js';
 import { transformersDeepseekV3Logits } from './transformers-deepseek.js';
-import { exportModel } from '../src/cli/export.js';
+import { exportModel } from '../src/export/export.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { loadLlama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
 import { loadHfTokenizer } from '../src/io/tokenizer.js';

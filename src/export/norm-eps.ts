@@ -16,7 +16,7 @@ import { UserError } from '../errors.js';
 /** The eps transformers' DeepseekV3Attention gives its latent norms (DeepseekV3RMSNorm's default). */
 export const TRANSFORMERS_LATENT_EPS = 1e-6;
 
-const f32 = (t: Tensor): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
+const f32 = (t: Tensor): Float32Array => t.toF32();
 
 function scaled(t: Tensor, alpha: number, rows?: number): Tensor {
   const d = f32(t);

@@ -36,7 +36,7 @@ export function configLogitError(a: ModelConfig, b: ModelConfig, weights: Map<st
   const ids = Int32Array.from({ length: T }, () => Math.floor(rng() * a.vocabSize));
   const run = (cfg: ModelConfig): Float32Array | Float64Array => {
     const m = Model.fromWeights(cfg, weights, be);
-    return noGrad(() => forward(m, ids, 1, T).value.data);
+    return noGrad(() => forward(m, ids, 1, T).value.toHost());
   };
   return relError(run(b), run(a));
 }
@@ -74,8 +74,8 @@ export function fitStockRope(
     `geometric run [${show(fitted)}] changes the logits by ${error.toExponential(2)} (relative, ${T} random tokens)`;
   if (!(error <= tolerance)) {
     throw new UserError(
-      `${source}: ${what}, above the tolerance ${tolerance} (--rope-tolerance): convert with a rope dim whose pairs avoid the rope-scaling ` +
-        'band (mla plan MODEL lists them) or distil after exporting with a larger --rope-tolerance',
+      `${source}: ${what}, above the tolerance ${tolerance} ({ropeTolerance}): convert with a rope dim whose pairs avoid the rope-scaling ` +
+        'band (mla plan MODEL lists them) or distil after exporting with a larger {ropeTolerance}',
     );
   }
   return { config, error, notes: [`${what} (tolerance ${tolerance}): exported with the nearest run`] };
