@@ -75,6 +75,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     ropeDim: v['rope-dim'] === undefined ? undefined : num(v['rope-dim'], 'rope-dim', 0, (n) => positiveInt(n) && n % 2 === 0, 'an even positive integer'),
     ropeMethod,
     ropeRule: target ? TARGET_RULES[target].rope : CONVERT_DEFAULTS.ropeRule,
+    target,
     basis,
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,

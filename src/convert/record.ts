@@ -1,7 +1,8 @@
 // conversion.json: how a model directory was made (options, ranks, per-layer spectra); `mla compare` reads it back
 // (io/run-files.ts readConversionRecord) to draw the spectra and note the conversion settings.
 
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { writeFileAtomic } from '../io/binfile.js';
 import { saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import type { ConvertOptions, ConvertResult } from './convert.js';
@@ -37,7 +38,7 @@ export interface SaveConvertedOptions {
 /** Save a conversion as a model directory (DeepSeek-V3 layout, written atomically) with its conversion.json. */
 export function saveConverted(dir: string, opts: ConvertOptions, r: ConvertResult, save: SaveConvertedOptions): void {
   saveModelDir(dir, r.config, r.weights, {
-    dtype: save.dtype, overwrite: save.overwrite, copyFiles: save.copyFiles, metadata: { mla_upcycle_source: save.source },
+    dtype: save.dtype, overwrite: save.overwrite, copyFiles: save.copyFiles, metadata: { mla_upcycle_source: basename(save.source) }, // base name only: no machine paths in published files,
     // Inside the directory before it is moved into place: the model and its record appear together or not at all.
     extraFiles: { [CONVERSION_RECORD]: conversionRecordJson(save.source, opts, r) },
   });

@@ -20,6 +20,7 @@ import { UserError } from '../errors.js';
 import { kv, writeGguf, QK8_0, type GgmlTypeName, type GgufTensorIn, type GgufValue } from '../io/gguf.js';
 import { padVocab, vocabKvs, type GgufVocab } from './gguf-vocab.js';
 import { toAdjacentPairing, toStockMla, uniformGqa } from './stock.js';
+import { servingVerdicts } from '../convert/plan.js';
 
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
 export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', 'q8_0'];
@@ -229,6 +230,7 @@ function deepseek2Plan(
     );
   }
   if (list.fallback.length > 0) notes.push(`q8_0: ${list.fallback.length} tensor(s) with rows not a multiple of 32 written as f16 (${list.fallback.slice(0, 3).join(', ')}${list.fallback.length > 3 ? ', …' : ''})`);
+  notes.push(...servingVerdicts(cfg, 'gguf'));
   return { arch, metadata, tensors: list.tensors, notes };
 }
 

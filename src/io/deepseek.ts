@@ -10,13 +10,17 @@ import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '..
 import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
-import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
+import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
 import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type LoadedModel } from './hf.js';
 import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 import { makeParents, replaceDir, tempNameFor } from './output.js';
 
 export const NATIVE_VERSION = 1;
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+/** config.json fields transformers' DeepseekV3Config (and its rope parameters) types as float: written as 1.0, not 1. */
+export const FLOAT_FIELDS: ReadonlySet<string> = new Set([
+  'routed_scaling_factor', 'initializer_range', 'rms_norm_eps', 'attention_dropout', 'rope_theta', 'factor', 'low_freq_factor', 'high_freq_factor',
+]);
 
 /** Inverse frequencies Dr/2 as DeepSeek computes them: base^(−2i/Dr) / factor. */
 export function geometricInvFreq(base: number, ropeDim: number, factor = 1): number[] {
@@ -105,6 +109,7 @@ export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native:
     topk_group: 1,
     moe_layer_freq: 1,
     routed_scaling_factor: 1.0,
+    initializer_range: 0.02,
     norm_topk_prob: true,
     q_lora_rank: first.qRank,
     kv_lora_rank: Math.max(...mla.map((a) => a.kvRank)),
@@ -147,7 +152,8 @@ export interface SaveOptions {
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
   metadata?: Record<string, string>;
-  /** Further files written into the directory before it is moved into place (name → contents), e.g. conversion.json. */
+  /** Further files written into the directory before it is moved into place (name → contents), e.g. conversion.json
+   *  or an export's tokenizer files. */
   extraFiles?: Record<string, string>;
 }
 
@@ -166,7 +172,7 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
   const tmp = tempNameFor(dir);
   try {
     mkdirSync(tmp);
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify(cfgJson, null, 2) + '\n');
+    writeFileSync(join(tmp, 'config.json'), stringifyWithFloats(cfgJson, FLOAT_FIELDS) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {

@@ -169,3 +169,18 @@ export class Fields {
     return first;
   }
 }
+
+/**
+ * JSON text in which every number under one of `floatKeys` (at any depth) is written as a float: 1 → 1.0. Python
+ * configs (transformers' strict config dataclasses) reject an int where the field is a float, and JSON.stringify
+ * writes 1.0 as 1.
+ */
+export function stringifyWithFloats(value: unknown, floatKeys: ReadonlySet<string>, indent = 2): string {
+  const mark = '\u0000float:';
+  const text = JSON.stringify(
+    value,
+    (k, v: unknown) => (floatKeys.has(k) && typeof v === 'number' && Number.isFinite(v) ? `${mark}${Number.isInteger(v) ? v.toFixed(1) : String(v)}` : v),
+    indent,
+  );
+  return text.replace(/"\\u0000float:([^"]*)"/g, '$1');
+}
