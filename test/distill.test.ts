@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
+import { CLI, FIXTURES, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 
 function losses(dir: string): string[] {
   return readFileSync(join(dir, 'log.jsonl'), 'utf8')
@@ -66,14 +66,18 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     const r = mla([
       'distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', student, '--out', out, '--steps', '20',
       '--batch', '2', '--seq', '16', '--self-generate', '4', '--lr', '1e30', '--warmup', '0', '--clip', '0', '--checkpoint-every', '1',
-      // An evaluation right after step 1 would catch the diverged student before its first checkpoint is written.
-      '--eval-every', '5',
     ]);
     assert.equal(r.status, 1, r.stderr);
-    // The loss, the gradient norm or (when an evaluation comes first) the student's logits go non-finite.
-    assert.match(r.stderr, /non-finite (loss|gradient norm) at step \d+|non-finite logits from the student .*diverged at step \d+/);
-    assert.match(r.stderr, /last good checkpoint/);
-    assert.ok(existsSync(join(out, 'checkpoint', 'state.json')));
+    // Where the blow-up shows first (the update's weights, the held-out eval, the next loss) depends on the numbers;
+    // the run must stop at a named step and never save a checkpoint it cannot resume from.
+    assert.match(r.stderr, /non-finite .*step \d+/);
+    // It names the checkpoint it keeps, or says none was written yet (the blow-up can come at step 1).
+    assert.match(r.stderr, /last good checkpoint stays in|stopped before the first checkpoint was written/);
+    assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:')).length, 1);
+    if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) {
+      const ok = mla(['ppl', join(out, 'checkpoint'), '--text', join(FIXTURES, 'heldout', 'stories-heldout.txt'), '--ctx', '64']);
+      assert.equal(ok.status, 0, `the kept checkpoint must load and score: ${ok.stderr}`);
+    }
   } finally {
     cleanup();
   }

@@ -3,20 +3,12 @@
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { commonFlags, num, nonNegativeInt, parse, positiveInt, type CommandSpec } from './args.js';
-import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
-import { Model } from '../model/model.js';
+import { commonFlags, num, parse, type CommandSpec } from './args.js';
+import { resolveBackend } from '../infer/open.js';
 import { UserError } from '../errors.js';
-import { Batcher, readTexts, sampleSequences, tokenizeTexts } from '../train/data.js';
-import { distill, type DistillSettings, type TrainScope } from '../train/distill.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
+import { DISTILL_DEFAULTS, runDistill, type DistillOverrides } from '../train/run.js';
+import type { TrainScope } from '../train/distill.js';
 import { Progress } from './progress.js';
-
-/** Defaults chosen by measurement on stories260K (README: distillation results). */
-export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
 
 // Numeric flags carry no parser default: on --resume an absent flag takes the run's saved setting instead.
 export const distillSpec = {
@@ -50,108 +42,38 @@ export const distillSpec = {
   },
 } as const satisfies CommandSpec;
 
-type Values = ReturnType<typeof parse<typeof distillSpec.flags>>['values'];
-
-function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettings {
-  const d = (k: keyof DistillSettings, fallback: number) => (saved && typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
-  const seq = num(v.seq, 'seq', d('seq', DISTILL_DEFAULTS.seq), positiveInt, 'a positive integer');
-  const batch = num(v.batch, 'batch', d('batch', DISTILL_DEFAULTS.batch), positiveInt, 'a positive integer');
-  const accum = num(v.accum, 'accum', d('accum', 1), positiveInt, 'a positive integer');
-  if (v.steps !== undefined && v.tokens !== undefined) throw new UserError('mla distill: give --steps or --tokens, not both');
-  const tokens = num(v.tokens, 'tokens', DISTILL_DEFAULTS.tokens, positiveInt, 'a positive integer');
-  const steps = num(v.steps, 'steps', d('steps', Math.max(1, Math.round(tokens / (seq * batch * accum)))), positiveInt, 'a positive integer');
-  const train = (v.train ?? (saved?.train as string | undefined) ?? 'all') as TrainScope;
-  if (train !== 'all' && train !== 'attention') throw new UserError(`--train: expected attention or all, got '${train}'`);
-  return {
-    steps, batch, seq, accum, train,
-    lr: num(v.lr, 'lr', d('lr', DISTILL_DEFAULTS.lr), (n) => n > 0, 'a positive number'),
-    warmup: num(v.warmup, 'warmup', d('warmup', Math.max(1, Math.round(steps * 0.03))), nonNegativeInt, 'a non-negative integer'),
-    minLrRatio: d('minLrRatio', 0.1),
-    clip: num(v.clip, 'clip', d('clip', 1), (n) => n >= 0, 'a number ≥ 0 (0 disables)'),
-    weightDecay: num(v['weight-decay'], 'weight-decay', d('weightDecay', 0), (n) => n >= 0, 'a number ≥ 0'),
-    klWeight: num(v['kl-weight'], 'kl-weight', d('klWeight', 1), (n) => n >= 0, 'a number ≥ 0'),
-    ceWeight: num(v['ce-weight'], 'ce-weight', d('ceWeight', 0), (n) => n >= 0, 'a number ≥ 0'),
-    temperature: num(v.temperature, 'temperature', d('temperature', 1), (n) => n > 0, 'a positive number'),
-    seed: num(v.seed, 'seed', d('seed', 1), nonNegativeInt, 'a non-negative integer'),
-    evalEvery: num(v['eval-every'], 'eval-every', d('evalEvery', Math.max(1, Math.round(steps / 20))), positiveInt, 'a positive integer'),
-    checkpointEvery: num(v['checkpoint-every'], 'checkpoint-every', d('checkpointEvery', Math.max(1, Math.round(steps / 10))), positiveInt, 'a positive integer'),
-  };
-}
+/** Flag → setting: the numeric flags the loop takes as they are (the library checks their ranges). */
+const SETTING_FLAGS = {
+  steps: 'steps', tokens: 'tokens', seq: 'seq', batch: 'batch', accum: 'accum', lr: 'lr', warmup: 'warmup', clip: 'clip',
+  'weight-decay': 'weightDecay', 'kl-weight': 'klWeight', 'ce-weight': 'ceWeight', temperature: 'temperature', seed: 'seed',
+  'eval-every': 'evalEvery', 'checkpoint-every': 'checkpointEvery',
+} as const satisfies Partial<Record<keyof typeof distillSpec.flags, keyof DistillOverrides>>;
 
 export async function distillCommand(argv: string[]): Promise<void> {
-  const { values: v } = parse(argv, distillSpec);
-  const outDir = v.resume ?? v.out;
-  if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
-  const runFile = join(outDir, 'run.json');
-  let saved: { teacher: string; student: string; tokenizer?: string; data?: string; selfGenerate?: number; evalText?: string; settings: Record<string, unknown> } | null = null;
-  if (v.resume) {
-    if (!existsSync(runFile)) throw new UserError(`--resume ${v.resume}: no run.json (not a distillation directory)`);
-    saved = JSON.parse(readFileSync(runFile, 'utf8'));
-  } else {
-    if (!v.teacher || !v.student) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');
-    if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new UserError(`--out ${outDir}: already exists and is not empty (use --resume ${outDir} to continue it)`);
+  const { values: v, positionals } = parse(argv, distillSpec);
+  if (positionals.length > 0) throw new UserError(`mla distill: unexpected argument '${positionals[0]}' (models are given with --teacher and --student)`);
+  const out = v.resume ?? v.out;
+  if (!out) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
+  if (!v.resume && (!v.teacher || !v.student)) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');
+  const settings: DistillOverrides = {};
+  for (const [flag, key] of Object.entries(SETTING_FLAGS)) {
+    const value = v[flag as keyof typeof SETTING_FLAGS];
+    if (value !== undefined) settings[key] = num(value, flag, Number.NaN);
   }
-  const teacherPath = saved?.teacher ?? v.teacher!;
-  const studentPath = saved?.student ?? v.student!;
-  const tokenizerPath = saved?.tokenizer ?? v.tokenizer;
-  const settings = settingsFrom(v, saved?.settings);
-  const be = resolveBackend(v.backend);
-  const teacher = openModel(teacherPath, { tokenizer: tokenizerPath }, be);
-  let student = openModel(studentPath, { tokenizer: tokenizerPath }, be);
-  const resumeCp = v.resume ? loadCheckpoint(outDir) : null;
-  if (resumeCp) student = { ...student, model: Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint')) };
-  const tok = requireTokenizer(teacher);
-  mkdirSync(outDir, { recursive: true });
-
-  // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
-  const dataPath = saved?.data ?? v.data;
-  const selfN = saved?.selfGenerate ?? (v['self-generate'] !== undefined ? num(v['self-generate'], 'self-generate', 0, positiveInt, 'a positive integer') : DISTILL_DEFAULTS.selfGenerate);
-  const samplesFile = join(outDir, 'teacher-samples.json');
-  let trainSeqs: number[][];
-  let evalSeqs: number[][];
-  const evalText = saved?.evalText ?? v['eval-text'];
-  if (existsSync(samplesFile)) {
-    const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
-    trainSeqs = s.train;
-    evalSeqs = s.eval;
-  } else {
-    if (dataPath) {
-      trainSeqs = tokenizeTexts(readTexts(dataPath), tok, settings.seq + 1);
-      evalSeqs = [];
-    } else {
-      const bar = new Progress('teacher samples', selfN, 'seq');
-      trainSeqs = sampleSequences(teacher.model, selfN, settings.seq + 1, settings.seed, 64, bar);
-      // Held-out teacher samples from another seed: never trained on.
-      evalSeqs = sampleSequences(teacher.model, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
-    }
-    writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
-  }
-  if (evalText) evalSeqs = tokenizeTexts(readTexts(evalText), tok, Math.min(settings.seq + 1, teacher.model.config.maxPositions));
-  if (evalSeqs.length === 0) throw new UserError('mla distill: no held-out text: give --eval-text FILE');
-  if (!v.resume) {
-    writeFileSync(runFile, JSON.stringify({ teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings }, null, 2) + '\n');
-  }
-  const total = settings.steps * settings.batch * settings.accum * settings.seq;
-  const bar = new Progress('distill', total, 'tok');
+  if (v.train !== undefined) settings.train = v.train as TrainScope;
   let lastEval = '';
-  const result = distill({
-    teacher: teacher.model,
-    student: student.model,
-    train: new Batcher(trainSeqs, settings.seq, settings.batch, settings.seed),
-    evalSeqs,
-    settings,
-    outDir,
-    copyFiles: [
-      ...tokenizerFiles(teacherPath, tokenizerPath),
-      // Keep how the student was made (spectra for `mla compare`).
-      ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
-    ],
-    resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
-    progress: { tick: (n = 1) => bar.tick(n, lastEval), end: () => bar.end() },
+  const result = runDistill({
+    out, resume: v.resume !== undefined, teacher: v.teacher, student: v.student, tokenizer: v.tokenizer, data: v.data,
+    selfGenerate: v['self-generate'] === undefined ? undefined : num(v['self-generate'], 'self-generate', Number.NaN),
+    evalText: v['eval-text'], settings, backend: resolveBackend(v.backend),
+    progress: (phase, total) => {
+      const p = new Progress(phase, total, phase === 'distill' ? 'tok' : 'seq');
+      return phase === 'distill' ? { tick: (n = 1) => p.tick(n, lastEval), end: () => p.end() } : p;
+    },
     onLog: (l) => {
       if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
     },
   });
-  if (v.json) process.stdout.write(JSON.stringify({ out: outDir, eval_ppl: result.ppl, eval_kl: result.kl, tokens: result.tokens }) + '\n');
-  else process.stdout.write(`distilled ${result.tokens} tokens: held-out perplexity ${result.ppl.toFixed(4)}, KL to teacher ${result.kl.toFixed(4)}\nwrote ${outDir} (log.jsonl, curve.svg, checkpoint/)\n`);
+  if (v.json) process.stdout.write(JSON.stringify({ out, eval_ppl: result.ppl, eval_kl: result.kl, tokens: result.tokens }) + '\n');
+  else process.stdout.write(`distilled ${result.tokens} tokens: held-out perplexity ${result.ppl.toFixed(4)}, KL to teacher ${result.kl.toFixed(4)}\nwrote ${out} (log.jsonl, curve.svg, checkpoint/)\n`);
 }
