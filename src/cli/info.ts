@@ -71,7 +71,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
         l.kind as string,
         l.kind === 'gqa'
           ? `${l.kv_heads} kv heads × ${l.head_dim}${l.qkv_bias ? ', qkv bias' : ''}`
-          : `r_kv ${l.kv_rank} + d_r ${l.rope_dim}, d_n ${l.nope_dim}, d_v ${l.v_dim}, q ${l.q_rank === null ? 'full' : 'rank ' + l.q_rank}${l.latent_norm ? ', latent norm' : ''}`,
+          : `r_kv ${l.kv_rank} + d_r ${l.rope_dim}, d_n ${l.nope_dim}, d_v ${l.v_dim}, q ${l.q_rank === null ? 'full' : 'rank ' + String(l.q_rank)}${l.latent_norm ? ', latent norm' : ''}`,
         l.kv_values_per_token as number,
       ]),
     ),

@@ -49,8 +49,8 @@ export class KVCache {
       return {
         kind: 'mla',
         latent: Tensor.zeros([batch, capacity, 1, a.kvRank + a.ropeDim], be.dtype),
-        wUKt: wUKt!,
-        wUVt: wUVt!,
+        wUKt: wUKt,
+        wUVt: wUVt,
       };
     });
   }
