@@ -42,6 +42,10 @@ export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
 
   ropeInvFreq: (cfg) => cfg.ropeInvFreq,
 
+  toJson: (a) => ({ num_kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias }),
+
+  fromJson: (f) => ({ kind: 'gqa', numKvHeads: f.int('num_kv_heads'), headDim: f.int('head_dim'), qkvBias: f.bool('qkv_bias') }),
+
   describe: (a) => ({
     fields: { kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias },
     shape: `${a.numKvHeads} kv heads × ${a.headDim}${a.qkvBias ? ', qkv bias' : ''}`,

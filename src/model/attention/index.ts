@@ -15,6 +15,15 @@ export type { GqaLayerCache, MlaLayerCache };
 export type LayerCache = GqaLayerCache | MlaLayerCache;
 export type AttentionKindName = LayerAttention['kind'];
 
+/** A validating reader of one layer's JSON object (io/json.ts Fields is one): errors name the file and field. */
+export interface LayerFields {
+  readonly obj: Readonly<Record<string, unknown>>;
+  int(key: string, min?: number): number;
+  bool(key: string): boolean;
+  optBool(key: string, fallback: boolean): boolean;
+  error(key: string, expected: string): Error;
+}
+
 /** Everything the model layer needs to know about one attention kind. */
 export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   kind: A['kind'];
@@ -24,6 +33,9 @@ export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   kvValuesPerToken(a: A): number;
   /** Inverse frequencies of the rope pairs this layer rotates. */
   ropeInvFreq(cfg: ModelConfig, a: A): number[];
+  /** The layer's fields in a saved config (our extra key, mla_upcycle.layers[i], after "kind"), and back. */
+  toJson(a: A): Record<string, unknown>;
+  fromJson(f: LayerFields): A;
   /** Shape facts for `mla info`: JSON fields and a one-line summary. */
   describe(a: A): { fields: Record<string, unknown>; shape: string };
   /** The decode cache of layer i for `batch` rows of up to `capacity` positions. */
@@ -38,6 +50,11 @@ export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
 type KindTable = { [K in AttentionKindName]: AttentionKind<Extract<LayerAttention, { kind: K }>, Extract<LayerCache, { kind: K }>> };
 
 export const ATTENTION_KINDS: KindTable = { gqa, mla };
+
+/** Whether a string names an attention kind (for parsing configs). */
+export function isAttentionKind(s: string): s is AttentionKindName {
+  return Object.hasOwn(ATTENTION_KINDS, s);
+}
 
 /** The module of a layer's attention kind. (TypeScript cannot correlate a union value with the table's entry, hence
  *  the one cast: the table's mapped type guarantees the entry matches the kind.) */

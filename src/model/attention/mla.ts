@@ -51,6 +51,24 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
 
   ropeInvFreq: (_cfg, a) => a.ropeInvFreq,
 
+  toJson: (a) => ({
+    kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank, latent_norm: a.latentNorm, bias: a.bias,
+    rope_inv_freq: a.ropeInvFreq,
+  }),
+
+  fromJson(f) {
+    const freqs = f.obj.rope_inv_freq;
+    const ropeDim = f.int('rope_dim');
+    if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
+      throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
+    }
+    const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
+    return {
+      kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
+      latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
+    };
+  },
+
   describe: (a) => ({
     fields: { kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank, latent_norm: a.latentNorm },
     shape: `r_kv ${a.kvRank} + d_r ${a.ropeDim}, d_n ${a.nopeDim}, d_v ${a.vDim}, q ${a.qRank === null ? 'full' : 'rank ' + a.qRank}${a.latentNorm ? ', latent norm' : ''}`,
