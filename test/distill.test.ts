@@ -66,6 +66,8 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     const r = mla([
       'distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', student, '--out', out, '--steps', '20',
       '--batch', '2', '--seq', '16', '--self-generate', '4', '--lr', '1e30', '--warmup', '0', '--clip', '0', '--checkpoint-every', '1',
+      // An evaluation right after step 1 would catch the diverged student before its first checkpoint is written.
+      '--eval-every', '5',
     ]);
     assert.equal(r.status, 1, r.stderr);
     // Where the blow-up shows first (the update's weights, the held-out eval, the next loss) depends on the numbers;
