@@ -140,7 +140,12 @@ test('load: +Inf in a norm weight (llama2.c, HF safetensors F32/BF16, DeepSeek-V
       { name: 'm.model.norm.weight', shape: [64], data: new Float32Array(64) },
       { name: 'v.model.norm.weight', shape: [64], data: new Float32Array(64).fill(NaN, 60, 61) },
     ], { adam_step: '3' });
-    writeFileSync(join(cp, 'state.json'), JSON.stringify({ version: 1, step: 3, tokens: 96, settings: {} }));
+    // A whole state.json (its settings are validated on read, io/run-files.ts): only the moment is bad.
+    const settings = {
+      steps: 3, batch: 2, seq: 16, accum: 1, lr: 3e-3, warmup: 1, minLrRatio: 0.1, clip: 1, weightDecay: 0, klWeight: 1, ceWeight: 0,
+      temperature: 1, train: 'all', seed: 1, evalEvery: 1, checkpointEvery: 1,
+    };
+    writeFileSync(join(cp, 'state.json'), JSON.stringify({ version: 1, step: 3, tokens: 96, settings }));
     assert.throws(() => loadCheckpoint(join(dir, 'run')), /checkpoint\/optimizer\.safetensors: tensor v\.model\.norm\.weight: NaN at element \[60\]/);
   } finally {
     cleanup();

@@ -6,9 +6,10 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
-import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
+import type { LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
+import { ATTENTION_KINDS, attentionKind, isAttentionKind } from '../model/attention/index.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
 import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type LoadedModel } from './hf.js';
@@ -76,12 +77,7 @@ function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
 }
 
 function layerJson(a: LayerAttention): JsonObject {
-  return a.kind === 'gqa'
-    ? { kind: 'gqa', num_kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias }
-    : {
-        kind: 'mla', kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank,
-        latent_norm: a.latentNorm, bias: a.bias, rope_inv_freq: a.ropeInvFreq,
-      };
+  return { kind: a.kind, ...attentionKind(a).toJson(a) } as JsonObject;
 }
 
 /** config.json for a model in the DeepSeek-V3 layout (with the mla_upcycle extra key when `native`). */
@@ -189,20 +185,8 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
 
 function parseLayer(f: Fields, i: number): LayerAttention {
   const kind = f.str('kind');
-  if (kind === 'gqa') {
-    return { kind: 'gqa', numKvHeads: f.int('num_kv_heads'), headDim: f.int('head_dim'), qkvBias: f.bool('qkv_bias') } satisfies GqaAttention;
-  }
-  if (kind !== 'mla') throw f.error('kind', `expected "gqa" or "mla" for layer ${i}, got "${kind}"`);
-  const freqs = f.obj.rope_inv_freq;
-  const ropeDim = f.int('rope_dim');
-  if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
-    throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
-  }
-  const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
-  return {
-    kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
-    latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
-  } satisfies MlaAttention;
+  if (!isAttentionKind(kind)) throw f.error('kind', `expected ${Object.keys(ATTENTION_KINDS).map((k) => `"${k}"`).join(' or ')} for layer ${i}, got "${kind}"`);
+  return ATTENTION_KINDS[kind].fromJson(f);
 }
 
 /** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */

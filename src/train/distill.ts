@@ -238,6 +238,16 @@ export function distill(run: DistillRun): DistillResult {
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
 }
 
+/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
+function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower {lr} or raise {warmup}); ${stopped}`);
+    throw e;
+  }
+}
+
 /** Every trained parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
 function assertFiniteParams(params: Map<string, Var>, step: number, stopped: string): void {
   for (const [name, v] of params) {
