@@ -12,7 +12,7 @@ import { modelTensors } from '../model/weights.js';
 import { ATTENTION_KINDS, attentionKind, isAttentionKind } from '../model/attention/index.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
-import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type LoadedModel } from './hf.js';
+import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type HeaderTensor, type LoadedModel } from './hf.js';
 import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 import { makeParents, replaceDir, tempNameFor } from './output.js';
 
@@ -191,9 +191,26 @@ function parseLayer(f: Fields, i: number): LayerAttention {
 
 /** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */
 export function loadDeepseekModel(dir: string): LoadedModel {
+  const config = readDeepseekConfig(dir).config;
+  const tensors = readCheckpointTensors(dir);
+  const weights = new Map<string, Tensor>();
+  for (const spec of modelTensors(config)) {
+    const t = tensors.get(spec.name);
+    if (!t) throw new UserError(`${dir}: tensor ${spec.name}: missing (expected shape [${spec.shape.join(', ')}])`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new UserError(`${t.file}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
+    }
+    weights.set(spec.name, checkpointWeight(spec.shape, t));
+  }
+  return { config, weights };
+}
+
+/** A deepseek_v3 directory's config and tensor headers (no tensor data is read). */
+export function readDeepseekConfig(dir: string): { config: ModelConfig; headers: Map<string, HeaderTensor> } {
   const file = join(dir, 'config.json');
   const raw = readJsonObject(file);
-  checkConfigSizes(file, raw, checkpointShapes(dir));
+  const headers = checkpointShapes(dir);
+  checkConfigSizes(file, raw, headers);
   const f = new Fields(file, raw);
   const L = f.int('num_hidden_layers');
   const H = f.int('num_attention_heads');
@@ -271,17 +288,7 @@ export function loadDeepseekModel(dir: string): LoadedModel {
     eosTokenId: f.optTokenId('eos_token_id'),
     layers,
   };
-  const tensors = readCheckpointTensors(dir);
-  const weights = new Map<string, Tensor>();
-  for (const spec of modelTensors(config)) {
-    const t = tensors.get(spec.name);
-    if (!t) throw new UserError(`${dir}: tensor ${spec.name}: missing (expected shape [${spec.shape.join(', ')}])`);
-    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
-      throw new UserError(`${t.file}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
-    }
-    weights.set(spec.name, checkpointWeight(spec.shape, t));
-  }
-  return { config, weights };
+  return { config, headers };
 }
 
 /** Whether a directory holds a config.json (used by callers that accept a model path). */

@@ -87,13 +87,20 @@ function checkShardName(index: string, name: string, shard: string): void {
   }
 }
 
+/** A tensor as a header describes it: shape, stored dtype, the file holding it. */
+export interface HeaderTensor {
+  shape: number[];
+  dtype: SafetensorsDtype;
+  file: string;
+}
+
 /** Names and shapes of every tensor of a checkpoint directory, from the headers only (no tensor data is read). */
-export function checkpointShapes(dir: string): Map<string, { shape: number[]; file: string }> {
-  const out = new Map<string, { shape: number[]; file: string }>();
+export function checkpointShapes(dir: string): Map<string, HeaderTensor> {
+  const out = new Map<string, HeaderTensor>();
   const single = join(dir, SINGLE);
   const index = join(dir, INDEX);
   const add = (file: string): void => {
-    for (const e of readSafetensorsHeader(file).entries) out.set(e.name, { shape: e.shape, file });
+    for (const e of readSafetensorsHeader(file).entries) out.set(e.name, { shape: e.shape, dtype: e.dtype, file });
   };
   if (existsSync(single)) {
     add(single);
@@ -114,7 +121,7 @@ export function checkpointShapes(dir: string): Map<string, { shape: number[]; fi
  * dies. Compares num_hidden_layers with the layer indices in the tensor names, and hidden_size / vocab_size with the
  * embedding's shape (V, C). Checks only what is present (a missing embedding is reported later, by name).
  */
-export function checkConfigSizes(cfgFile: string, raw: Record<string, unknown>, shapes: Map<string, { shape: number[]; file: string }>): void {
+export function checkConfigSizes(cfgFile: string, raw: Record<string, unknown>, shapes: Map<string, HeaderTensor>): void {
   const f = new Fields(cfgFile, raw);
   let maxLayer = -1;
   for (const name of shapes.keys()) {
@@ -187,16 +194,22 @@ const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
 /** Tensors a checkpoint may carry that the model does not use (buffers older exports saved). */
 const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
 
+/** An HF directory's config and tensor headers (no tensor data is read): what `mla info` needs. */
+export function readHfConfig(dir: string): { config: ModelConfig; headers: Map<string, HeaderTensor> } {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory`);
+  const cfgFile = join(dir, 'config.json');
+  const raw = readJsonObject(cfgFile);
+  const headers = checkpointShapes(dir);
+  checkConfigSizes(cfgFile, raw, headers);
+  return { config: parseHfConfig(raw, cfgFile), headers };
+}
+
 /**
  * Load an HF llama / qwen2 / mistral directory: config.json → ModelConfig, safetensors → f32 Tensors.
  * Refuses QK-norm models, unknown model types and any missing, mis-shaped or unexpected tensor.
  */
 export function loadHfModel(dir: string): LoadedModel {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory`);
-  const cfgFile = join(dir, 'config.json');
-  const raw = readJsonObject(cfgFile);
-  checkConfigSizes(cfgFile, raw, checkpointShapes(dir));
-  const config = parseHfConfig(raw, cfgFile);
+  const config = readHfConfig(dir).config;
   const tensors = readCheckpointTensors(dir);
   for (const [name, t] of tensors) {
     if (/(^|\.)(q_norm|k_norm|q_layernorm|k_layernorm)(\.|$)/.test(name)) throw qkNormError(t.file, `tensor ${name}`);

@@ -35,6 +35,15 @@ function blockOf(name: string): string {
  * freq_cis_imag (T, D/2); then the classifier (V, C) only when the header's vocab_size is negative.
  */
 export function loadLlama2c(file: string): LoadedModel {
+  return readLlama2c(file, true);
+}
+
+/** A llama2.c checkpoint's config from its 28-byte header (and file size); no weight is read. Every tensor is F32. */
+export function readLlama2cConfig(file: string): ModelConfig {
+  return readLlama2c(file, false).config;
+}
+
+function readLlama2c(file: string, withWeights: boolean): LoadedModel {
   assertLittleEndianHost();
   return withFile(file, (f) => {
     if (f.size < HEADER_BYTES) throw formatError(file, 'header', `expected ${HEADER_BYTES} bytes (7 int32), the file has ${f.size}`);
@@ -83,6 +92,28 @@ export function loadLlama2c(file: string): LoadedModel {
       );
     }
 
+    const theta = 10000;
+    const config: ModelConfig = {
+      arch: 'llama',
+      vocabSize: V,
+      hiddenSize: C,
+      intermediateSize: I,
+      numLayers: L,
+      numHeads: H,
+      rmsNormEps: 1e-5,
+      ropePairing: 'adjacent',
+      // run.c: pair (i, i+1) of a head rotates by pos · θ^(−(i mod D)/D), i even: the default frequencies.
+      ropeInvFreq: defaultInvFreq(theta, D),
+      ropeTheta: theta,
+      ropeScaling: null,
+      maxPositions: T,
+      tieEmbeddings: shared,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      layers: Array.from({ length: L }, () => ({ kind: 'gqa' as const, numKvHeads: Hkv, headDim: D, qkvBias: false })),
+    };
+    if (!withWeights) return { config, weights: new Map() };
+
     let pos = HEADER_BYTES;
     const block = new Map<string, Float32Array>();
     for (const [name, n] of parts) {
@@ -114,26 +145,6 @@ export function loadLlama2c(file: string): LoadedModel {
     // Every weight must be finite; the message names run.c's block as well (blockOf).
     for (const [name, t] of w) assertFiniteWeights(file, `${name} (llama2.c ${blockOf(name)})`, t.shape, t.data);
 
-    const theta = 10000;
-    const config: ModelConfig = {
-      arch: 'llama',
-      vocabSize: V,
-      hiddenSize: C,
-      intermediateSize: I,
-      numLayers: L,
-      numHeads: H,
-      rmsNormEps: 1e-5,
-      ropePairing: 'adjacent',
-      // run.c: pair (i, i+1) of a head rotates by pos · θ^(−(i mod D)/D), i even: the default frequencies.
-      ropeInvFreq: defaultInvFreq(theta, D),
-      ropeTheta: theta,
-      ropeScaling: null,
-      maxPositions: T,
-      tieEmbeddings: shared,
-      bosTokenId: 1,
-      eosTokenId: 2,
-      layers: Array.from({ length: L }, () => ({ kind: 'gqa' as const, numKvHeads: Hkv, headDim: D, qkvBias: false })),
-    };
     return { config, weights: w };
   });
 }

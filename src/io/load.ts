@@ -7,9 +7,11 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { OptionError, UserError } from '../errors.js';
 import { withFile } from './binfile.js';
-import { loadHfModel, type LoadedModel } from './hf.js';
-import { loadDeepseekModel } from './deepseek.js';
-import { loadLlama2c } from './llama2c.js';
+import { loadHfModel, readHfConfig, type LoadedModel } from './hf.js';
+import { loadDeepseekModel, readDeepseekConfig } from './deepseek.js';
+import { loadLlama2c, readLlama2cConfig } from './llama2c.js';
+import { modelTensors } from '../model/weights.js';
+import { bytesPerElement, type StorageDtype } from './dtype.js';
 import { loadLlama2cTokenizer } from './llama2c-tokenizer.js';
 import { Fields, readJsonObject } from './json.js';
 import { loadHfTokenizer, type Tokenizer } from './tokenizer.js';
@@ -41,28 +43,15 @@ export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
 
 /** Load a model directory or llama2.c file, with its tokenizer when one is given or present beside it. */
 export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
-  if (!existsSync(path)) throw new UserError(`${path}: no such file or directory`);
-  const st = statSync(path);
-  // Checked before opening: opening a FIFO blocks until a writer comes, a device never ends.
-  if (!st.isDirectory() && !st.isFile()) throw new UserError(`${path}: not a model directory or file (a FIFO, socket or device)`);
-  if (st.isFile() && isGguf(path)) {
-    throw new UserError(`${path}: a GGUF file (what mla export writes for llama.cpp); this tool reads HF / DeepSeek-V3 directories and llama2.c .bin checkpoints: give the model it was exported from`);
-  }
+  const format = detectFormat(path);
   let m: LoadedModel;
-  let format: ModelFormat;
   let tokenizer: Tokenizer | null = null;
-  if (statSync(path).isDirectory()) {
-    const cfgFile = join(path, 'config.json');
-    const modelType = new Fields(cfgFile, readJsonObject(cfgFile)).str('model_type');
-    format = modelType === 'deepseek_v3' ? 'deepseek_v3' : 'hf';
+  if (format !== 'llama2c') {
     m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
     if (!opts.tokenizer && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
     // A model converted from a llama2.c checkpoint carries its tokenizer as tokenizer.bin.
     else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), m.config.vocabSize);
-  } else if (path.endsWith('.safetensors') || path.endsWith('.json')) {
-    throw new UserError(`${path}: give the checkpoint directory (with config.json), not one of its files`);
   } else {
-    format = 'llama2c';
     m = loadLlama2c(path);
   }
   checkSpecialTokens(path, m.config);
@@ -73,6 +62,73 @@ export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
     );
   }
   return { config: m.config, weights: m.weights, tokenizer, source: path, format };
+}
+
+/** What the weights of a model are, from the file headers only. */
+export interface WeightSummary {
+  /** Parameters of the tensors the model uses (tied embeddings once). */
+  parameters: number;
+  /** Bytes those tensors take in their stored dtypes. */
+  bytes: number;
+  /** Parameters per stored dtype, e.g. { BF16: 1235814400 }. */
+  dtypes: Partial<Record<StorageDtype, number>>;
+}
+
+export interface Inspected {
+  config: ModelConfig;
+  weights: WeightSummary;
+  source: string;
+  format: ModelFormat;
+}
+
+/**
+ * A model's config and weight summary from headers only (safetensors JSON headers, the llama2.c 28-byte header):
+ * no tensor data is read, so it costs milliseconds and no memory at any model size. Every tensor the config needs must
+ * be present with its shape (the same check as loading); values are not checked (that needs the data).
+ */
+export function inspectModel(path: string): Inspected {
+  const format = detectFormat(path);
+  let config: ModelConfig;
+  let headers: Map<string, { shape: number[]; dtype: StorageDtype; file: string }> | null = null;
+  if (format === 'llama2c') config = readLlama2cConfig(path);
+  else ({ config, headers } = format === 'deepseek_v3' ? readDeepseekConfig(path) : readHfConfig(path));
+  checkSpecialTokens(path, config);
+  const weights: WeightSummary = { parameters: 0, bytes: 0, dtypes: {} };
+  for (const spec of modelTensors(config)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    let dtype: StorageDtype = 'F32';
+    if (headers) {
+      const h = headers.get(spec.name);
+      if (!h) throw new UserError(`${path}: tensor ${spec.name}: missing (expected shape [${spec.shape.join(', ')}])`);
+      if (h.shape.length !== spec.shape.length || h.shape.some((d, i) => d !== spec.shape[i])) {
+        throw new UserError(`${h.file}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${h.shape.join(', ')}]`);
+      }
+      dtype = h.dtype;
+    }
+    weights.parameters += n;
+    weights.bytes += n * bytesPerElement[dtype];
+    weights.dtypes[dtype] = (weights.dtypes[dtype] ?? 0) + n;
+  }
+  return { config, weights, source: path, format };
+}
+
+/** Which reader a path needs; refuses what no reader takes (missing, FIFO, GGUF, a file of a directory). */
+function detectFormat(path: string): ModelFormat {
+  if (!existsSync(path)) throw new UserError(`${path}: no such file or directory`);
+  const st = statSync(path);
+  // Checked before opening: opening a FIFO blocks until a writer comes, a device never ends.
+  if (!st.isDirectory() && !st.isFile()) throw new UserError(`${path}: not a model directory or file (a FIFO, socket or device)`);
+  if (st.isFile() && isGguf(path)) {
+    throw new UserError(`${path}: a GGUF file (what mla export writes for llama.cpp); this tool reads HF / DeepSeek-V3 directories and llama2.c .bin checkpoints: give the model it was exported from`);
+  }
+  if (st.isDirectory()) {
+    const cfgFile = join(path, 'config.json');
+    return new Fields(cfgFile, readJsonObject(cfgFile)).str('model_type') === 'deepseek_v3' ? 'deepseek_v3' : 'hf';
+  }
+  if (path.endsWith('.safetensors') || path.endsWith('.json')) {
+    throw new UserError(`${path}: give the checkpoint directory (with config.json), not one of its files`);
+  }
+  return 'llama2c';
 }
 
 /** Whether a file starts with the GGUF magic. */
