@@ -2,7 +2,8 @@
 // the `--help` text are both derived from that table, so the help cannot drift from what the parser accepts.
 
 import { parseArgs } from 'node:util';
-import { renderOptionRefs, UserError } from '../errors.js';
+import { OptionError, renderOptionRefs, UserError } from '../errors.js';
+import { CACHE_DTYPES, isCacheDtype, type CacheDtype } from '../model/cache-dtype.js';
 
 /** One flag of a command. */
 export interface Flag {
@@ -38,6 +39,21 @@ export const commonFlags = {
   json: { type: 'boolean', default: false, doc: 'print results as JSON (for programs)' },
   help: { type: 'boolean', short: 'h', default: false, doc: 'print this help and exit' },
 } as const satisfies FlagTable;
+
+/** --cache-dtype for the commands that run the model (generate, ppl, eval, compare). */
+export const cacheDtypeFlag = {
+  'cache-dtype': {
+    type: 'string', value: 'f32|f16|bf16|int8',
+    doc: 'store the KV / latent cache rows in this dtype (int8: per-token absmax scales; MLA keeps its rope key in bf16); ppl/eval/compare then score through the decode cache',
+  },
+} as const satisfies FlagTable;
+
+/** The --cache-dtype value, or undefined when not given. */
+export function cacheDtypeOf(v: string | undefined): CacheDtype | undefined {
+  if (v === undefined) return undefined;
+  if (!isCacheDtype(v)) throw new OptionError('cacheDtype', v, `expected one of ${CACHE_DTYPES.join(', ')}`);
+  return v;
+}
 
 /** parseArgs' view of a flag table: the same keys and types, without the help-only fields. */
 type ParseOptions<F extends FlagTable> = {

@@ -3,7 +3,7 @@
 // report.md with the KV-vs-perplexity chart, distillation curves and per-layer spectra.
 
 import { basename, resolve } from 'node:path';
-import { commonFlags, ctxFlag, parse, type CommandSpec } from './args.js';
+import { cacheDtypeFlag, cacheDtypeOf, commonFlags, ctxFlag, parse, type CommandSpec } from './args.js';
 import { checkOutput } from '../io/output.js';
 import { readText } from '../eval/text.js';
 import { readTaskFile } from '../eval/task-file.js';
@@ -26,6 +26,7 @@ export const compareSpec = {
     tasks: { type: 'string', value: 'FILE.jsonl', doc: 'multiple-choice tasks to score as well' },
     out: { type: 'string', value: 'DIR', doc: 'write DIR/report.md with its charts' },
     ctx: { type: 'string', value: 'N', defaultText: "min(256, the teacher's context)", doc: 'perplexity window length in tokens' },
+    ...cacheDtypeFlag,
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -35,6 +36,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
   if (positionals.length < 2) throw new UserError('mla compare: give TEACHER and at least one STUDENT');
   if (!values.text) throw new UserError('mla compare: --text FILE is required');
   const be = resolveBackend(values.backend);
+  const cacheDtype = cacheDtypeOf(values['cache-dtype']);
   const [teacherPath, ...studentPaths] = positionals as [string, ...string[]];
   // Cheap checks first: the text and task files are read (and validated) before any model is loaded.
   readText(values.text, 'text');
@@ -53,7 +55,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
   const ctx = ctxFlag(values.ctx, smallest.model.config.maxPositions, smallest.path);
   const { rows, report } = runCompare({
     teacher: { name: modelName(teacherPath), path: teacherPath, model: t.model }, students, tokenizer, text: values.text, ctx,
-    tasks: values.tasks, out: values.out, progress: (n) => new Progress('compare', n, 'tok'),
+    tasks: values.tasks, out: values.out, cacheDtype, progress: (n) => new Progress('compare', n, 'tok'),
   });
   if (values.json) process.stdout.write(JSON.stringify({ rows, report }, null, 2) + '\n');
   else process.stdout.write(compareTable(rows) + '\n' + (report ? `wrote ${report}\n` : ''));

@@ -3,7 +3,7 @@
 // --json prints one JSON line per task file.
 
 import { basename } from 'node:path';
-import { commonFlags, num, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { cacheDtypeFlag, cacheDtypeOf, commonFlags, num, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { readTaskFile } from '../eval/task-file.js';
 import { evaluateTasks } from '../eval/tasks.js';
@@ -18,6 +18,7 @@ export const evalSpec = {
     tasks: { type: 'string', value: 'FILE.jsonl[,FILE2]', multiple: true, doc: 'task files (required; format: src/eval/task-file.ts)' },
     batch: { type: 'string', value: 'B', default: '8', doc: 'sequences per forward pass' },
     limit: { type: 'string', value: 'N', defaultText: 'all', doc: 'score only the first N items of each task file' },
+    ...cacheDtypeFlag,
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -32,13 +33,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
   // Validate every task file before loading the model.
   const tasks = files.map((file) => ({ file, name: basename(file).replace(/\.jsonl?$/, ''), items: readTaskFile(file) }));
 
+  const cacheDtype = cacheDtypeOf(values['cache-dtype']);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const tokenizer = requireTokenizer(opened);
   const rows: (string | number)[][] = [];
   for (const t of tasks) {
     const n = Math.min(t.items.length, limit ?? Infinity);
     const seqs = t.items.slice(0, n).reduce((s, it) => s + it.choices.length, 0);
-    const r = evaluateTasks(opened.model, tokenizer, t.items, { batch, limit, progress: new Progress(`eval ${t.name}`, seqs, 'seq') });
+    const r = evaluateTasks(opened.model, tokenizer, t.items, { batch, limit, cacheDtype, progress: new Progress(`eval ${t.name}`, seqs, 'seq') });
     if (values.json) {
       const { acc, acc_stderr, acc_norm, acc_norm_stderr } = r;
       process.stdout.write(JSON.stringify({ task: t.name, file: t.file, n: r.n, acc, acc_stderr, acc_norm, acc_norm_stderr }) + '\n');

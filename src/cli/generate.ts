@@ -1,7 +1,7 @@
 // mla generate MODEL [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]:
 // stdout carries the decoded text (prompt + continuation) and nothing else.
 
-import { commonFlags, nonNegativeInt, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { cacheDtypeFlag, cacheDtypeOf, commonFlags, nonNegativeInt, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { generate } from '../model/generate.js';
 import { Progress } from './progress.js';
@@ -16,6 +16,7 @@ export const generateSpec = {
     temperature: { type: 'string', value: 'T', default: '1', doc: 'sampling temperature; 0 is greedy' },
     'top-p': { type: 'string', value: 'P', default: '0.9', doc: 'nucleus sampling: keep the smallest set of tokens with probability ≥ P' },
     seed: { type: 'string', value: 'S', default: '42', doc: 'sampling seed' },
+    ...cacheDtypeFlag,
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -27,6 +28,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const temperature = numFlag(values.temperature, 'temperature', (n) => n >= 0, 'a number ≥ 0');
   const topP = numFlag(values['top-p'], 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numFlag(values.seed, 'seed', nonNegativeInt, 'a non-negative integer');
+  const cacheDtype = cacheDtypeOf(values['cache-dtype']) ?? 'f32';
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const tok = requireTokenizer(opened);
   const prompt = tok.encode(values.prompt ?? '', true);
@@ -39,7 +41,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   }
   const stopIds = [tok.eosId, tok.bosId].filter((x): x is number => x !== null);
   const bar = new Progress('generate', maxTokens, 'tok');
-  const ids = generate(opened.model, prompt, { maxTokens, temperature, topP, seed, stopIds, onToken: () => bar.tick() });
+  const ids = generate(opened.model, prompt, { maxTokens, temperature, topP, seed, stopIds, cacheDtype, onToken: () => bar.tick() });
   bar.end();
   // The cache holds the model's context and no more: say so when that, not --max-tokens or EOS, ended the text.
   if (ids.length < maxTokens && prompt.length + ids.length >= context) {

@@ -7,6 +7,8 @@ import { resolveBackend } from '../infer/open.js';
 import { inspectModel, loadTokenizerPath, type WeightSummary } from '../io/load.js';
 import { kvBytesPerToken, kvValuesPerToken, type ModelConfig } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
+import { kvBytesPerTokenFor } from '../model/cache.js';
+import { CACHE_DTYPES } from '../model/cache-dtype.js';
 import { attentionKind } from '../model/attention/index.js';
 
 export interface InfoResult {
@@ -23,6 +25,8 @@ export interface InfoResult {
   rope_pairing: string;
   cache_dtype: string;
   kv_bytes_per_token: number;
+  /** KV cache bytes per token (all layers) for each --cache-dtype, int8 scales and 16-bit rope parts included. */
+  kv_bytes_per_token_by_dtype: Record<string, number>;
   layers: Record<string, unknown>[];
   backend: string;
 }
@@ -42,6 +46,7 @@ export function describe(cfg: ModelConfig, source: string, backend: string, weig
     rope_pairing: cfg.ropePairing,
     cache_dtype: 'f32',
     kv_bytes_per_token: kvBytesPerToken(cfg, 4),
+    kv_bytes_per_token_by_dtype: Object.fromEntries(CACHE_DTYPES.map((d) => [d, kvBytesPerTokenFor(cfg, d)])),
     layers: cfg.layers.map((a, i) => ({ layer: i, kind: a.kind, ...attentionKind(a).describe(a).fields, kv_values_per_token: kvValuesPerToken(a) })),
     backend,
   };
@@ -66,7 +71,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
     `parameters   ${r.parameters.toLocaleString('en-US')}`,
     `weights      ${weights.bytes.toLocaleString('en-US')} bytes (${Object.entries(weights.dtypes).map(([d, n]) => `${d} ${n.toLocaleString('en-US')}`).join(', ')})`,
     `shape        vocab ${r.vocab_size}, hidden ${r.hidden_size}, layers ${r.num_layers}, heads ${r.num_heads}, rope ${r.rope_pairing}`,
-    `KV cache     ${r.kv_bytes_per_token.toLocaleString('en-US')} bytes per token (all layers, ${r.cache_dtype})`,
+    `KV cache     ${r.kv_bytes_per_token.toLocaleString('en-US')} bytes per token (all layers, ${r.cache_dtype}); by --cache-dtype: ${Object.entries(r.kv_bytes_per_token_by_dtype).map(([d, n]) => `${d} ${n.toLocaleString('en-US')}`).join(', ')}`,
     '',
     table(
       ['layer', 'attention', 'shape', 'KV values/token'],

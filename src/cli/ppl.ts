@@ -1,6 +1,6 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
-import { commonFlags, ctxFlag, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { cacheDtypeFlag, cacheDtypeOf, commonFlags, ctxFlag, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
@@ -15,6 +15,7 @@ export const pplSpec = {
     text: { type: 'string', value: 'FILE', doc: 'text to score (required)' },
     ctx: { type: 'string', value: 'N', defaultText: "min(256, the model's context)", doc: 'window length in tokens (non-overlapping windows; each scores its tokens 2..N)' },
     batch: { type: 'string', value: 'B', default: '8', doc: 'windows per forward pass' },
+    ...cacheDtypeFlag,
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -30,7 +31,8 @@ export async function pplCommand(argv: string[]): Promise<void> {
   const ids = requireTokenizer(opened).encode(text, true);
   if (windows(ids, ctx).length === 0) throw new UserError(`--text ${values.text}: fewer than 2 tokens`);
   const bar = new Progress('ppl', ids.length, 'tok');
-  const r = perplexity(opened.model, ids, ctx, batch, bar);
-  if (values.json) process.stdout.write(JSON.stringify({ perplexity: r.perplexity, tokens: r.tokens }) + '\n');
-  else process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens (windows of ${ctx})\n`);
+  const cacheDtype = cacheDtypeOf(values['cache-dtype']);
+  const r = perplexity(opened.model, ids, ctx, batch, bar, cacheDtype);
+  if (values.json) process.stdout.write(JSON.stringify({ perplexity: r.perplexity, tokens: r.tokens, cache_dtype: cacheDtype ?? null }) + '\n');
+  else process.stdout.write(`perplexity ${r.perplexity.toFixed(4)} over ${r.tokens} tokens (windows of ${ctx}${cacheDtype ? `, through a ${cacheDtype} decode cache` : ''})\n`);
 }

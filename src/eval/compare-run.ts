@@ -11,6 +11,7 @@ import { writeReport, type CompareRow, type ConversionRecord } from '../report/r
 import { readConversionRecord } from '../io/run-files.js';
 import type { ProgressSink } from '../progress.js';
 import { compareModels } from './compare.js';
+import type { CacheDtype } from '../model/cache-dtype.js';
 import { readTaskFile } from './task-file.js';
 import { readText } from './text.js';
 
@@ -34,6 +35,8 @@ export interface CompareJob {
   out?: string;
   title?: string;
   notes?: string[];
+  /** Score through a decode cache of this dtype (perplexity, KL, tasks; KV bytes per token in it). */
+  cacheDtype?: CacheDtype;
   /** Progress over the held-out tokens (the total is known once the text is tokenized). */
   progress?: (totalTokens: number) => ProgressSink;
 }
@@ -48,7 +51,7 @@ export function readCurve(dir: string): { tokens: number; eval_ppl?: number }[] 
 export function runCompare(job: CompareJob): { rows: CompareRow[]; report: string | null } {
   const ids = job.tokenizer.encode(readText(job.text, 'text'), true);
   const tasks = job.tasks ? readTaskFile(job.tasks) : undefined;
-  const rows = compareModels(job.teacher, job.students, ids, job.ctx, { tokenizer: job.tokenizer, tasks, progress: job.progress?.(ids.length) });
+  const rows = compareModels(job.teacher, job.students, ids, job.ctx, { tokenizer: job.tokenizer, tasks, progress: job.progress?.(ids.length), cacheDtype: job.cacheDtype });
   if (!job.out) return { rows, report: null };
   const conversions = new Map<string, ConversionRecord>();
   const curves = new Map<string, { tokens: number; eval_ppl?: number }[]>();

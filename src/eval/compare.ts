@@ -5,7 +5,9 @@ import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
-import { kvBytesPerToken } from '../model/config.js';
+import { kvBytesPerToken, type ModelConfig } from '../model/config.js';
+import { kvBytesPerTokenFor } from '../model/cache.js';
+import type { CacheDtype } from '../model/cache-dtype.js';
 import { parameterCount } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { windowBatches, windows } from './perplexity.js';
@@ -24,7 +26,7 @@ export function compareModels(
   students: { name: string; model: Model }[],
   ids: number[],
   ctx: number,
-  opts: { tokenizer?: Tokenizer; tasks?: TaskItem[]; batch?: number; progress?: ProgressSink } = {},
+  opts: { tokenizer?: Tokenizer; tasks?: TaskItem[]; batch?: number; progress?: ProgressSink; cacheDtype?: CacheDtype } = {},
 ): CompareRow[] {
   const all = [teacher, ...students];
   const ws = windows(ids, ctx);
@@ -38,10 +40,10 @@ export function compareModels(
     for (const { input, targets, B, T } of windowBatches(ws, batch)) tidy(() => {
       const where = (b: number, t: number) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`;
       const V = teacher.model.config.vocabSize;
-      const tLogits = forward(teacher.model, input, B, T).value;
+      const tLogits = forward(teacher.model, input, B, T, { cacheDtype: opts.cacheDtype }).value;
       assertFiniteRows('compare', `logits from ${teacher.name} (the teacher)`, tLogits.data, T, V, FORWARD_HINT, where);
       all.forEach((m, k) => {
-        const logits = k === 0 ? tLogits : forward(m.model, input, B, T).value;
+        const logits = k === 0 ? tLogits : forward(m.model, input, B, T, { cacheDtype: opts.cacheDtype }).value;
         if (k > 0) assertFiniteRows('compare', `logits from ${m.name}`, logits.data, T, V, FORWARD_HINT, where);
         const ce = m.model.be.run('crossEntropy', [logits], { targets })[0];
         const kd = m.model.be.run('klDiv', [logits, tLogits], { temperature: 1 })[0];
@@ -57,10 +59,11 @@ export function compareModels(
     });
   });
   progress.end();
-  const teacherKv = kvBytesPerToken(teacher.model.config, 4);
+  const kvOf = (c: ModelConfig): number => (opts.cacheDtype ? kvBytesPerTokenFor(c, opts.cacheDtype) : kvBytesPerToken(c, 4));
+  const teacherKv = kvOf(teacher.model.config);
   return all.map((m, k) => {
-    const task = opts.tasks && opts.tokenizer ? evaluateTasks(m.model, opts.tokenizer, opts.tasks) : null;
-    const kv = kvBytesPerToken(m.model.config, 4);
+    const task = opts.tasks && opts.tokenizer ? evaluateTasks(m.model, opts.tokenizer, opts.tasks, { cacheDtype: opts.cacheDtype }) : null;
+    const kv = kvOf(m.model.config);
     const ppl = Math.exp(nll[k]! / count);
     assertFiniteValue('compare', `the perplexity of ${m.name}`, ppl, `mean NLL ${(nll[k]! / count).toPrecision(6)} nats per token`);
     assertFiniteValue('compare', `the mean KL of ${m.name} to the teacher`, kl[k]! / count, `over ${count} tokens`);

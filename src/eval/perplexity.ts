@@ -9,6 +9,7 @@ import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/fini
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { tidy } from '../tensor/storage.js';
+import type { CacheDtype } from '../model/cache-dtype.js';
 
 export interface PerplexityResult {
   perplexity: number;
@@ -48,13 +49,15 @@ export function* windowBatches(ws: number[][], batch: number): Generator<{ input
   }
 }
 
-/** Perplexity of `model` on token ids. Windows of equal length run as one batch of up to `batch` rows. */
+/** Perplexity of `model` on token ids. Windows of equal length run as one batch of up to `batch` rows. With
+ *  `cacheDtype`, each window is scored through a decode cache of that dtype (model/forward.ts): the decode path. */
 export function perplexity(
   model: Model,
   ids: ArrayLike<number>,
   ctx: number,
   batch = 8,
   progress: ProgressSink = silentProgress,
+  cacheDtype?: CacheDtype,
 ): PerplexityResult {
   const ws = windows(ids, ctx);
   if (ws.length === 0) throw new Error('perplexity: the text holds fewer than 2 tokens');
@@ -66,7 +69,7 @@ export function perplexity(
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       // One batch's activations are freed when it is scored (tidy).
       tidy(() => {
-        const logits = forward(model, input, B, T);
+        const logits = forward(model, input, B, T, { cacheDtype });
         // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
         assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
           (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);

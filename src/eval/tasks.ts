@@ -26,6 +26,7 @@ import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import type { TaskItem } from './task-file.js';
 import { tidy } from '../tensor/storage.js';
+import type { CacheDtype } from '../model/cache-dtype.js';
 
 export interface TaskOptions {
   /** Sequences per forward (default 8). */
@@ -34,6 +35,8 @@ export interface TaskOptions {
   limit?: number;
   /** Longest input the model reads (default the model's maxPositions); longer inputs lose tokens on the left. */
   maxLength?: number;
+  /** Score through a decode cache of this dtype (model/forward.ts) instead of the training forward. */
+  cacheDtype?: CacheDtype;
   /** Ticks once per scored sequence (item × choice). */
   progress?: ProgressSink;
 }
@@ -151,7 +154,7 @@ export function evaluateTasks(model: Model, tokenizer: Tokenizer, items: readonl
         r.targets.forEach((t, j) => (targets[b * T + first + j] = t));
       });
       tidy(() => {
-        const logits = forward(model, ids, B, T);
+        const logits = forward(model, ids, B, T, { cacheDtype: opts.cacheDtype });
         assertFiniteRows('eval', 'logits', logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
           (b, t) => `item ${group[b]!.item + 1}, choice ${group[b]!.choice}, position ${t}`);
         const nll = model.F.crossEntropy(logits, targets).value.data; // (B·T)

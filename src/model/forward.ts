@@ -7,13 +7,17 @@
 import { isGradEnabled, type Var } from '../autograd/var.js';
 import { tidy } from '../tensor/storage.js';
 import type { Model } from './model.js';
-import type { KVCache } from './cache.js';
+import { KVCache } from './cache.js';
+import type { CacheDtype } from './cache-dtype.js';
 import { layerPrefix } from './names.js';
 import { attentionKind } from './attention/index.js';
 
 export interface ForwardOptions {
   /** Decode cache: new keys are appended at cache.length and attention reads the whole prefix. */
   cache?: KVCache;
+  /** Without `cache`: score through a fresh decode cache of this dtype (rows written to it, then read back for
+   *  attention, MLA absorbed), which equals decoding token by token (each stored row depends on its token only). */
+  cacheDtype?: CacheDtype;
   /** Collect each layer's input hidden state (N, C) (for calibration). */
   collectHidden?: Var[];
 }
@@ -22,7 +26,7 @@ export interface ForwardOptions {
 export function forward(model: Model, ids: Int32Array, B: number, T: number, opts: ForwardOptions = {}): Var {
   const { config: cfg, F } = model;
   if (ids.length !== B * T) throw new Error(`forward: ${ids.length} ids for batch ${B} × ${T}`);
-  const cache = opts.cache;
+  const cache = opts.cache ?? (opts.cacheDtype ? new KVCache(model, B, T, opts.cacheDtype) : undefined);
   const P = cache ? cache.length : 0;
   if (cache && (cache.batch !== B || P + T > cache.capacity)) {
     throw new Error(`forward: cache of batch ${cache.batch} and capacity ${cache.capacity} cannot take ${B} × ${P + T}`);

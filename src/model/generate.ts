@@ -5,6 +5,7 @@ import { noGrad } from '../autograd/var.js';
 import { mulberry32 } from '../tensor/rng.js';
 import type { Model } from './model.js';
 import { KVCache } from './cache.js';
+import type { CacheDtype } from './cache-dtype.js';
 import { forward } from './forward.js';
 import { FORWARD_HINT, assertFiniteRows } from './finite.js';
 import { UserError } from '../errors.js';
@@ -19,6 +20,8 @@ export interface SampleOptions {
   seed: number;
   /** Token ids that end generation (not emitted). */
   stopIds?: number[];
+  /** How the decode cache stores its rows (default f32). */
+  cacheDtype?: CacheDtype;
   /** Called with each new token id (streaming, progress). */
   onToken?: (id: number) => void;
 }
@@ -67,7 +70,7 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
   const out: number[] = [];
   // The outer tidy frees the cache when generation ends; each step's tidy frees that step's activations.
   return tidy(() => noGrad(() => {
-    const cache = new KVCache(model, 1, capacity);
+    const cache = new KVCache(model, 1, capacity, opts.cacheDtype ?? 'f32');
     const V = model.config.vocabSize;
     const step = (ids: Int32Array): number => tidy(() => {
       const logits = forward(model, ids, 1, ids.length, { cache }).value;

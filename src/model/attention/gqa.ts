@@ -8,11 +8,14 @@ import { layerPrefix } from '../names.js';
 import type { TensorSpec } from '../weights.js';
 import type { AttentionKind } from './index.js';
 import { writeCache } from './common.js';
+import { QuantRows } from '../cache-dtype.js';
 
 export interface GqaLayerCache {
   kind: 'gqa';
-  k: Tensor; // (B, Smax, Hkv, D)
+  k: Tensor; // (B, Smax, Hkv, D): the cache (f32), or the shared scratch quantised rows are read back into
   v: Tensor; // (B, Smax, Hkv, D)
+  kq: QuantRows | null; // f16/bf16/int8 storage of K (int8: one scale per token per kv head)
+  vq: QuantRows | null;
 }
 
 export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
@@ -51,12 +54,22 @@ export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
     shape: `${a.numKvHeads} kv heads × ${a.headDim}${a.qkvBias ? ', qkv bias' : ''}`,
   }),
 
-  createCache(model, _i, a, batch, capacity) {
-    const shape = [batch, capacity, a.numKvHeads, a.headDim];
-    return { kind: 'gqa', k: Tensor.zeros(shape, model.be.dtype), v: Tensor.zeros(shape, model.be.dtype) };
+  cacheRows: (a) => {
+    const row = { width: a.numKvHeads * a.headDim, quantCols: a.numKvHeads * a.headDim, groups: a.numKvHeads };
+    return [row, { ...row }];
   },
 
-  cacheBytes: (c) => c.k.data.byteLength + c.v.data.byteLength,
+  createCache(model, _i, a, batch, capacity, opts) {
+    const shape = [batch, capacity, a.numKvHeads, a.headDim];
+    if (opts.dtype === 'f32') return { kind: 'gqa', k: Tensor.zeros(shape, model.be.dtype), v: Tensor.zeros(shape, model.be.dtype), kq: null, vq: null };
+    const [rk, rv] = gqa.cacheRows(a);
+    return {
+      kind: 'gqa', k: opts.scratch('k', shape), v: opts.scratch('v', shape),
+      kq: new QuantRows(opts.dtype, batch, capacity, rk!), vq: new QuantRows(opts.dtype, batch, capacity, rv!),
+    };
+  },
+
+  cacheBytes: (c) => (c.kq && c.vq ? c.kq.bytes() + c.vq.bytes() : c.k.data.byteLength + c.v.data.byteLength),
 
   forward(model, i, a, h, B, T, positions, cache, P) {
     const { F, config: cfg } = model;
@@ -73,8 +86,16 @@ export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
     const scale = 1 / Math.sqrt(D);
     let o: Var;
     if (cache) {
-      writeCache(model, cache.k, k.value, B, T, P);
-      writeCache(model, cache.v, v.value, B, T, P);
+      if (cache.kq && cache.vq) {
+        // Quantised storage: store the new rows, then read all P + T back (dequantised) for the attention kernel.
+        cache.kq.write(k.value.data, B, T, P);
+        cache.vq.write(v.value.data, B, T, P);
+        cache.kq.read(cache.k.data, P + T);
+        cache.vq.read(cache.v.data, P + T);
+      } else {
+        writeCache(model, cache.k, k.value, B, T, P);
+        writeCache(model, cache.v, v.value, B, T, P);
+      }
       const [out] = model.be.run('attention', [q.value, cache.k, cache.v], { scale, qOffset: P, kvLen: P + T, vDim: D });
       o = Var.const(out);
     } else {

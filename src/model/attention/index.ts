@@ -8,6 +8,8 @@ import type { Var } from '../../autograd/var.js';
 import type { LayerAttention, ModelConfig } from '../config.js';
 import type { Model } from '../model.js';
 import type { TensorSpec } from '../weights.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import type { CacheDtype, RowLayout } from '../cache-dtype.js';
 import { gqa, type GqaLayerCache } from './gqa.js';
 import { mla, type MlaLayerCache } from './mla.js';
 
@@ -24,6 +26,13 @@ export interface LayerFields {
   error(key: string, expected: string): Error;
 }
 
+/** How a decode cache is stored: its dtype, and a shared f32/f64 scratch buffer (by tag and shape) that quantised
+ *  rows are read back into for attention (one per shape for all layers, so the full-precision copy is one layer's). */
+export interface CacheOptions {
+  dtype: CacheDtype;
+  scratch(tag: string, shape: number[]): Tensor;
+}
+
 /** Everything the model layer needs to know about one attention kind. */
 export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   kind: A['kind'];
@@ -38,9 +47,11 @@ export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   fromJson(f: LayerFields): A;
   /** Shape facts for `mla info`: JSON fields and a one-line summary. */
   describe(a: A): { fields: Record<string, unknown>; shape: string };
+  /** The rows the decode cache keeps per token (GQA: K and V; MLA: one latent row), and how each quantises. */
+  cacheRows(a: A): RowLayout[];
   /** The decode cache of layer i for `batch` rows of up to `capacity` positions. */
-  createCache(model: Model, i: number, a: A, batch: number, capacity: number): C;
-  /** Bytes the cache buffers hold (the cached rows only; derived matrices are not cache). */
+  createCache(model: Model, i: number, a: A, batch: number, capacity: number, opts: CacheOptions): C;
+  /** Bytes the cache buffers hold (the cached rows and int8 scales; derived matrices and scratch are not cache). */
   cacheBytes(c: C): number;
   /** The attention block: h (N, C) normed input → (N, C) output. With a cache, the T new positions follow P cached
    *  ones, are appended to the cache and attend over all P + T (decode); without, the T positions attend causally. */

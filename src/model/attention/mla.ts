@@ -11,10 +11,12 @@ import { layerPrefix } from '../names.js';
 import type { TensorSpec } from '../weights.js';
 import type { AttentionKind } from './index.js';
 import { writeCache } from './common.js';
+import { QuantRows } from '../cache-dtype.js';
 
 export interface MlaLayerCache {
   kind: 'mla';
-  latent: Tensor; // (B, Smax, 1, R+Dr)
+  latent: Tensor; // (B, Smax, 1, R+Dr): the cache (f32), or the shared scratch quantised rows are read back into
+  stored: QuantRows | null; // f16/bf16/int8 storage (int8: c_kv with one scale per token, k_rope in bf16)
   wUKt: Tensor; // (H, R, Dn): W_UK per head, transposed, folded into the query
   wUVt: Tensor; // (H, R, Dv): W_UV per head, transposed, applied after attention
 }
@@ -74,7 +76,9 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
     shape: `r_kv ${a.kvRank} + d_r ${a.ropeDim}, d_n ${a.nopeDim}, d_v ${a.vDim}, q ${a.qRank === null ? 'full' : 'rank ' + a.qRank}${a.latentNorm ? ', latent norm' : ''}`,
   }),
 
-  createCache(model, i, a, batch, capacity) {
+  cacheRows: (a) => [{ width: a.kvRank + a.ropeDim, quantCols: a.kvRank, groups: 1 }],
+
+  createCache(model, i, a, batch, capacity, opts) {
     const { be } = model;
     const H = model.config.numHeads;
     const { kvRank: R, nopeDim: Dn, vDim: Dv } = a;
@@ -84,10 +88,13 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
       const t = be.run('permute', [kvb], { perm: [0, 2, 1] })[0];
       return [be.run('narrow', [t], { start: 0, len: Dn })[0], be.run('narrow', [t], { start: Dn, len: Dv })[0]];
     });
-    return { kind: 'mla', latent: Tensor.zeros([batch, capacity, 1, a.kvRank + a.ropeDim], be.dtype), wUKt, wUVt };
+    const shape = [batch, capacity, 1, a.kvRank + a.ropeDim];
+    if (opts.dtype === 'f32') return { kind: 'mla', latent: Tensor.zeros(shape, be.dtype), stored: null, wUKt, wUVt };
+    const stored = new QuantRows(opts.dtype, batch, capacity, mla.cacheRows(a)[0]!);
+    return { kind: 'mla', latent: opts.scratch('latent', shape), stored, wUKt, wUVt };
   },
 
-  cacheBytes: (c) => c.latent.data.byteLength,
+  cacheBytes: (c) => (c.stored ? c.stored.bytes() : c.latent.data.byteLength),
 
   forward(model, i, a, h, B, T, positions, cache, P) {
     const { F, config: cfg, be } = model;
@@ -125,7 +132,13 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
     } else {
       // Absorbed decode: q̃_h = W_UK,hᵀ q_nope,h lives in latent space; attend over [c | k_rope] rows as MQA.
       const row = be.run('concat', [c.value.reshape([B, T, 1, R]), kr.value], {})[0]; // (B, T, 1, R+Dr)
-      writeCache(model, cache.latent, row, B, T, P);
+      if (cache.stored) {
+        // Quantised storage: store the new rows, then read all P + T back (dequantised) for the attention kernel.
+        cache.stored.write(row.data, B, T, P);
+        cache.stored.read(cache.latent.data, P + T);
+      } else {
+        writeCache(model, cache.latent, row, B, T, P);
+      }
       const qn = be.run('permute', [be.run('narrow', [q.value], { start: 0, len: Dn })[0].reshape([B * T, H, Dn])], {
         perm: [1, 0, 2],
       })[0]; // (H, N, Dn)
