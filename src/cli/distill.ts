@@ -2,6 +2,8 @@
 //   [--steps N | --tokens N] [--seq T] [--batch B] [--accum K] [--lr X] [--warmup N] [--clip C] [--kl-weight W]
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
+//   [--engine cpu|torch [--device auto|cpu|cuda] [--nproc N] [--dtype f32|bf16] [--python PATH] [--grad-checkpoint]
+//    [--compile] [--kl-chunk ROWS] [--threads N]]
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +16,7 @@ import { distill, type DistillSettings, type TrainScope } from '../train/distill
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
+import { distillTorch, findTorchPython, type TorchOptions } from '../train/torch-engine.js';
 
 export const distillOptions = {
   ...commonOptions,
@@ -40,6 +43,16 @@ export const distillOptions = {
   'eval-every': { type: 'string' },
   'checkpoint-every': { type: 'string' },
   resume: { type: 'string' },
+  // --engine torch (train/torch-engine.ts, python/mla_torch): the same job on PyTorch.
+  engine: { type: 'string' },
+  device: { type: 'string' },
+  nproc: { type: 'string' },
+  dtype: { type: 'string' },
+  python: { type: 'string' },
+  'grad-checkpoint': { type: 'boolean' },
+  compile: { type: 'boolean' },
+  'kl-chunk': { type: 'string' },
+  threads: { type: 'string' },
 } as const;
 
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
@@ -73,12 +86,37 @@ function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettin
   };
 }
 
+/** --engine torch options (null for the cpu engine); a resumed run keeps its engine unless told otherwise. */
+function torchOptionsFrom(v: Values, saved?: TorchOptions): TorchOptions | null {
+  const engine = v.engine ?? (saved ? 'torch' : 'cpu');
+  if (engine !== 'cpu' && engine !== 'torch') throw new UserError(`--engine: expected cpu or torch, got '${engine}'`);
+  if (engine === 'cpu') {
+    const stray = (['device', 'nproc', 'dtype', 'python', 'grad-checkpoint', 'compile', 'kl-chunk', 'threads'] as const).find((k) => v[k] !== undefined);
+    if (stray) throw new UserError(`--${stray}: only with --engine torch`);
+    return null;
+  }
+  let device = (v.device ?? saved?.device ?? 'auto') as TorchOptions['device'] | 'auto';
+  if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new UserError(`--device: expected auto, cpu or cuda, got '${device}'`);
+  if (device === 'auto') device = findTorchPython(v.python ?? saved?.python).cuda ? 'cuda' : 'cpu';
+  const dtype = (v.dtype ?? saved?.dtype ?? (device === 'cuda' ? 'bf16' : 'f32')) as TorchOptions['dtype'];
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new UserError(`--dtype: expected f32 or bf16, got '${dtype}'`);
+  return {
+    device, dtype,
+    nproc: num(v.nproc, 'nproc', saved?.nproc ?? 1, positiveInt, 'a positive integer'),
+    python: v.python ?? saved?.python,
+    gradCheckpoint: v['grad-checkpoint'] ?? saved?.gradCheckpoint ?? false,
+    compile: v.compile ?? saved?.compile ?? false,
+    klChunk: num(v['kl-chunk'], 'kl-chunk', saved?.klChunk ?? 4096, positiveInt, 'a positive integer'),
+    threads: num(v.threads, 'threads', saved?.threads ?? 0, nonNegativeInt, 'a non-negative integer'),
+  };
+}
+
 export async function distillCommand(argv: string[]): Promise<void> {
   const { values: v } = parse(argv, distillOptions, 'distill');
   const outDir = v.resume ?? v.out;
   if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
   const runFile = join(outDir, 'run.json');
-  let saved: { teacher: string; student: string; tokenizer?: string; data?: string; selfGenerate?: number; evalText?: string; settings: Record<string, unknown> } | null = null;
+  let saved: { teacher: string; student: string; tokenizer?: string; data?: string; selfGenerate?: number; evalText?: string; settings: Record<string, unknown>; torch?: TorchOptions } | null = null;
   if (v.resume) {
     if (!existsSync(runFile)) throw new UserError(`--resume ${v.resume}: no run.json (not a distillation directory)`);
     saved = JSON.parse(readFileSync(runFile, 'utf8'));
@@ -90,10 +128,12 @@ export async function distillCommand(argv: string[]): Promise<void> {
   const studentPath = saved?.student ?? v.student!;
   const tokenizerPath = saved?.tokenizer ?? v.tokenizer;
   const settings = settingsFrom(v, saved?.settings);
+  const torchOpts = torchOptionsFrom(v, saved?.torch);
   const be = resolveBackend(v.backend);
   const teacher = openModel(teacherPath, { tokenizer: tokenizerPath }, be);
   let student = openModel(studentPath, { tokenizer: tokenizerPath }, be);
-  const resumeCp = v.resume ? loadCheckpoint(outDir) : null;
+  // The torch engine reads its own checkpoint (python/mla_torch/distill.py); the cpu engine loads it here.
+  const resumeCp = v.resume && !torchOpts ? loadCheckpoint(outDir) : null;
   if (resumeCp) student = { ...student, model: Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint')) };
   const tok = requireTokenizer(teacher);
   mkdirSync(outDir, { recursive: true });
@@ -124,28 +164,35 @@ export async function distillCommand(argv: string[]): Promise<void> {
   if (evalText) evalSeqs = tokenizeTexts(readTexts(evalText), tok, Math.min(settings.seq + 1, teacher.model.config.maxPositions));
   if (evalSeqs.length === 0) throw new UserError('mla distill: no held-out text: give --eval-text FILE');
   if (!v.resume) {
-    writeFileSync(runFile, JSON.stringify({ teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings }, null, 2) + '\n');
+    writeFileSync(runFile, JSON.stringify({ teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings, torch: torchOpts ?? undefined }, null, 2) + '\n');
   }
   const total = settings.steps * settings.batch * settings.accum * settings.seq;
   const bar = new Progress('distill', total, 'tok');
   let lastEval = '';
-  const result = distill({
+  const copyFiles = [
+    ...tokenizerFiles(teacherPath, tokenizerPath),
+    // Keep how the student was made (spectra for `mla compare`).
+    ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
+  ];
+  const onLog = (l: { eval_ppl?: number; eval_kl?: number }) => {
+    if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
+  };
+  const progress = { tick: (n = 1) => bar.tick(n, lastEval), end: () => bar.end() };
+  const result = torchOpts ? await distillTorch({
+    teacher: { path: teacherPath, config: teacher.model.config, weights: teacher.model.weights() },
+    student: { path: studentPath, config: student.model.config, weights: student.model.weights() },
+    trainSeqs, evalSeqs, settings, outDir, copyFiles, resume: !!v.resume, torch: torchOpts, progress, onLog,
+  }) : distill({
     teacher: teacher.model,
     student: student.model,
     train: new Batcher(trainSeqs, settings.seq, settings.batch, settings.seed),
     evalSeqs,
     settings,
     outDir,
-    copyFiles: [
-      ...tokenizerFiles(teacherPath, tokenizerPath),
-      // Keep how the student was made (spectra for `mla compare`).
-      ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
-    ],
+    copyFiles,
     resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
-    progress: { tick: (n = 1) => bar.tick(n, lastEval), end: () => bar.end() },
-    onLog: (l) => {
-      if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
-    },
+    progress,
+    onLog,
   });
   if (v.json) process.stdout.write(JSON.stringify({ out: outDir, eval_ppl: result.ppl, eval_kl: result.kl, tokens: result.tokens }) + '\n');
   else process.stdout.write(`distilled ${result.tokens} tokens: held-out perplexity ${result.ppl.toFixed(4)}, KL to teacher ${result.kl.toFixed(4)}\nwrote ${outDir} (log.jsonl, curve.svg, checkpoint/)\n`);

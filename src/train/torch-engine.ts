@@ -1,0 +1,247 @@
+// The PyTorch engine of `mla distill --engine torch`: the same job as train/distill.ts, run by python/mla_torch in a
+// child process (or torch.distributed.run with N processes). This side resolves every model format into a ModelConfig,
+// writes the token shards and a run spec (JSON) under DIR/torch/, starts Python, and reads its JSON lines on stdout
+// (log lines → progress bar and curve.svg; one error line → a one-line UserError). Python writes log.jsonl, the
+// checkpoints and the final model directory with the same names and dtypes as the cpu engine.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from '../model/config.js';
+import { modelTensors, type TensorSpec } from '../model/weights.js';
+import { deepseekConfigJson } from '../io/deepseek.js';
+import { writeSafetensors } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
+import { writeChart, type DistillSettings, type EvalResult, type LogLine } from './distill.js';
+
+/** python/ of this checkout (dist/src/train/ → repository root). */
+export const PYTHON_PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'python');
+
+export interface TorchPython {
+  python: string;
+  torch: string;
+  cuda: boolean;
+  devices: number;
+}
+
+/** Environment for a child that imports mla_torch from this checkout. */
+export function torchEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const pp = process.env.PYTHONPATH;
+  return { ...process.env, PYTHONPATH: pp ? `${PYTHON_PACKAGE_ROOT}:${pp}` : PYTHON_PACKAGE_ROOT, PYTHONUNBUFFERED: '1', ...extra };
+}
+
+const probed = new Map<string, TorchPython | null>();
+
+/** Ask one interpreter what it offers (once per process); null when it cannot run or has no torch. */
+function probe(python: string): TorchPython | null {
+  if (!probed.has(python)) probed.set(python, probeOnce(python));
+  return probed.get(python)!;
+}
+
+function probeOnce(python: string): TorchPython | null {
+  const r = spawnSync(python, ['-m', 'mla_torch', 'probe'], { encoding: 'utf8', env: torchEnv(), timeout: 120_000 });
+  if (r.status !== 0 || !r.stdout) return null;
+  try {
+    const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; cuda: boolean; devices: number };
+    return { python, ...o };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The Python to run: `explicit` (--python), else $MLA_PYTHON, else the first of python3 and /usr/bin/python3 that
+ * imports torch (a pyenv/venv python3 first on PATH often lacks it while the system one has it).
+ */
+export function findTorchPython(explicit?: string): TorchPython {
+  const given = explicit ?? process.env.MLA_PYTHON;
+  const candidates = given ? [given] : ['python3', '/usr/bin/python3'];
+  for (const c of candidates) {
+    const p = probe(c);
+    if (p) return p;
+  }
+  const tried = candidates.join(', ');
+  throw new UserError(
+    `--engine torch: no Python with torch found (tried ${tried}${given ? '' : '; set --python PATH or MLA_PYTHON'}). ` +
+      'Install PyTorch (Debian: apt-get install python3-torch; elsewhere: pip install torch).',
+  );
+}
+
+export interface TorchModelSpec {
+  config: ModelConfig;
+  tensors: TensorSpec[];
+  files: string[];
+}
+
+/**
+ * Where Python reads a model's weights: the safetensors files of a model directory (single file or the shards of
+ * its index), read by our tensor names; a model from any other file (llama2.c) is written once as F32 safetensors
+ * into `workDir`. The config is the one the TS loader resolved (rope frequencies, pairing, biases, layers).
+ */
+export function torchModelSpec(path: string, config: ModelConfig, weights: Map<string, Tensor>, workDir: string, role: string): TorchModelSpec {
+  const tensors = modelTensors(config);
+  let files: string[];
+  const isDir = existsSync(path) && statSync(path).isDirectory();
+  if (isDir && existsSync(join(path, 'model.safetensors'))) {
+    files = [resolve(path, 'model.safetensors')];
+  } else if (isDir && existsSync(join(path, 'model.safetensors.index.json'))) {
+    const idx = JSON.parse(readFileSync(join(path, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    files = [...new Set(Object.values(idx.weight_map))].sort().map((s) => resolve(path, s));
+  } else {
+    const file = resolve(workDir, `${role}.safetensors`);
+    writeSafetensors(file, tensors.map((s) => {
+      const t = weights.get(s.name)!;
+      return { name: s.name, shape: s.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data) };
+    }));
+    files = [file];
+  }
+  return { config, tensors, files };
+}
+
+/** Token sequences as PREFIX.tokens (int32 LE) and PREFIX.offsets (int64 LE, n+1 entries). */
+export function writeTokenShard(prefix: string, seqs: number[][]): void {
+  const total = seqs.reduce((a, s) => a + s.length, 0);
+  const tokens = new Int32Array(total);
+  const offsets = new BigInt64Array(seqs.length + 1);
+  let o = 0;
+  seqs.forEach((s, i) => {
+    tokens.set(s, o);
+    o += s.length;
+    offsets[i + 1] = BigInt(o);
+  });
+  writeFileSync(`${prefix}.tokens`, new Uint8Array(tokens.buffer));
+  writeFileSync(`${prefix}.offsets`, new Uint8Array(offsets.buffer));
+}
+
+export type TorchDevice = 'cpu' | 'cuda';
+
+export interface TorchOptions {
+  device: TorchDevice;
+  dtype: 'f32' | 'bf16';
+  nproc: number;
+  python?: string;
+  gradCheckpoint: boolean;
+  compile: boolean;
+  /** Rows per loss chunk (logits of at most this many rows exist at once). */
+  klChunk: number;
+  /** Threads per process (torch.set_num_threads); 0 leaves torch's default. */
+  threads?: number;
+}
+
+export interface TorchRun {
+  teacher: { path: string; config: ModelConfig; weights: Map<string, Tensor> };
+  student: { path: string; config: ModelConfig; weights: Map<string, Tensor> };
+  trainSeqs: number[][];
+  evalSeqs: number[][];
+  settings: DistillSettings;
+  outDir: string;
+  copyFiles: { from: string; name: string }[];
+  resume: boolean;
+  torch: TorchOptions;
+  progress?: ProgressSink;
+  onLog?: (l: LogLine) => void;
+}
+
+function readLog(outDir: string): LogLine[] {
+  const f = join(outDir, 'log.jsonl');
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
+}
+
+/** Write DIR/torch/ (shards, weights of non-safetensors models, spec.json); returns the spec path. */
+export function prepareTorchRun(run: TorchRun): string {
+  const work = resolve(run.outDir, 'torch');
+  mkdirSync(work, { recursive: true });
+  writeTokenShard(join(work, 'train'), run.trainSeqs);
+  writeTokenShard(join(work, 'eval'), run.evalSeqs);
+  const spec = {
+    version: 1,
+    out: resolve(run.outDir),
+    resume: run.resume,
+    teacher: torchModelSpec(run.teacher.path, run.teacher.config, run.teacher.weights, work, 'teacher'),
+    student: torchModelSpec(run.student.path, run.student.config, run.student.weights, work, 'student'),
+    student_config_json: JSON.stringify(deepseekConfigJson(run.student.config, 'float32', true), null, 2) + '\n',
+    copy_files: run.copyFiles.map((c) => ({ from: resolve(c.from), name: c.name })),
+    train: join(work, 'train'),
+    eval: join(work, 'eval'),
+    settings: run.settings,
+    device: run.torch.device,
+    dtype: run.torch.dtype,
+    grad_checkpoint: run.torch.gradCheckpoint,
+    compile: run.torch.compile,
+    kl_chunk: run.torch.klChunk,
+    threads: run.torch.threads ?? 0,
+  };
+  const file = join(work, 'spec.json');
+  writeFileSync(file, JSON.stringify(spec) + '\n');
+  return file;
+}
+
+/** Run the distillation job on torch; resolves with the final evaluation (as distill()). */
+export async function distillTorch(run: TorchRun): Promise<EvalResult> {
+  const py = findTorchPython(run.torch.python);
+  if (run.torch.device === 'cuda' && !py.cuda) {
+    throw new UserError(`--device cuda: ${py.python} has torch ${py.torch} but torch.cuda.is_available() is false (use --device cpu, or a CUDA build of torch on a GPU machine)`);
+  }
+  if (run.torch.device === 'cuda' && run.torch.nproc > py.devices) {
+    throw new UserError(`--nproc ${run.torch.nproc}: only ${py.devices} GPU(s) visible`);
+  }
+  if (run.settings.batch % run.torch.nproc !== 0) {
+    throw new UserError(`--batch ${run.settings.batch}: must be divisible by --nproc ${run.torch.nproc} (each process takes batch/nproc rows)`);
+  }
+  const specFile = prepareTorchRun(run);
+  const args =
+    run.torch.nproc > 1
+      ? ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', String(run.torch.nproc), '-m', 'mla_torch', 'distill', specFile, '--watch-stdin']
+      : ['-m', 'mla_torch', 'distill', specFile, '--watch-stdin'];
+  const stderrFile = join(run.outDir, 'torch', 'stderr.log');
+  const errFd = openSync(stderrFile, 'w');
+  const child = spawn(py.python, args, { env: torchEnv(), stdio: ['pipe', 'pipe', errFd] });
+  closeSync(errFd);
+  const progress = run.progress ?? silentProgress;
+  let error: string | null = null;
+  let done: { eval_ppl: number; eval_kl: number; tokens: number } | null = null;
+  let lastTokens: number | null = null;
+  const lines = createInterface({ input: child.stdout! });
+  lines.on('line', (text) => {
+    let m: { type?: string; line?: LogLine; message?: string; step?: number; tokens?: number; eval_ppl?: number; eval_kl?: number };
+    try {
+      m = JSON.parse(text);
+    } catch {
+      return; // a stray print from a library; stdout is ours otherwise
+    }
+    if (m.type === 'start') {
+      lastTokens = m.tokens ?? 0;
+      progress.tick(m.step! * run.settings.batch * run.settings.accum * run.settings.seq);
+    } else if (m.type === 'log' && m.line) {
+      const l = m.line;
+      if (l.loss !== undefined) {
+        progress.tick(l.tokens - (lastTokens ?? 0));
+        lastTokens = l.tokens;
+      }
+      if (l.eval_ppl !== undefined) writeChart(run.outDir, readLog(run.outDir));
+      run.onLog?.(l);
+    } else if (m.type === 'error' && error === null) {
+      error = m.message ?? 'unknown error';
+    } else if (m.type === 'done') {
+      done = { eval_ppl: m.eval_ppl!, eval_kl: m.eval_kl!, tokens: m.tokens! };
+    }
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', (c, sig) => res(c ?? (sig ? 128 : null))));
+  child.stdin?.end();
+  progress.end();
+  if (code !== 0 || !done) {
+    const tail = existsSync(stderrFile) ? readFileSync(stderrFile, 'utf8').trim().split('\n').filter(Boolean).pop() : undefined;
+    throw new UserError(
+      `--engine torch: ${error ?? `python exited with code ${code}${tail ? ` (${tail})` : ''}`}` + ` [details: ${stderrFile}]`,
+    );
+  }
+  writeChart(run.outDir, readLog(run.outDir));
+  const d = done as { eval_ppl: number; eval_kl: number; tokens: number };
+  return { ppl: d.eval_ppl, kl: d.eval_kl, tokens: d.tokens };
+}
