@@ -247,6 +247,9 @@ class Job:
         else:
             self.write_log([])
         if self.dist.main:
+            # The worker's pid, for whoever needs to signal it (the kill -9 test, an operator).
+            with open(os.path.join(self.out, "torch", "worker.pid"), "w") as f:
+                f.write(f"{os.getpid()}\n")
             emit({"type": "start", "step": step, "tokens": tokens, "world": self.dist.world, "device": str(self.dev),
                   "torch": torch.__version__})
         if step == 0:

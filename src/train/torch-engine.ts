@@ -6,6 +6,8 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { createServer, type AddressInfo } from 'node:net';
+import { cpus } from 'node:os';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,26 +197,19 @@ export async function distillTorch(run: TorchRun): Promise<EvalResult> {
     throw new UserError(`--batch ${run.settings.batch}: must be divisible by --nproc ${run.torch.nproc} (each process takes batch/nproc rows)`);
   }
   const specFile = prepareTorchRun(run);
-  const args =
-    run.torch.nproc > 1
-      ? ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', String(run.torch.nproc), '-m', 'mla_torch', 'distill', specFile, '--watch-stdin']
-      : ['-m', 'mla_torch', 'distill', specFile, '--watch-stdin'];
-  const stderrFile = join(run.outDir, 'torch', 'stderr.log');
-  const errFd = openSync(stderrFile, 'w');
-  const child = spawn(py.python, args, { env: torchEnv(), stdio: ['pipe', 'pipe', errFd] });
-  closeSync(errFd);
   const progress = run.progress ?? silentProgress;
   let error: string | null = null;
   let done: { eval_ppl: number; eval_kl: number; tokens: number } | null = null;
   let lastTokens: number | null = null;
-  const lines = createInterface({ input: child.stdout! });
-  lines.on('line', (text) => {
+  const onLine = (text: string, main: boolean) => {
     let m: { type?: string; line?: LogLine; message?: string; step?: number; tokens?: number; eval_ppl?: number; eval_kl?: number };
     try {
       m = JSON.parse(text);
     } catch {
       return; // a stray print from a library; stdout is ours otherwise
     }
+    if (m.type === 'error' && error === null) error = m.message ?? 'unknown error';
+    if (!main) return;
     if (m.type === 'start') {
       lastTokens = m.tokens ?? 0;
       progress.tick(m.step! * run.settings.batch * run.settings.accum * run.settings.seq);
@@ -226,22 +221,57 @@ export async function distillTorch(run: TorchRun): Promise<EvalResult> {
       }
       if (l.eval_ppl !== undefined) writeChart(run.outDir, readLog(run.outDir));
       run.onLog?.(l);
-    } else if (m.type === 'error' && error === null) {
-      error = m.message ?? 'unknown error';
     } else if (m.type === 'done') {
       done = { eval_ppl: m.eval_ppl!, eval_kl: m.eval_kl!, tokens: m.tokens! };
     }
+  };
+  // N processes are started here as torchrun would (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT): one launcher for
+  // every torch version, and a dead rank takes the others down at once instead of leaving them in a collective.
+  const N = run.torch.nproc;
+  const port = N > 1 ? await freePort() : 0;
+  const threads = run.torch.threads || (run.torch.device === 'cpu' && N > 1 ? Math.max(1, Math.floor(cpus().length / N)) : 0);
+  const stderrFile = (r: number) => join(run.outDir, 'torch', r === 0 ? 'stderr.log' : `stderr-${r}.log`);
+  const children = Array.from({ length: N }, (_, r) => {
+    const errFd = openSync(stderrFile(r), 'w');
+    const env = N > 1
+      ? torchEnv({ RANK: String(r), LOCAL_RANK: String(r), WORLD_SIZE: String(N), LOCAL_WORLD_SIZE: String(N), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) })
+      : torchEnv();
+    if (threads) env.OMP_NUM_THREADS = String(threads);
+    const child = spawn(py.python, ['-m', 'mla_torch', 'distill', specFile, '--watch-stdin'], { env, stdio: ['pipe', 'pipe', errFd] });
+    closeSync(errFd);
+    createInterface({ input: child.stdout! }).on('line', (text) => onLine(text, r === 0));
+    return child;
   });
-  const code = await new Promise<number | null>((res) => child.on('close', (c, sig) => res(c ?? (sig ? 128 : null))));
-  child.stdin?.end();
+  const codes = await Promise.all(children.map((child) => new Promise<number>((res) => {
+    child.on('close', (c, sig) => {
+      const code = c ?? (sig ? 128 : 1);
+      if (code !== 0) for (const o of children) if (o !== child && o.exitCode === null) o.kill('SIGKILL');
+      res(code);
+    });
+  })));
+  for (const c of children) c.stdin?.end();
   progress.end();
-  if (code !== 0 || !done) {
-    const tail = existsSync(stderrFile) ? readFileSync(stderrFile, 'utf8').trim().split('\n').filter(Boolean).pop() : undefined;
+  const bad = codes.findIndex((c) => c !== 0);
+  if (bad >= 0 || !done) {
+    const r = Math.max(bad, 0);
+    const tail = existsSync(stderrFile(r)) ? readFileSync(stderrFile(r), 'utf8').trim().split('\n').filter(Boolean).pop() : undefined;
     throw new UserError(
-      `--engine torch: ${error ?? `python exited with code ${code}${tail ? ` (${tail})` : ''}`}` + ` [details: ${stderrFile}]`,
+      `--engine torch: ${error ?? `python exited with code ${codes[r]}${tail ? ` (${tail})` : ''}`}` + ` [details: ${stderrFile(r)}]`,
     );
   }
   writeChart(run.outDir, readLog(run.outDir));
   const d = done as { eval_ppl: number; eval_kl: number; tokens: number };
   return { ppl: d.eval_ppl, kl: d.eval_kl, tokens: d.tokens };
+}
+
+/** A TCP port free on 127.0.0.1 right now (the rendezvous of the ranks). */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => res(port));
+    });
+  });
 }
