@@ -122,7 +122,7 @@ class Job:
             raise JobError(f"--batch {self.s['batch']} is not divisible by --nproc {self.dist.world}")
         self.bf16 = spec["dtype"] == "bf16"
         self.amp = (lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)) if self.bf16 else nullcontext
-        self.losses = Losses(int(spec.get("kl_chunk") or 4096))
+        self.losses = Losses(int(spec.get("kl_chunk") or 1024))
 
     def log_file(self):
         return os.path.join(self.out, "log.jsonl")

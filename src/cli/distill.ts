@@ -16,7 +16,7 @@ import { distill, type DistillSettings, type TrainScope } from '../train/distill
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
-import { distillTorch, findTorchPython, type TorchOptions } from '../train/torch-engine.js';
+import { cudaMissing, distillTorch, findTorchPython, type TorchOptions } from '../train/torch-engine.js';
 
 export const distillOptions = {
   ...commonOptions,
@@ -97,7 +97,10 @@ function torchOptionsFrom(v: Values, saved?: TorchOptions): TorchOptions | null 
   }
   let device = (v.device ?? saved?.device ?? 'auto') as TorchOptions['device'] | 'auto';
   if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new UserError(`--device: expected auto, cpu or cuda, got '${device}'`);
-  if (device === 'auto') device = findTorchPython(v.python ?? saved?.python).cuda ? 'cuda' : 'cpu';
+  // Probe Python, torch and the GPU before any data work, so a missing piece fails at once.
+  const py = findTorchPython(v.python ?? saved?.python);
+  if (device === 'auto') device = py.cuda ? 'cuda' : 'cpu';
+  if (device === 'cuda' && !py.cuda) throw cudaMissing(py);
   const dtype = (v.dtype ?? saved?.dtype ?? (device === 'cuda' ? 'bf16' : 'f32')) as TorchOptions['dtype'];
   if (dtype !== 'f32' && dtype !== 'bf16') throw new UserError(`--dtype: expected f32 or bf16, got '${dtype}'`);
   return {
@@ -106,7 +109,7 @@ function torchOptionsFrom(v: Values, saved?: TorchOptions): TorchOptions | null 
     python: v.python ?? saved?.python,
     gradCheckpoint: v['grad-checkpoint'] ?? saved?.gradCheckpoint ?? false,
     compile: v.compile ?? saved?.compile ?? false,
-    klChunk: num(v['kl-chunk'], 'kl-chunk', saved?.klChunk ?? 4096, positiveInt, 'a positive integer'),
+    klChunk: num(v['kl-chunk'], 'kl-chunk', saved?.klChunk ?? 1024, positiveInt, 'a positive integer'),
     threads: num(v.threads, 'threads', saved?.threads ?? 0, nonNegativeInt, 'a non-negative integer'),
   };
 }

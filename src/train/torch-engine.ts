@@ -74,6 +74,11 @@ export function findTorchPython(explicit?: string): TorchPython {
   );
 }
 
+/** The error for --device cuda where torch sees no GPU. */
+export function cudaMissing(py: TorchPython): UserError {
+  return new UserError(`--device cuda: ${py.python} has torch ${py.torch} but torch.cuda.is_available() is false (use --device cpu, or a CUDA build of torch on a GPU machine)`);
+}
+
 export interface TorchModelSpec {
   config: ModelConfig;
   tensors: TensorSpec[];
@@ -187,9 +192,7 @@ export function prepareTorchRun(run: TorchRun): string {
 /** Run the distillation job on torch; resolves with the final evaluation (as distill()). */
 export async function distillTorch(run: TorchRun): Promise<EvalResult> {
   const py = findTorchPython(run.torch.python);
-  if (run.torch.device === 'cuda' && !py.cuda) {
-    throw new UserError(`--device cuda: ${py.python} has torch ${py.torch} but torch.cuda.is_available() is false (use --device cpu, or a CUDA build of torch on a GPU machine)`);
-  }
+  if (run.torch.device === 'cuda' && !py.cuda) throw cudaMissing(py);
   if (run.torch.device === 'cuda' && run.torch.nproc > py.devices) {
     throw new UserError(`--nproc ${run.torch.nproc}: only ${py.devices} GPU(s) visible`);
   }
