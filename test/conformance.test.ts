@@ -362,6 +362,86 @@ function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number)
   return bad.map((b) => `${head}: ${b}`);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Non-finite inputs (issue 11: no silent wrong numbers). Every case runs again with NaN, +∞ and −∞ (each alone, then
+// mixed) planted at 1–3 seeded random positions of every float input (before `build`, so the attention backward gets
+// the o and lse the ref forward gives for those q, k, v). It passes when the backend puts NaN, +∞ and −∞ at exactly
+// the positions ref does, and the finite values agree within the case's tolerance. The ref computes each op's
+// textbook formula in float64 IEEE arithmetic, so its non-finite pattern is the specification: a kernel must not
+// hide a NaN behind a max/compare, a zero test or a masked-row branch.
+
+type Kind = 'nan' | '+inf' | '-inf';
+const KIND_VALUE: Record<Kind, number> = { nan: NaN, '+inf': Infinity, '-inf': -Infinity };
+const VARIANTS: (Kind | 'mixed')[] = ['nan', '+inf', '-inf', 'mixed'];
+
+/** Writes 1–3 non-finite values of `variant` at random positions of each non-empty input. */
+function plant(inputs: Tensor[], variant: Kind | 'mixed', rng: Rng): void {
+  const kinds: Kind[] = ['nan', '+inf', '-inf'];
+  for (const t of inputs) {
+    if (t.size === 0) continue;
+    const n = 1 + Math.floor(rng() * Math.min(3, t.size));
+    for (let i = 0; i < n; i++) {
+      const kind = variant === 'mixed' ? kinds[Math.floor(rng() * 3)]! : variant;
+      t.data[Math.floor(rng() * t.size)] = KIND_VALUE[kind];
+    }
+  }
+}
+
+const classify = (x: number): string => (Number.isNaN(x) ? 'NaN' : x === Infinity ? '+Inf' : x === -Infinity ? '-Inf' : 'finite');
+
+/** Same non-finite pattern, then the finite entries within tol; returns a failure line or null. */
+function compareNonFinite(name: string, got: Tensor, want: Tensor, tol: number): string | null {
+  if (got.shape.join(',') !== want.shape.join(',')) {
+    return `${name}: shape [${got.shape.join(', ')}], want [${want.shape.join(', ')}]`;
+  }
+  const g: number[] = [];
+  const w: number[] = [];
+  let mismatches = 0;
+  let first = '';
+  for (let i = 0; i < want.size; i++) {
+    const a = classify(got.data[i]!);
+    const b = classify(want.data[i]!);
+    if (a !== b) {
+      if (mismatches++ === 0) first = `first at index ${i}: got ${got.data[i]}, want ${want.data[i]}`;
+    } else if (a === 'finite') {
+      g.push(got.data[i]!);
+      w.push(want.data[i]!);
+    }
+  }
+  if (mismatches > 0) return `${name}: non-finite pattern differs at ${mismatches} of ${want.size} entries, ${first}`;
+  const err = relError(g, w);
+  return err <= tol ? null : `${name}: finite entries rel error ${err.toExponential(2)} > ${tol}`;
+}
+
+/** Runs one case with planted non-finite inputs on `be` and on ref; returns failure lines. */
+function runNonFiniteCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number, variant: Kind | 'mixed'): string[] {
+  const rng = mulberry32(seed);
+  let inputs = c.inputs.map((s) => Tensor.rand(s.shape, rng, s.range?.[0] ?? -1, s.range?.[1] ?? 1));
+  const params = typeof c.params === 'function' ? c.params(rng) : c.params;
+  plant(inputs, variant, mulberry32(seed * 7919 + VARIANTS.indexOf(variant)));
+  if (c.build) inputs = c.build(inputs, params);
+  const refIn = inputs.map((t) => t.to('f64'));
+  const beIn = inputs.map((t) => t.clone());
+  const tol = c.tol ?? DEFAULT_TOL;
+  const head = `${be.name}.${op} [${c.label}, ${variant}] params ${describeParams(params)}`;
+  let want: Tensor[];
+  let got: Tensor[];
+  try {
+    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+    got = be.run(op, beIn as unknown as OpInputs<O>, params) as OpOutputs<O> as Tensor[];
+  } catch (e) {
+    return [`${head}: threw ${(e as Error).message}`];
+  }
+  const pairs: [string, Tensor, Tensor][] =
+    want.length > 0 ? got.map((g, i) => [`output ${i}`, g, want[i]!]) : beIn.map((g, i) => [`input ${i}`, g, refIn[i]!]);
+  const bad: string[] = [];
+  for (const [name, g, w] of pairs) {
+    const r = compareNonFinite(name, g, w, tol);
+    if (r) bad.push(r);
+  }
+  return bad.map((b) => `${head}: ${b}`);
+}
+
 const others = availableBackends().filter((n) => n !== 'ref');
 const cpuStatus = backendStatus().find((s) => s.name === 'cpu');
 
@@ -428,6 +508,35 @@ for (const name of others) {
         }
       });
       t.diagnostic(`${cases.length} cases, worst rel error ${worst.toExponential(2)}`);
+      if (failures.length > 0) {
+        for (const f of failures) console.log(f);
+        assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);
+      }
+    });
+  }
+}
+
+for (const name of others) {
+  const be = getBackend(name);
+  const cpu = name === 'cpu' ? (be as CpuBackend) : null;
+  for (const op of OP_NAMES) {
+    test(`${name}: ${op} propagates NaN and ±Inf as ref does`, () => {
+      const cases = CASES[op] as Case<typeof op>[];
+      const failures: string[] = [];
+      cases.forEach((c, i) => {
+        const seed = 1000 * (OP_NAMES.indexOf(op) + 1) + i;
+        for (const variant of VARIANTS) {
+          failures.push(...runNonFiniteCase(be, op, c, seed, variant));
+          if (op === 'matmul' && cpu && cpu.blasInfo().blasEnabled) {
+            cpu.setBlasEnabled(false);
+            try {
+              failures.push(...runNonFiniteCase(be, op, c, seed, variant).map((f) => `(own sgemm) ${f}`));
+            } finally {
+              cpu.setBlasEnabled(true);
+            }
+          }
+        }
+      });
       if (failures.length > 0) {
         for (const f of failures) console.log(f);
         assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);

@@ -51,7 +51,7 @@ for (const [name, make] of [['stories260K', stories], ['HF llama GQA', () => ran
       const a = teacher.config.layers[0]!;
       assert.equal(a.kind, 'gqa');
       const KD = a.kind === 'gqa' ? a.numKvHeads * a.headDim : 0;
-      const r = convert(teacher, null, opts({ plan: { kind: 'rank', rank: KD }, ropeDim: KD, basis }));
+      const r = convert(teacher, null, opts({ plan: { kind: 'rank', rank: KD }, ropeDim: KD, basis, ropeRule: 'free' }));
       const student = Model.fromWeights(r.config, r.weights, be);
       assert.equal(r.compression, 1);
       const ids = sampleIds(teacher.config.vocabSize, 2 * 37, 11);

@@ -21,12 +21,14 @@ import { getBackend } from '../src/backends/index.js';
 import { Model } from '../src/model/model.js';
 import { forward } from '../src/model/forward.js';
 import { generate } from '../src/model/generate.js';
-import { defaultInvFreq, type MlaAttention, type ModelConfig } from '../src/model/config.js';
+import { defaultInvFreq, llama3InvFreq, type MlaAttention, type ModelConfig } from '../src/model/config.js';
+import { fitStockRope } from '../src/export/rope-fit.js';
+import { geometricFit } from '../src/io/deepseek.js';
 import { modelTensors } from '../src/model/weights.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { loadLlama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
 import { convert } from '../src/convert/convert.js';
-import { convertOptions, convertOptionsFrom } from '../src/cli/convert.js';
+import { convertSpec, convertOptionsFrom } from '../src/cli/convert.js';
 import { parse } from '../src/cli/args.js';
 import { exportGguf, type GgufDtype } from '../src/export/gguf-export.js';
 import { hfVocab, llama2cVocab, TOKEN_TYPE, type GgufVocab } from '../src/export/gguf-vocab.js';
@@ -139,7 +141,7 @@ const storiesPrompt = (): number[] => storiesTok().encode('Once upon a time, the
 
 /** stories260K converted as the issue says: mla convert --kv-ratio 4 --rope-dim 4 --rope-method ecomla --basis weight --latent-norm. */
 function storiesMla(): { config: ModelConfig; weights: Map<string, Tensor> } {
-  const { values } = parse(['--kv-ratio', '4', '--rope-dim', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--latent-norm', '--calib-samples', '8', '--calib-len', '64'], convertOptions, 'convert');
+  const { values } = parse(['--kv-ratio', '4', '--rope-dim', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--latent-norm', '--calib-samples', '8', '--calib-len', '64'], convertSpec);
   const s = stories();
   return convert(Model.fromWeights(s.config, s.weights, be), storiesTok(), convertOptionsFrom(values));
 }
@@ -195,6 +197,63 @@ test('llama.cpp agrees on HF-style models: half-split rope reordered, q/k/v bias
     res.push(await compare(`hf-mla-deepseek2${qRank ? '-qlora' : ''}`, r.config, r.weights, t.vocab, prompt));
   }
   for (const a of res) assert.ok(a.exact <= 1e-5, `relative logit error ${a.exact}`);
+});
+
+/** The default conversion (transmla, the same rope pairs in every layer) with --latent-norm, as `mla convert` does it. */
+function defaultMla(teacher: Model, tok: Parameters<typeof convert>[1], extra: string[] = []): ReturnType<typeof convert> {
+  const { values } = parse(['--latent-norm', '--calib-samples', '8', '--calib-len', '64', ...extra], convertSpec);
+  return convert(teacher, tok, convertOptionsFrom(values));
+}
+
+/** llama3 rope scaling sized for a tiny model: with head dim 16 and theta 10000, pair 0 keeps its frequency, pairs
+ *  1–2 are bent between the limits (wavelengths 16 and 64) and pairs 3–7 are divided by 4. */
+const LLAMA3 = { rope_type: 'llama3', factor: 4, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 };
+
+/** A random Llama-3-style model (half-split rope, llama3 scaling, GQA 4/2, head dim 16). */
+function randomLlama3(seed: number): { config: ModelConfig; weights: Map<string, Tensor>; vocab: GgufVocab } {
+  const base = randomHf(seed, false);
+  const config: ModelConfig = {
+    ...base.config, hiddenSize: 64, numHeads: 4, ropeInvFreq: llama3InvFreq(defaultInvFreq(10000, 16), LLAMA3), ropeScaling: LLAMA3,
+    layers: [0, 1].map(() => ({ kind: 'gqa' as const, numKvHeads: 2, headDim: 16, qkvBias: false })),
+  };
+  const rng = mulberry32(seed + 100);
+  const weights = new Map<string, Tensor>();
+  for (const s of modelTensors(config)) {
+    const norm = s.shape.length === 1;
+    weights.set(s.name, Tensor.from(s.shape, Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, () => (norm ? 1 + 0.1 * gaussian(rng) : 0.3 * gaussian(rng)))));
+  }
+  return { config, weights, vocab: base.vocab };
+}
+
+test('llama.cpp runs the default conversion + --latent-norm (stories260K, and a Llama-3 model with llama3 rope scaling): greedy tokens identical', { skip }, async () => {
+  const s = stories();
+  const sm = defaultMla(Model.fromWeights(s.config, s.weights, be), storiesTok());
+  const a = await compare('stories260K-default-deepseek2', sm.config, sm.weights, llama2cVocab(storiesTok()), storiesPrompt(), { greedy: 48 });
+  const t = randomLlama3(21);
+  const lm = defaultMla(Model.fromWeights(t.config, t.weights, be), null);
+  const kept = (lm.config.layers[0] as MlaAttention).ropeInvFreq;
+  assert.ok(geometricFit(kept), `kept frequencies ${kept.join(', ')} avoid the bent band`);
+  const prompt = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 300);
+  const b = await compare('llama3-default-deepseek2', lm.config, lm.weights, t.vocab, prompt, { greedy: 48 });
+  for (const x of [a, b]) {
+    assert.ok(x.exact <= 1e-5, `relative logit error ${x.exact}`);
+    assert.ok(x.greedy, 'greedy continuation differs');
+  }
+});
+
+test('llama.cpp runs a Llama-3 conversion whose rope pairs cannot avoid the bent band: nearest geometric run, error reported', { skip }, async () => {
+  const t = randomLlama3(22);
+  // 6 of 8 pairs: every run of 6 meets a bent pair (1, 2) or mixes the unscaled pair 0 with the scaled 3–7.
+  const lm = defaultMla(Model.fromWeights(t.config, t.weights, be), null, ['--rope-dim', '12']);
+  assert.ok(lm.notes.some((n) => /nearest run/.test(n)), lm.notes.join('\n'));
+  const fit = fitStockRope(lm.config, lm.weights, 'gguf', 1, 'llama3');
+  assert.ok(fit.error > 0 && fit.notes.some((n) => n.includes('changes the logits by')));
+  console.log(`# llama3 rope dim 12: ${fit.notes.join('; ')}`);
+  assert.throws(() => fitStockRope(lm.config, lm.weights, 'gguf', fit.error / 2, 'llama3'), /above the tolerance/);
+  const prompt = Array.from({ length: 40 }, (_, i) => (i * 53 + 7) % 300);
+  const x = await compare('llama3-fitted-deepseek2', fit.config, lm.weights, t.vocab, prompt, { greedy: 32 });
+  assert.ok(x.exact <= 1e-5, `relative logit error ${x.exact}`);
+  assert.ok(x.greedy, 'greedy continuation differs');
 });
 
 test('llama.cpp runs q8_0 exports of both architectures', { skip }, async () => {

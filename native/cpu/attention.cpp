@@ -9,6 +9,10 @@
 // its keys (summing over the heads of the group and all queries that see them); pass B, one task per
 // (b, h, query tile), owns dq. No two tasks write the same row, so there are no atomics and results do not depend
 // on the thread count. Gradients overwrite the outputs (nothing accumulates into existing buffers).
+// Non-finite values follow the reference formula (src/backends/ref/attention.ts) exactly: a NaN or +∞ score, or a row
+// whose visible scores are all −∞, makes the whole output row and its lse NaN (the reference's Σ exp(s − max) is NaN
+// there); every visible key contributes p·v even when p = 0 (so 0·∞ = NaN as in the reference); only a row that sees
+// no key at all is zero with lse = −∞. The running-max and row-sum tests below must not swallow NaN (issue 11).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,6 +27,8 @@ namespace {
 constexpr int64_t TQ = 16;  // query rows per tile
 constexpr int64_t TK = 64;  // keys per block (8 ymm lanes of scores per query row)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 /** s[j] = Σ_d x[d]·Mt[d·TK + j] for j < TK (one query row against a transposed key or value block). */
 inline void row_dots(const float* x, int64_t D, const float* Mt, float* s) {
@@ -90,7 +96,8 @@ void prob_tile(const Dims& d, int64_t b, int64_t h, int64_t t0, int64_t nr, int6
     float* dsr = dS + r * TK;
     const int64_t lim = std::min(d.visible(t) - kb, kn);
     const float l = lse[(b * d.H + h) * d.T + t];
-    if (lim <= 0 || !(l > kNegInf)) {
+    // A NaN or infinite lse is used as is (exp(s − NaN) = NaN), as the reference does: no masked-row shortcut.
+    if (lim <= 0) {
       std::fill(pr, pr + TK, 0.0f);
       std::fill(dsr, dsr + TK, 0.0f);
       continue;
@@ -101,7 +108,7 @@ void prob_tile(const Dims& d, int64_t b, int64_t h, int64_t t0, int64_t nr, int6
     std::fill(pr + lim, pr + TK, 0.0f);
     row_dots(dout + row * d.Dv, d.Dv, Vt, dp);
     const float dl = delta[row];
-    for (int64_t j = 0; j < TK; j++) dsr[j] = d.scale * pr[j] * (dp[j] - dl);
+    for (int64_t j = 0; j < TK; j++) dsr[j] = d.scale * (pr[j] * (dp[j] - dl));
   }
 }
 
@@ -142,9 +149,14 @@ void op_attention(const Call& c) {
     double l[TQ];
     float m[TQ];
     bool live[TQ];
+    int64_t lims[TQ];
+    bool poisoned[TQ];  // a visible score was NaN or +∞: the reference's row sum is NaN
+    bool seen[TQ];      // at least one visible key
     for (int64_t r = 0; r < nr; r++) {
       l[r] = 0.0;
       m[r] = kNegInf;
+      poisoned[r] = false;
+      seen[r] = false;
     }
     std::fill(acc, acc + nr * d.Dv, 0.0f);
     const int64_t maxVis = d.visible(t0 + nr - 1);
@@ -158,8 +170,10 @@ void op_attention(const Call& c) {
       for (int64_t r = 0; r < nr; r++) {
         const int64_t t = t0 + r;
         const int64_t lim = std::min(d.visible(t) - kb, kn);
-        live[r] = lim > 0;
+        lims[r] = lim;
+        live[r] = lim > 0 && !poisoned[r];
         if (!live[r]) continue;
+        seen[r] = true;
         float* sr = Sc + r * TK;
         const float* qr = q + ((b * d.T + t) * d.H + h) * d.Dk;
         if (direct) {
@@ -168,11 +182,24 @@ void op_attention(const Call& c) {
           row_dots(qr, d.Dk, Kt, sr);
         }
         float bm = kNegInf;
+        bool bad = false;
         for (int64_t j = 0; j < lim; j++) {
           sr[j] *= d.scale;
           bm = sr[j] > bm ? sr[j] : bm;
+          bad |= !(sr[j] < kInf);  // NaN or +∞ (NaN fails the max test above)
+        }
+        if (bad) {
+          poisoned[r] = true;
+          live[r] = false;
+          continue;
         }
         const float mn = std::max(m[r], bm);
+        if (mn == kNegInf) {
+          // Every visible score so far is −∞: p = 0 for these keys (exp(−∞ − −∞) would be NaN here, but a later
+          // finite score makes the reference's p exactly 0); 0·v still reaches the accumulator below.
+          std::fill(sr, sr + TK, 0.0f);
+          continue;
+        }
         const float alpha = m[r] > kNegInf ? std::exp(m[r] - mn) : 0.0f;
         const double sum = exp_shift_sum(sr, sr, lim, 1.0f, mn);
         std::fill(sr + lim, sr + TK, 0.0f);
@@ -185,7 +212,8 @@ void op_attention(const Call& c) {
         const float* vr = v + ((b * d.S + kb + j) * d.Hkv + g) * Dvs;
         for (int64_t r = 0; r < nr; r++) {
           const float p = Sc[r * TK + j];
-          if (live[r] && p != 0.0f) axpy(p, vr, acc + r * d.Dv, d.Dv);
+          // Every visible key, p = 0 included: 0·∞ must give NaN as in the reference.
+          if (live[r] && j < lims[r]) axpy(p, vr, acc + r * d.Dv, d.Dv);
         }
       }
     }
@@ -193,7 +221,11 @@ void op_attention(const Call& c) {
       const int64_t t = t0 + r;
       float* orow = o + ((b * d.T + t) * d.H + h) * d.Dv;
       float* lrow = lse + (b * d.H + h) * d.T + t;
-      if (l[r] > 0.0) {
+      if (poisoned[r] || (seen[r] && l[r] == 0.0)) {
+        // A NaN/+∞ score, or all visible scores −∞ (Σ exp(−∞ − −∞) = NaN in the reference).
+        std::fill(orow, orow + d.Dv, kNaN);
+        *lrow = kNaN;
+      } else if (seen[r]) {
         const float inv = static_cast<float>(1.0 / l[r]);
         for (int64_t i = 0; i < d.Dv; i++) orow[i] = acc[r * d.Dv + i] * inv;
         *lrow = static_cast<float>(static_cast<double>(m[r]) + std::log(l[r]));
@@ -265,15 +297,15 @@ void op_attention_backward(const Call& c) {
       for (int64_t t0 = tstart; t0 < d.T; t0 += TQ) {
         const int64_t nr = std::min(TQ, d.T - t0);
         prob_tile(d, b, h, t0, nr, kb, kn, q, dout, lse, delta, Kt, Vt, P, dS);
+        // Every visible (query, key) pair contributes, p = 0 included (0·∞ = NaN as in the reference).
         for (int64_t j = 0; j < kn; j++) {
           float* dvr = dVb + j * d.Dv;
           float* dkr = dKb + j * d.Dk;
           for (int64_t r = 0; r < nr; r++) {
+            if (kb + j >= d.visible(t0 + r)) continue;
             const int64_t row = (b * d.T + t0 + r) * d.H + h;
-            const float p = P[r * TK + j];
-            if (p != 0.0f) axpy(p, dout + row * d.Dv, dvr, d.Dv);
-            const float ds = dS[r * TK + j];
-            if (ds != 0.0f) axpy(ds, q + row * d.Dk, dkr, d.Dk);
+            axpy(P[r * TK + j], dout + row * d.Dv, dvr, d.Dv);
+            axpy(dS[r * TK + j], q + row * d.Dk, dkr, d.Dk);
           }
         }
       }
@@ -307,8 +339,7 @@ void op_attention_backward(const Call& c) {
       for (int64_t j = 0; j < kn; j++) {
         const float* kr = k + ((b * d.S + kb + j) * d.Hkv + g) * d.Dk;
         for (int64_t r = 0; r < nr; r++) {
-          const float ds = dS[r * TK + j];
-          if (ds != 0.0f) axpy(ds, kr, dQb + r * d.Dk, d.Dk);
+          if (kb + j < d.visible(t0 + r)) axpy(dS[r * TK + j], kr, dQb + r * d.Dk, d.Dk);
         }
       }
     }

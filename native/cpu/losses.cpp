@@ -135,9 +135,11 @@ void op_kl_div_backward(const Call& c) {
       double zs = 0.0, zt = 0.0;
       log_sum_exp(Sd + n * V, V, static_cast<float>(inv), g, &zs);
       log_sum_exp(Td + n * V, V, static_cast<float>(inv), e, &zt);
-      const double k = dl[n] * inv;
-      const float ks = static_cast<float>(k / zs), kt = static_cast<float>(k / zt);
-      for (int64_t v = 0; v < V; v++) g[v] = ks * g[v] - kt * e[v];
+      // k·(p_s − p_t) with the difference taken first, as the reference does: an infinite dloss then gives ±∞
+      // (the sign of p_s − p_t), not ∞ − ∞ = NaN.
+      const float k = static_cast<float>(dl[n] * inv);
+      const float is = static_cast<float>(1.0 / zs), it = static_cast<float>(1.0 / zt);
+      for (int64_t v = 0; v < V; v++) g[v] = k * (g[v] * is - e[v] * it);
     }
   });
 }

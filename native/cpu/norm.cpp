@@ -33,7 +33,7 @@ void op_rmsnorm(const Call& c) {
 }
 
 /** params [N, C]; arrays dy (N·C), x (N·C), w (C), rstd (N), dx (N·C) out, dw (C) out.
- *  With r = rstd[n]: dx = r·(w·dy − x·r²·(1/C)·Σ_k dy_k·w_k·x_k),  dw[c] = Σ_n dy[n,c]·x[n,c]·r_n. */
+ *  With r = rstd[n], x̂ = x·r: dx = r·(w·dy − x̂·(1/C)·Σ_k dy_k·w_k·x̂_k),  dw[c] = Σ_n dy[n,c]·x̂[n,c]. */
 void op_rmsnorm_backward(const Call& c) {
   const int64_t N = c.pi(0), C = c.pi(1);
   const float* dy = c.f32(0, static_cast<size_t>(N * C));
@@ -48,20 +48,24 @@ void op_rmsnorm_backward(const Call& c) {
   // One dw partial per row range, added in a fixed order.
   std::vector<double> parts(static_cast<size_t>(nt * C), 0.0);
   parallel_for(nt, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> dyw(static_cast<size_t>(C));
+    std::vector<float> dyw(static_cast<size_t>(C)), xh(static_cast<size_t>(C));
     for (int64_t t = t0; t < t1; t++) {
       double* acc = parts.data() + t * C;
       for (int64_t n = N * t / nt, e = N * (t + 1) / nt; n < e; n++) {
         const float* dyr = dy + n * C;
         const float* xr = x + n * C;
         float* dxr = dx + n * C;
-        const double r = rstd[n];
-        for (int64_t i = 0; i < C; i++) dyw[i] = dyr[i] * w[i];
-        // k = r²·(1/C)·Σ dy·w·x
-        const double k = r * r * dot_f64(dyw.data(), xr, C) / static_cast<double>(C);
-        const float rf = static_cast<float>(r);
-        for (int64_t i = 0; i < C; i++) dxr[i] = rf * (dyw[i] - xr[i] * static_cast<float>(k));
-        for (int64_t i = 0; i < C; i++) acc[i] += static_cast<double>(dyr[i]) * xr[i] * r;
+        const float rf = rstd[n];
+        // x̂ = x·r is formed first, as the reference does, so an infinite r or x gives the same ±∞/NaN pattern
+        // (r²·Σ dy·w·x would turn a NaN from ∞ − ∞ inside the sum into ±∞).
+        for (int64_t i = 0; i < C; i++) {
+          dyw[i] = dyr[i] * w[i];
+          xh[i] = xr[i] * rf;
+        }
+        // mean = (1/C)·Σ dy·w·x̂
+        const float mean = static_cast<float>(dot_f64(dyw.data(), xh.data(), C) / static_cast<double>(C));
+        for (int64_t i = 0; i < C; i++) dxr[i] = rf * (dyw[i] - xh[i] * mean);
+        for (int64_t i = 0; i < C; i++) acc[i] += static_cast<double>(dyr[i]) * xh[i];
       }
     }
   });

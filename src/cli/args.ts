@@ -1,24 +1,90 @@
-// Flag parsing shared by the commands: node:util parseArgs plus typed, validated number flags.
+// Flags: each command declares its flags once (a FlagTable: type, default, one-line meaning); node:util parseArgs and
+// the `--help` text are both derived from that table, so the help cannot drift from what the parser accepts.
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { UserError } from '../errors.js';
 
-export type Options = NonNullable<ParseArgsConfig['options']>;
+/** One flag of a command. */
+export interface Flag {
+  readonly type: 'string' | 'boolean';
+  /** One line: what it means (shown by --help). */
+  readonly doc: string;
+  /** Placeholder shown in the help (e.g. N, FILE, DIR); string flags only. */
+  readonly value?: string;
+  /** A default parseArgs fills in (so the code sees it as given), shown by --help. */
+  readonly default?: string | boolean;
+  /** A default the code computes at run time (from the model, or a run being resumed), shown by --help. */
+  readonly defaultText?: string;
+  readonly multiple?: boolean;
+  readonly short?: string;
+}
+
+export type FlagTable = Readonly<Record<string, Flag>>;
+
+/** A command: its positional arguments and its flags, the one source of its parser and of its --help. */
+export interface CommandSpec<F extends FlagTable = FlagTable> {
+  readonly name: string;
+  /** Positional arguments as shown in the usage line, e.g. 'MODEL' or 'TEACHER STUDENT...'. */
+  readonly args: string;
+  readonly flags: F;
+}
 
 /** Flags every command accepts. */
-export const commonOptions = {
-  backend: { type: 'string', default: 'auto' },
-  tokenizer: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const satisfies Options;
+export const commonFlags = {
+  backend: { type: 'string', value: 'ref|cpu|auto', default: 'auto', doc: 'compute backend (auto: the native cpu addon when built, else ref)' },
+  tokenizer: { type: 'string', value: 'FILE', doc: 'tokenizer (llama2.c .bin or tokenizer.json); needed for a llama2.c checkpoint' },
+  json: { type: 'boolean', default: false, doc: 'print results as JSON (for programs)' },
+  help: { type: 'boolean', short: 'h', default: false, doc: 'print this help and exit' },
+} as const satisfies FlagTable;
 
-export function parse<O extends Options>(argv: string[], options: O, command: string) {
-  try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UserError(`mla ${command}: ${(e as Error).message}`);
+/** parseArgs' view of a flag table: the same keys and types, without the help-only fields. */
+type ParseOptions<F extends FlagTable> = {
+  [K in keyof F]: { type: F[K]['type'] } & (F[K] extends { multiple: true } ? { multiple: true } : object) &
+    (F[K] extends { default: infer D } ? { default: D } : object) & (F[K] extends { short: infer S } ? { short: S } : object);
+};
+
+/** The parseArgs options for a flag table. */
+export function parseOptions<F extends FlagTable>(flags: F): ParseOptions<F> {
+  const out: Record<string, { type: 'string' | 'boolean'; default?: string | boolean; multiple?: boolean; short?: string }> = {};
+  for (const [name, f] of Object.entries(flags)) {
+    out[name] = { type: f.type, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.multiple ? { multiple: true } : {}), ...(f.short ? { short: f.short } : {}) };
   }
+  return out as ParseOptions<F>;
+}
+
+/** Parse argv against a command's flag table (unknown flags are a UserError naming the command). */
+export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>) {
+  try {
+    return parseArgs({ args: argv, options: parseOptions(spec.flags), allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UserError(`mla ${spec.name}: ${(e as Error).message}`);
+  }
+}
+
+/** `mla X --help`: the usage line, the summary, then every flag with its placeholder, meaning and default. */
+export function helpText(spec: CommandSpec, summary: string): string {
+  const common = new Set(Object.keys(commonFlags));
+  const head = (name: string, f: Flag): string => `  ${f.short ? `-${f.short}, ` : ''}--${name}${f.type === 'string' ? ` ${f.value ?? 'VALUE'}` : ''}`;
+  // Meanings start in one column; a head longer than MAX_HEAD puts its meaning on the next line.
+  const MAX_HEAD = 30;
+  const width = Math.min(MAX_HEAD, Math.max(...Object.entries(spec.flags).map(([n, f]) => head(n, f).length))) + 2;
+  const line = (name: string, f: Flag): string => {
+    const h = head(name, f);
+    const dflt = f.defaultText ?? (f.default === undefined || f.default === false ? undefined : f.default === '' ? "''" : String(f.default));
+    const text = `${f.doc}${f.multiple ? ' (repeatable)' : ''}${dflt !== undefined ? ` [default: ${dflt}]` : ''}`;
+    return h.length < width ? h.padEnd(width) + text : `${h}\n${' '.repeat(width)}${text}`;
+  };
+  const own = Object.entries(spec.flags).filter(([n]) => !common.has(n));
+  const shared = Object.entries(spec.flags).filter(([n]) => common.has(n));
+  return [
+    `usage: mla ${spec.name}${spec.args ? ' ' + spec.args : ''} [options]`,
+    '',
+    summary,
+    ...(own.length ? ['', 'options:', ...own.map(([n, f]) => line(n, f))] : []),
+    '',
+    'common options:',
+    ...shared.map(([n, f]) => line(n, f)),
+  ].join('\n');
 }
 
 /** A numeric flag: undefined → fallback; otherwise must parse and satisfy the check. */
@@ -35,6 +101,12 @@ export function num(
     throw new UserError(`--${flag}: expected ${expected}, got '${String(value)}'`);
   }
   return n;
+}
+
+/** A numeric flag whose default is in its flag table (parseArgs always supplies a value). */
+export function numFlag(value: string | undefined, flag: string, check: (n: number) => boolean = Number.isFinite, expected = 'a number'): number {
+  if (value === undefined) throw new Error(`--${flag}: its flag table gives no default`);
+  return num(value, flag, Number.NaN, check, expected);
 }
 
 export const positiveInt = (n: number): boolean => Number.isInteger(n) && n > 0;

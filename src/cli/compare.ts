@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { commonOptions, num, parse, positiveInt } from './args.js';
+import { commonFlags, num, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { compareModels, type CompareRow } from '../eval/compare.js';
 import { readTaskFile } from '../eval/task-file.js';
@@ -61,12 +61,20 @@ export function runCompare(job: CompareJob): { rows: CompareRow[]; report: strin
   return { rows, report };
 }
 
+export const compareSpec = {
+  name: 'compare',
+  args: 'TEACHER STUDENT...',
+  flags: {
+    text: { type: 'string', value: 'FILE', doc: 'held-out text for perplexity and KL to the teacher (required)' },
+    tasks: { type: 'string', value: 'FILE.jsonl', doc: 'multiple-choice tasks to score as well' },
+    out: { type: 'string', value: 'DIR', doc: 'write DIR/report.md with its charts' },
+    ctx: { type: 'string', value: 'N', defaultText: "min(256, the teacher's context)", doc: 'perplexity window length in tokens' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
 export async function compareCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(
-    argv,
-    { ...commonOptions, text: { type: 'string' }, tasks: { type: 'string' }, out: { type: 'string' }, ctx: { type: 'string' } },
-    'compare',
-  );
+  const { values, positionals } = parse(argv, compareSpec);
   if (positionals.length < 2) throw new UserError('mla compare: give TEACHER and at least one STUDENT');
   if (!values.text) throw new UserError('mla compare: --text FILE is required');
   const be = resolveBackend(values.backend);

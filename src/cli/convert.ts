@@ -1,41 +1,52 @@
-// mla convert MODEL --out DIR [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
+// mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
+//   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
+import { commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
+import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { saveModelDir } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
 import { table } from '../report/table.js';
 
-export const convertOptions = {
-  ...commonOptions,
-  out: { type: 'string' },
-  'kv-rank': { type: 'string' },
-  'kv-ratio': { type: 'string' },
-  energy: { type: 'string' },
-  'rope-dim': { type: 'string' },
-  'rope-method': { type: 'string', default: 'transmla' },
-  basis: { type: 'string', default: 'activation' },
-  'q-rank': { type: 'string' },
-  'latent-norm': { type: 'boolean', default: false },
-  'nope-init': { type: 'string', default: 'mean-rotation' },
-  'keep-layers': { type: 'string' },
-  calib: { type: 'string' },
-  'calib-samples': { type: 'string' },
-  'calib-len': { type: 'string' },
-  seed: { type: 'string' },
-  dtype: { type: 'string', default: 'f32' },
-  overwrite: { type: 'boolean', default: false },
-} as const;
+export const convertSpec = {
+  name: 'convert',
+  args: 'MODEL',
+  flags: {
+    out: { type: 'string', value: 'DIR', doc: 'output model directory (required; DeepSeek-V3 layout)' },
+    'kv-rank': { type: 'string', value: 'R', doc: 'latent rank r_kv of every converted layer' },
+    'kv-ratio': { type: 'string', value: 'X', defaultText: '4 (when neither --kv-rank nor --energy)', doc: "whole-cache KV compression against the teacher" },
+    energy: { type: 'string', value: 'δ', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
+    'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
+    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: 'transmla', doc: 'which rotary components the rope key keeps' },
+    target: {
+      type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
+      defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
+      doc: "plan the shapes the engine's fast kernels accept (mla plan); native: per-layer rope choice, native format only",
+    },
+    basis: { type: 'string', value: 'weight|activation', default: 'activation', doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
+    'q-rank': { type: 'string', value: 'R', defaultText: 'full-rank query', doc: 'low-rank query (q_a_proj / q_a_layernorm / q_b_proj)' },
+    'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
+    'nope-init': { type: 'string', value: 'mean-rotation|identity', default: 'mean-rotation', doc: 'no-rope path init of a rotary pair that leaves the rope key' },
+    'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
+    calib: { type: 'string', value: 'FILE', defaultText: "the teacher's own samples", doc: 'calibration text' },
+    'calib-samples': { type: 'string', value: 'N', default: '32', doc: 'calibration sequences' },
+    'calib-len': { type: 'string', value: 'T', default: '256', doc: 'calibration sequence length in tokens' },
+    seed: { type: 'string', value: 'S', default: '1234', doc: 'seed of the calibration samples' },
+    dtype: { type: 'string', value: 'f32|bf16', default: 'f32', doc: 'weight dtype written' },
+    overwrite: { type: 'boolean', default: false, doc: 'replace a non-empty --out directory' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
 
-type ConvertValues = ReturnType<typeof parse<typeof convertOptions>>['values'];
+type ConvertValues = ReturnType<typeof parse<typeof convertSpec.flags>>['values'];
 
 /** Typed conversion options from flags (shared with `mla demo`). */
 export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
@@ -47,6 +58,8 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
   const ropeMethod = v['rope-method'] as RopeMethod;
   if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
+  const target = v.target as Target | undefined;
+  if (target !== undefined && !TARGETS.includes(target)) throw new UserError(`--target: expected ${TARGETS.join(', ')}, got '${target}'`);
   const basis = v.basis as BasisMethod;
   if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
   const nopeInit = v['nope-init'] as NopeInit;
@@ -58,6 +71,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     plan,
     ropeDim: v['rope-dim'] === undefined ? undefined : num(v['rope-dim'], 'rope-dim', 0, (n) => positiveInt(n) && n % 2 === 0, 'an even positive integer'),
     ropeMethod,
+    ropeRule: target ? TARGET_RULES[target].rope : 'geometric',
     basis,
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
@@ -65,9 +79,9 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     keepLayers,
     calib: {
       file: v.calib,
-      samples: num(v['calib-samples'], 'calib-samples', 32, positiveInt, 'a positive integer'),
-      length: num(v['calib-len'], 'calib-len', 256, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
-      seed: num(v.seed, 'seed', 1234, nonNegativeInt, 'a non-negative integer'),
+      samples: numFlag(v['calib-samples'], 'calib-samples', positiveInt, 'a positive integer'),
+      length: numFlag(v['calib-len'], 'calib-len', (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
+      seed: numFlag(v.seed, 'seed', nonNegativeInt, 'a non-negative integer'),
     },
   };
 }
@@ -111,7 +125,7 @@ export function tokenizerFiles(modelPath: string, tokenizer: string | undefined)
 }
 
 export async function convertCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, convertOptions, 'convert');
+  const { values, positionals } = parse(argv, convertSpec);
   const path = onePositional(positionals, 'MODEL', 'convert');
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
   const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;

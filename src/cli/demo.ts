@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commonOptions, num, parse, positiveInt } from './args.js';
+import { commonFlags, numFlag, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
 import { convert, type ConvertOptions } from '../convert/convert.js';
@@ -27,11 +27,22 @@ export const BUNDLED = {
   tasks: join(ROOT, 'fixtures', 'tasks', 'next-word.jsonl'),
 };
 
+export const demoSpec = {
+  name: 'demo',
+  args: '',
+  flags: {
+    out: { type: 'string', value: 'DIR', default: 'mla-demo', doc: 'where the models and report.md go (must be new or empty)' },
+    tokens: { type: 'string', value: 'N', default: '600000', doc: 'distillation tokens per student' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
 export async function demoCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...commonOptions, out: { type: 'string', default: 'mla-demo' }, tokens: { type: 'string' } }, 'demo');
-  const out = values.out!;
+  const { values, positionals } = parse(argv, demoSpec);
+  if (positionals.length > 0) throw new UserError(`mla demo: unexpected argument '${positionals[0]}'`);
+  const out = values.out;
   if (existsSync(out) && readdirSync(out).length > 0) throw new UserError(`--out ${out}: already exists and is not empty (remove it or choose another)`);
-  const tokens = num(values.tokens, 'tokens', 600_000, positiveInt, 'a positive integer');
+  const tokens = numFlag(values.tokens, 'tokens', positiveInt, 'a positive integer');
   mkdirSync(out, { recursive: true });
   const be = resolveBackend(values.backend);
   const log = (s: string) => process.stderr.write(`demo: ${s}\n`);

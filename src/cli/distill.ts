@@ -7,7 +7,7 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commonOptions, num, nonNegativeInt, parse, positiveInt } from './args.js';
+import { commonFlags, num, nonNegativeInt, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
 import { UserError } from '../errors.js';
@@ -18,47 +18,52 @@ import { CONVERSION_RECORD, tokenizerFiles } from './convert.js';
 import { Progress } from './progress.js';
 import { cudaMissing, distillTorch, findTorchPython, type TorchOptions } from '../train/torch-engine.js';
 
-export const distillOptions = {
-  ...commonOptions,
-  teacher: { type: 'string' },
-  student: { type: 'string' },
-  out: { type: 'string' },
-  data: { type: 'string' },
-  'self-generate': { type: 'string' },
-  'eval-text': { type: 'string' },
-  steps: { type: 'string' },
-  tokens: { type: 'string' },
-  seq: { type: 'string' },
-  batch: { type: 'string' },
-  accum: { type: 'string' },
-  lr: { type: 'string' },
-  warmup: { type: 'string' },
-  clip: { type: 'string' },
-  'weight-decay': { type: 'string' },
-  'kl-weight': { type: 'string' },
-  'ce-weight': { type: 'string' },
-  temperature: { type: 'string' },
-  train: { type: 'string' },
-  seed: { type: 'string' },
-  'eval-every': { type: 'string' },
-  'checkpoint-every': { type: 'string' },
-  resume: { type: 'string' },
-  // --engine torch (train/torch-engine.ts, python/mla_torch): the same job on PyTorch.
-  engine: { type: 'string' },
-  device: { type: 'string' },
-  nproc: { type: 'string' },
-  dtype: { type: 'string' },
-  python: { type: 'string' },
-  'grad-checkpoint': { type: 'boolean' },
-  compile: { type: 'boolean' },
-  'kl-chunk': { type: 'string' },
-  threads: { type: 'string' },
-} as const;
-
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
 export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
 
-type Values = ReturnType<typeof parse<typeof distillOptions>>['values'];
+// Numeric flags carry no parser default: on --resume an absent flag takes the run's saved setting instead.
+export const distillSpec = {
+  name: 'distill',
+  args: '',
+  flags: {
+    teacher: { type: 'string', value: 'MODEL', doc: 'the teacher (required unless --resume)' },
+    student: { type: 'string', value: 'MODEL', doc: 'the converted student to train (required unless --resume)' },
+    out: { type: 'string', value: 'DIR', doc: 'run directory, new or empty (required unless --resume); it becomes a model directory' },
+    data: { type: 'string', value: 'FILE|DIR', doc: 'training text (text files, or JSONL with "text") instead of teacher samples' },
+    'self-generate': { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.selfGenerate), doc: 'train on N teacher samples (when no --data)' },
+    'eval-text': { type: 'string', value: 'FILE', defaultText: 'held-out teacher samples', doc: 'held-out text for perplexity and KL (never trained on)' },
+    steps: { type: 'string', value: 'N', defaultText: '--tokens / (seq · batch · accum)', doc: 'optimiser steps' },
+    tokens: { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.tokens), doc: 'training tokens (sets --steps)' },
+    seq: { type: 'string', value: 'T', defaultText: String(DISTILL_DEFAULTS.seq), doc: 'sequence length in tokens' },
+    batch: { type: 'string', value: 'B', defaultText: String(DISTILL_DEFAULTS.batch), doc: 'sequences per micro-batch' },
+    accum: { type: 'string', value: 'K', defaultText: '1', doc: 'micro-batches accumulated per step' },
+    lr: { type: 'string', value: 'X', defaultText: String(DISTILL_DEFAULTS.lr), doc: 'peak AdamW learning rate (β 0.9/0.95, cosine decay to 0.1·lr)' },
+    warmup: { type: 'string', value: 'N', defaultText: '3 % of the steps', doc: 'linear warmup steps' },
+    clip: { type: 'string', value: 'C', defaultText: '1', doc: 'global gradient-norm clip (0 disables)' },
+    'weight-decay': { type: 'string', value: 'W', defaultText: '0', doc: 'AdamW decoupled weight decay' },
+    'kl-weight': { type: 'string', value: 'W', defaultText: '1', doc: 'weight of KL(teacher ‖ student) in the loss' },
+    'ce-weight': { type: 'string', value: 'W', defaultText: '0', doc: 'weight of next-token cross-entropy in the loss' },
+    temperature: { type: 'string', value: 'τ', defaultText: '1', doc: 'distillation temperature' },
+    train: { type: 'string', value: 'attention|all', defaultText: 'all', doc: 'which parameters train' },
+    seed: { type: 'string', value: 'S', defaultText: '1', doc: 'seed of the data order and teacher samples' },
+    'eval-every': { type: 'string', value: 'N', defaultText: 'steps / 20', doc: 'held-out evaluation every N steps' },
+    'checkpoint-every': { type: 'string', value: 'N', defaultText: 'steps / 10', doc: 'write DIR/checkpoint/ every N steps' },
+    resume: { type: 'string', value: 'DIR', doc: "continue the run in DIR exactly (its saved settings are the defaults)" },
+    // --engine torch (train/torch-engine.ts, python/mla_torch): the same job on PyTorch.
+    engine: { type: 'string', value: 'cpu|torch', defaultText: 'cpu', doc: 'run the job here (cpu) or on PyTorch (torch: GPUs, torchrun-style processes)' },
+    device: { type: 'string', value: 'auto|cpu|cuda', defaultText: 'auto', doc: 'torch device (auto: cuda when torch sees a GPU)' },
+    nproc: { type: 'string', value: 'N', defaultText: '1', doc: 'torch: data-parallel processes (one per GPU; gloo on cpu), batch split across them' },
+    dtype: { type: 'string', value: 'f32|bf16', defaultText: 'bf16 on cuda, f32 on cpu', doc: 'torch: bf16 autocast + bf16 frozen teacher, or f32' },
+    python: { type: 'string', value: 'PATH', defaultText: '$MLA_PYTHON, python3, /usr/bin/python3', doc: 'torch: the Python that has torch' },
+    'grad-checkpoint': { type: 'boolean', doc: 'torch: recompute each layer in the backward (activation checkpointing)' },
+    compile: { type: 'boolean', doc: 'torch: torch.compile the student (torch ≥ 2)' },
+    'kl-chunk': { type: 'string', value: 'ROWS', defaultText: '1024', doc: 'torch: loss rows per chunk (bounds the f32 logits in memory)' },
+    threads: { type: 'string', value: 'N', defaultText: "torch's default", doc: 'torch: CPU threads per process' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
+type Values = ReturnType<typeof parse<typeof distillSpec.flags>>['values'];
 
 function settingsFrom(v: Values, saved?: Record<string, unknown>): DistillSettings {
   const d = (k: keyof DistillSettings, fallback: number) => (saved && typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
@@ -115,7 +120,7 @@ function torchOptionsFrom(v: Values, saved?: TorchOptions): TorchOptions | null 
 }
 
 export async function distillCommand(argv: string[]): Promise<void> {
-  const { values: v } = parse(argv, distillOptions, 'distill');
+  const { values: v } = parse(argv, distillSpec);
   const outDir = v.resume ?? v.out;
   if (!outDir) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
   const runFile = join(outDir, 'run.json');

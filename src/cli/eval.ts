@@ -3,7 +3,7 @@
 // --json prints one JSON line per task file.
 
 import { basename } from 'node:path';
-import { commonOptions, num, onePositional, parse, positiveInt } from './args.js';
+import { commonFlags, num, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { readTaskFile } from '../eval/task-file.js';
 import { evaluateTasks } from '../eval/tasks.js';
@@ -11,21 +11,23 @@ import { Progress } from './progress.js';
 import { table } from '../report/table.js';
 import { UserError } from '../errors.js';
 
+export const evalSpec = {
+  name: 'eval',
+  args: 'MODEL',
+  flags: {
+    tasks: { type: 'string', value: 'FILE.jsonl[,FILE2]', multiple: true, doc: 'task files (required; format: src/eval/task-file.ts)' },
+    batch: { type: 'string', value: 'B', default: '8', doc: 'sequences per forward pass' },
+    limit: { type: 'string', value: 'N', defaultText: 'all', doc: 'score only the first N items of each task file' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
 export async function evalCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(
-    argv,
-    {
-      ...commonOptions,
-      tasks: { type: 'string', multiple: true },
-      batch: { type: 'string' },
-      limit: { type: 'string' },
-    },
-    'eval',
-  );
+  const { values, positionals } = parse(argv, evalSpec);
   const path = onePositional(positionals, 'MODEL', 'eval');
   const files = (values.tasks ?? []).flatMap((t) => t.split(',')).filter((t) => t !== '');
   if (files.length === 0) throw new UserError('mla eval: --tasks FILE.jsonl is required');
-  const batch = num(values.batch, 'batch', 8, positiveInt, 'a positive integer');
+  const batch = numFlag(values.batch, 'batch', positiveInt, 'a positive integer');
   const limit = values.limit === undefined ? undefined : num(values.limit, 'limit', 0, positiveInt, 'a positive integer');
   // Validate every task file before loading the model.
   const tasks = files.map((file) => ({ file, name: basename(file).replace(/\.jsonl?$/, ''), items: readTaskFile(file) }));

@@ -1,29 +1,31 @@
 // mla generate MODEL [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]:
 // stdout carries the decoded text (prompt + continuation) and nothing else.
 
-import { commonOptions, num, nonNegativeInt, onePositional, parse, positiveInt } from './args.js';
+import { commonFlags, nonNegativeInt, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { generate } from '../model/generate.js';
 import { Progress } from './progress.js';
 
+export const generateSpec = {
+  name: 'generate',
+  args: 'MODEL',
+  flags: {
+    prompt: { type: 'string', value: 'TEXT', default: '', doc: 'text to continue (encoded with a leading BOS)' },
+    'max-tokens': { type: 'string', value: 'N', default: '256', doc: 'tokens to generate at most (stops early at EOS/BOS)' },
+    temperature: { type: 'string', value: 'T', default: '1', doc: 'sampling temperature; 0 is greedy' },
+    'top-p': { type: 'string', value: 'P', default: '0.9', doc: 'nucleus sampling: keep the smallest set of tokens with probability ≥ P' },
+    seed: { type: 'string', value: 'S', default: '42', doc: 'sampling seed' },
+    ...commonFlags,
+  },
+} as const satisfies CommandSpec;
+
 export async function generateCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(
-    argv,
-    {
-      ...commonOptions,
-      prompt: { type: 'string', default: '' },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-    },
-    'generate',
-  );
+  const { values, positionals } = parse(argv, generateSpec);
   const path = onePositional(positionals, 'MODEL', 'generate');
-  const maxTokens = num(values['max-tokens'], 'max-tokens', 256, positiveInt, 'a positive integer');
-  const temperature = num(values.temperature, 'temperature', 1, (n) => n >= 0, 'a number ≥ 0');
-  const topP = num(values['top-p'], 'top-p', 0.9, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
-  const seed = num(values.seed, 'seed', 42, nonNegativeInt, 'a non-negative integer');
+  const maxTokens = numFlag(values['max-tokens'], 'max-tokens', positiveInt, 'a positive integer');
+  const temperature = numFlag(values.temperature, 'temperature', (n) => n >= 0, 'a number ≥ 0');
+  const topP = numFlag(values['top-p'], 'top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const seed = numFlag(values.seed, 'seed', nonNegativeInt, 'a non-negative integer');
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const tok = requireTokenizer(opened);
   const prompt = tok.encode(values.prompt ?? '', true);

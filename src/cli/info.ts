@@ -1,6 +1,6 @@
 // mla info MODEL [--json]: architecture, parameters, per-layer attention, KV cache bytes per token.
 
-import { commonOptions, onePositional, parse } from './args.js';
+import { commonFlags, onePositional, parse, type CommandSpec } from './args.js';
 import { table } from '../report/table.js';
 import { openModel } from '../infer/open.js';
 import { kvBytesPerToken, kvValuesPerToken, type ModelConfig } from '../model/config.js';
@@ -46,8 +46,10 @@ export function describe(cfg: ModelConfig, source: string, backend: string): Inf
   };
 }
 
+export const infoSpec = { name: 'info', args: 'MODEL', flags: commonFlags } as const satisfies CommandSpec;
+
 export async function infoCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, commonOptions, 'info');
+  const { values, positionals } = parse(argv, infoSpec);
   const path = onePositional(positionals, 'MODEL', 'info');
   const { model, source } = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const r = describe(model.config, source, model.be.name);

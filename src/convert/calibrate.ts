@@ -11,6 +11,8 @@ import { forward } from '../model/forward.js';
 import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
+import { NonFiniteError } from '../model/finite.js';
+import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
@@ -98,7 +100,26 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
     for (let c = 0; c < C; c++) st.mean[c]! /= st.n;
     if (st.relDist) for (let i = 0; i < st.relDist.length; i++) st.relDist[i]! /= st.n;
   }
+  stats.forEach((st, l) => assertFiniteStats(st, l));
   return stats;
+}
+
+/** Non-finite moments would reach eigh/svd (and every energy): stop here, naming the layer and the statistic. */
+function assertFiniteStats(st: LayerStats, l: number): void {
+  const C = st.mean.length;
+  const parts: [string, Float64Array | undefined, number][] = [
+    ['mean E[x] of the attention input', st.mean, C], ['second moment E[x xᵀ] of the attention input', st.second, C],
+    ["teacher's attention mass by query-key distance", st.relDist, st.maxDist ?? 1],
+  ];
+  for (const [what, a, cols] of parts) {
+    if (!a) continue;
+    const i = firstNonFinite(a);
+    if (i < 0) continue;
+    throw new NonFiniteError(
+      `calibration: layer ${l}: the ${what} is ${nonFiniteName(a[i]!)} at (${Math.floor(i / cols)}, ${i % cols}); ` +
+        `the teacher's forward pass over the calibration tokens overflowed float32 or met a non-finite weight`,
+    );
+  }
 }
 
 /** Add the teacher's causal attention mass at each distance Δ = t − s, per query head, for one sequence. */

@@ -14,9 +14,14 @@ import type { Model } from '../model/model.js';
 import { layerPrefix } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
+import { NonFiniteError } from '../model/finite.js';
+import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
 import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
-import { selectRope, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod } from './rope-select.js';
+import {
+  componentFor, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
+} from './rope-select.js';
+import { ropeAccepts, type RopeRule } from './targets.js';
 import { energyKept, factorize, type BasisMethod } from './basis.js';
 import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
@@ -33,6 +38,9 @@ export interface ConvertOptions {
   /** Rope dims of the shared key (even); default D/2. */
   ropeDim?: number;
   ropeMethod: RopeMethod;
+  /** Which frequencies the layers may keep (targets.ts): 'free' per layer (native only), 'geometric' (default:
+   *  the same pairs in every layer, a geometric run, exportable to GGUF and transformers) or 'unscaled' (vLLM, SGLang). */
+  ropeRule?: RopeRule;
   basis: BasisMethod;
   /** Low-rank query (q_a_proj / q_a_layernorm / q_b_proj); null keeps a full q_proj. */
   qRank: number | null;
@@ -100,6 +108,27 @@ export function convert(
     stats = collectStats(model, seqs, progress.calib);
   }
   const notes: string[] = [];
+  const rule = opts.ropeRule ?? 'geometric';
+  // Shared rope pairs: every converted layer's pair scores, then one arithmetic run of pairs for all layers.
+  let shared: number[] | null = null;
+  const energiesOf: (RopeEnergies | null)[] = cfg.layers.map(() => null);
+  if (rule !== 'free') {
+    const scores: number[][] = [];
+    teacherLayers.forEach((a, l) => {
+      if (!convertSet[l]) return;
+      if (ropeDim / 2 > a.headDim / 2) throw new UserError(`--rope-dim ${ropeDim}: at most ${a.headDim} rope dims in layer ${l} (head dim ${a.headDim}) when every layer keeps the same pairs`);
+      const e = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, stats![l]!);
+      energiesOf[l] = e;
+      scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
+    });
+    const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f));
+    shared = choice.pairs;
+    notes.push(
+      choice.exact
+        ? `rope: every layer keeps teacher pairs ${shared.join(', ')} (${rule === 'unscaled' ? 'rope_theta alone' : 'a geometric run'}, one ${opts.ropeMethod} component each; best of ${choice.acceptedRuns} exportable runs): exact in stock engines.`
+        : `rope: no run of ${ropeDim / 2} teacher pairs has ${rule === 'unscaled' ? 'unscaled geometric' : 'geometric'} frequencies (rope scaling bends them); kept pairs ${shared.join(', ')}, the nearest run: export fits the nearest geometric run and reports its logit error.`,
+    );
+  }
   const weights = new Map<string, Tensor>();
   // Copies: the converted model must not share buffers with its teacher (training updates weights in place).
   for (const [k, v] of model.params) weights.set(k, v.value.clone());
@@ -116,7 +145,14 @@ export function convert(
       return;
     }
     const st = stats?.[l] ?? identityStats(C);
-    const out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!);
+    let out: LayerOut;
+    try {
+      out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!, shared, energiesOf[l] ?? null);
+    } catch (e) {
+      // An SVD/eigh input went non-finite (an energy overflowed float32 in crossMoment, say): name the layer.
+      if (e instanceof NonFiniteInputError) throw new NonFiniteError(`convert: layer ${l}: ${e.message} (built from the layer's weights and calibration statistics)`);
+      throw e;
+    }
     for (const name of attentionNames(l, a)) weights.delete(name);
     for (const [k, t] of out.tensors) weights.set(k, t);
     layers.push(out.attn);
@@ -137,7 +173,7 @@ export function convert(
     notes.push('no latent norm: exact SVD/PCA factorisation; stock engines (transformers, vLLM, llama.cpp) always apply kv_a_layernorm, so convert with --latent-norm (and distil) for a stock export.');
   }
   if (opts.qRank !== null) notes.push(`low-rank query (q_a_layernorm) at rank ${opts.qRank}: the RMSNorm changes the function until distillation.`);
-  for (const g of geometric) {
+  for (const g of rule === 'free' ? geometric : []) {
     notes.push(
       g === 'geometric'
         ? 'rope: each layer keeps a geometric run of the original frequencies (a base and a linear scale): exportable.'
@@ -187,15 +223,41 @@ interface LayerOut {
   spectrum: number[];
 }
 
+const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0) };
+
+/** A teacher layer's rope energies from its calibration moments (rope-select.ts ropeEnergies). */
+function layerEnergies(model: Model, l: number, a: GqaAttention, st: LayerStats): RopeEnergies {
+  const p = `${layerPrefix(l)}.self_attn`;
+  const get = (n: string) => f64(model.p(`${p}.${n}`).value);
+  const { numKvHeads: Hkv, headDim: D } = a;
+  const H = model.config.numHeads;
+  const Wq = get('q_proj.weight');
+  const Wk = get('k_proj.weight');
+  const bq = a.qkvBias ? get('q_proj.bias') : null;
+  const bk = a.qkvBias ? get('k_proj.bias') : null;
+  const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
+  const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
+  return ropeEnergies(model.config.ropePairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, Hkv * D, Wk, bk, Hkv * D));
+}
+
 function convertLayer(
   model: Model, l: number, a: GqaAttention, st: LayerStats, opts: ConvertOptions, Dr: number, plannedRank: number | null,
+  shared: number[] | null, sharedEnergies: RopeEnergies | null,
 ): LayerOut {
   const cfg = model.config;
   const { hiddenSize: C, numHeads: H, ropePairing: pairing } = cfg;
   const { numKvHeads: Hkv, headDim: D } = a;
   const KD = Hkv * D;
   const p = `${layerPrefix(l)}.self_attn`;
-  const get = (n: string) => f64(model.p(`${p}.${n}`).value);
+  const get = (n: string) => {
+    const w = model.p(`${p}.${n}`).value;
+    // Weights read from files were checked at load; a model built in code may still carry NaN/±∞ into svd/eigh.
+    const i = firstNonFinite(w.data);
+    if (i >= 0) {
+      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(w.data[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
+    }
+    return f64(w);
+  };
   const Wq = get('q_proj.weight');
   const Wk = get('k_proj.weight');
   const Wv = get('v_proj.weight');
@@ -203,18 +265,19 @@ function convertLayer(
   const bk = a.qkvBias ? get('k_proj.bias') : null;
   const bv = a.qkvBias ? get('v_proj.bias') : null;
 
-  // 1. Rope components.
-  const maxPairs = (D / 2) * (opts.ropeMethod === 'transmla' ? Hkv : 1);
-  if (Dr / 2 > maxPairs) {
-    throw new UserError(`--rope-dim ${Dr}: ${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
+  // 1. Rope components: the shared pairs (one component each), or this layer's free choice.
+  let comps: RopeComponent[];
+  if (shared) {
+    const energies = sharedEnergies ?? emptyEnergies;
+    comps = shared.map((j) => componentFor({ method: opts.ropeMethod, H, Hkv, D, energies, linalg: model.be.linalg }, j));
+  } else {
+    const maxPairs = (D / 2) * (opts.ropeMethod === 'transmla' ? Hkv : 1);
+    if (Dr / 2 > maxPairs) {
+      throw new UserError(`--rope-dim ${Dr}: ${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
+    }
+    const energies = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, st);
+    comps = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg: model.be.linalg });
   }
-  let energies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0) };
-  if (opts.ropeMethod !== 'ecomla') {
-    const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
-    const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
-    energies = ropeEnergies(pairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, KD, Wk, bk, KD));
-  }
-  const comps: RopeComponent[] = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg: model.be.linalg });
 
   // 2. Shared rope key rows and the no-rope remainder of each kv head's keys.
   const kRope = new Float64Array(Dr * C);

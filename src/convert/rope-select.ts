@@ -7,7 +7,14 @@
 //   mha2mla  MHA2MLA's 2-norm rule: pairs ranked by Σ_h ‖q_{h,j}‖·‖k_{g(h),j}‖ on calibration data, u uniform.
 //   transmla TransMLA's RoRoPE: per-frequency PCA of the keys across kv heads; components ranked by
 //            sqrt(key energy · query energy) along them, so one shared key carries the most attention energy.
-// Legend: C hidden, H heads, Hkv kv heads, D head dim, Dr rope dims.
+// Two ways to choose:
+//   free    (selectRope) each layer ranks its own (pair, u) components; a pair may be kept more than once. Best
+//           for the native format, but the layers then disagree on frequencies and no stock engine can say that.
+//   shared  (sharedPairs + componentFor) every layer keeps the SAME pairs, one component per pair (TransMLA's
+//           principal component per frequency), and the pair set is chosen among arithmetic runs j0, j0+s, … whose
+//           teacher frequencies an engine can express (a geometric run: one rope_theta and a linear factor); the run
+//           with the largest summed per-layer score wins. Stock exports are then exact.
+// Legend: C hidden, H heads, Hkv kv heads, D head dim, Dr rope dims, L layers, n = D/2 pairs.
 
 import type { RopePairing } from '../tensor/ops.js';
 import type { LinalgProvider } from '../tensor/backend.js';
@@ -126,6 +133,117 @@ export function selectRope(inp: RopeSelectInput): RopeComponent[] {
     .slice(0, count)
     .map((x) => x.c);
   return kept.sort((a, b) => a.pair - b.pair || b.score - a.score);
+}
+
+/**
+ * Score of every rope pair j for the shared choice (n values, larger is better): ecomla j (lowest frequencies
+ * first), mha2mla Σ_h ‖q_{h,j}‖·‖k_{g(h),j}‖, transmla sqrt(key energy · query energy) along the pair's principal
+ * component (the most a single component of that frequency can carry).
+ */
+export function pairScores(inp: Omit<RopeSelectInput, 'count'>): number[] {
+  const { H, Hkv, D, energies } = inp;
+  const n = D / 2;
+  return Array.from({ length: n }, (_, j) => {
+    switch (inp.method) {
+      case 'ecomla':
+        return j;
+      case 'mha2mla': {
+        let s = 0;
+        for (let h = 0; h < H; h++) {
+          const g = kvHeadOf(h, H, Hkv);
+          s += Math.sqrt(energies.queryEnergy[h * n + j]! * energies.keyMoment[j]![g * Hkv + g]!);
+        }
+        return s;
+      }
+      case 'transmla':
+        return componentFor(inp, j).score;
+      default: {
+        const never: never = inp.method;
+        throw new Error(`unknown rope method ${String(never)}`);
+      }
+    }
+  });
+}
+
+/** The one component a shared choice keeps for pair j: transmla's principal direction of the keys across kv heads
+ *  at that frequency, the uniform mixing (mean of the kv heads) for ecomla and mha2mla. */
+export function componentFor(inp: Omit<RopeSelectInput, 'count'>, j: number): RopeComponent {
+  const Hkv = inp.Hkv;
+  if (inp.method !== 'transmla') return { pair: j, u: Float64Array.from({ length: Hkv }, () => 1 / Math.sqrt(Hkv)), score: 0 };
+  const { values, vectors } = inp.linalg.eigh(inp.energies.keyMoment[j]!, Hkv);
+  let m = 0;
+  for (let i = 1; i < Hkv; i++) if (values[i]! > values[m]!) m = i;
+  const u = Float64Array.from({ length: Hkv }, (_, g) => vectors[g * Hkv + m]!);
+  return { pair: j, u, score: Math.sqrt(Math.max(values[m]!, 0) * queryAlong({ ...inp, count: 0 }, j, u)) };
+}
+
+export interface SharedChoice {
+  /** Kept teacher pairs, ascending (an arithmetic run j0 + s·i). */
+  pairs: number[];
+  /** Whether their frequencies satisfy the engine's rule (`accept`); false: the nearest run was taken. */
+  exact: boolean;
+  /** Runs that satisfied the rule (for the report). */
+  acceptedRuns: number;
+}
+
+/**
+ * The pair set every layer keeps: among arithmetic runs {j0 + s·i, i < count} inside 0..n−1, those whose teacher
+ * frequencies `accept` (the target engine's rope rule) takes; the one with the largest Σ_layers score_l(j)/Σ_j' score_l(j')
+ * (each layer's scores normalised, so no layer dominates). When no run is accepted: the run whose frequencies are
+ * nearest a geometric run (max |log f − fit|), ties by score; `exact` false says so.
+ * scores: (L, n) per-layer pair scores.
+ */
+export function sharedPairs(scores: number[][], count: number, invFreq: number[], accept: (freqs: number[]) => boolean): SharedChoice {
+  const n = invFreq.length;
+  if (count > n) throw new Error(`rope: ${count} pairs requested but the head has ${n}`);
+  const norm = scores.map((row) => {
+    const t = row.reduce((a, b) => a + Math.max(b, 0), 0);
+    return row.map((x) => (t > 0 ? Math.max(x, 0) / t : 1 / n));
+  });
+  const runs: { pairs: number[]; score: number }[] = [];
+  for (let s = 1; s === 1 || (count - 1) * s < n; s++) {
+    for (let j0 = 0; j0 + (count - 1) * s < n; j0++) {
+      const pairs = Array.from({ length: count }, (_, i) => j0 + s * i);
+      const score = norm.reduce((a, row) => a + pairs.reduce((b, j) => b + row[j]!, 0), 0);
+      runs.push({ pairs, score });
+    }
+    if (count === 1) break;
+  }
+  const ok = runs.filter((r) => accept(r.pairs.map((j) => invFreq[j]!)));
+  if (ok.length > 0) {
+    const best = ok.reduce((a, b) => (b.score > a.score + 1e-12 ? b : a));
+    return { pairs: best.pairs, exact: true, acceptedRuns: ok.length };
+  }
+  const dev = (r: { pairs: number[] }): number => geometricDeviation(r.pairs.map((j) => invFreq[j]!));
+  const best = runs.reduce((a, b) => {
+    const da = dev(a);
+    const db = dev(b);
+    return db < da - 1e-12 || (Math.abs(db - da) <= 1e-12 && b.score > a.score) ? b : a;
+  });
+  return { pairs: best.pairs, exact: false, acceptedRuns: 0 };
+}
+
+/** Least-squares geometric run through frequencies: log f_i ≈ a + b·i. */
+export function nearestGeometric(invFreq: number[]): number[] {
+  const d = invFreq.length;
+  if (d === 1) return invFreq.slice();
+  const y = invFreq.map((f) => Math.log(f));
+  const xm = (d - 1) / 2;
+  const ym = y.reduce((a, b) => a + b, 0) / d;
+  let sxy = 0;
+  let sxx = 0;
+  y.forEach((v, i) => {
+    sxy += (i - xm) * (v - ym);
+    sxx += (i - xm) ** 2;
+  });
+  const b = sxy / sxx;
+  return y.map((_, i) => Math.exp(ym + b * (i - xm)));
+}
+
+/** max_i |log f_i − log g_i| against the nearest geometric run g (0 for a geometric run). */
+export function geometricDeviation(invFreq: number[]): number {
+  const g = nearestGeometric(invFreq);
+  return Math.max(0, ...invFreq.map((f, i) => Math.abs(Math.log(f) - Math.log(g[i]!))));
 }
 
 /** Whether kept frequencies form a geometric run f_i = f_0·ρ^i (expressible as a base and a linear scale). */

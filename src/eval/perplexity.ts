@@ -5,6 +5,7 @@
 import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
+import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 
@@ -57,9 +58,15 @@ export function perplexity(
   if (ws.length === 0) throw new Error('perplexity: the text holds fewer than 2 tokens');
   let nll = 0;
   let count = 0;
+  let w0 = 0; // index of the batch's first window
+  const V = model.config.vocabSize;
   noGrad(() => {
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
       const logits = forward(model, input, B, T);
+      // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
+      assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
+        (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);
+      w0 += B;
       const losses = model.F.crossEntropy(logits, targets).value;
       for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
       count += B * (T - 1);
@@ -67,5 +74,8 @@ export function perplexity(
     }
   });
   progress.end();
-  return { perplexity: Math.exp(nll / count), tokens: count, nll: nll / count };
+  const ppl = Math.exp(nll / count);
+  // Finite logits give a finite NLL; exp of a mean NLL above ~709 nats still overflows.
+  assertFiniteValue('perplexity', 'the perplexity', ppl, `mean NLL ${(nll / count).toPrecision(6)} nats per token over ${count} tokens`);
+  return { perplexity: ppl, tokens: count, nll: nll / count };
 }

@@ -19,6 +19,7 @@
 import { noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
+import { FORWARD_HINT, assertFiniteRows } from '../model/finite.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
@@ -143,7 +144,10 @@ export function evaluateTasks(model: Model, tokenizer: Tokenizer, items: readonl
         const first = L - r.targets.length; // row predicting the first continuation token
         r.targets.forEach((t, j) => (targets[b * T + first + j] = t));
       });
-      const nll = model.F.crossEntropy(forward(model, ids, B, T), targets).value.data; // (B·T)
+      const logits = forward(model, ids, B, T);
+      assertFiniteRows('eval', 'logits', logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
+        (b, t) => `item ${group[b]!.item + 1}, choice ${group[b]!.choice}, position ${t}`);
+      const nll = model.F.crossEntropy(logits, targets).value.data; // (B·T)
       group.forEach((r, b) => {
         let ll = 0;
         for (let t = 0; t < T; t++) ll -= nll[b * T + t]!;

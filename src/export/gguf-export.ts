@@ -36,6 +36,8 @@ export interface GgufExportOptions {
   name?: string;
   /** Names the model in messages. */
   source?: string;
+  /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
+  ropeTolerance?: number;
 }
 
 export interface GgufPlan {
@@ -155,8 +157,10 @@ export function llamaCppDeepseek2Mscale2(factor: number): number {
 }
 
 /** An all-MLA model as llama.cpp's `deepseek2` architecture (MLA mode: key_length_mla present). */
-function deepseek2Plan(cfg0: ModelConfig, w0: Map<string, Tensor>, dtype: GgufDtype, padRanks: boolean, name: string, source: string): GgufPlan {
-  const stock = toStockMla(cfg0, w0, 'gguf', padRanks, source);
+function deepseek2Plan(
+  cfg0: ModelConfig, w0: Map<string, Tensor>, dtype: GgufDtype, padRanks: boolean, name: string, source: string, ropeTolerance?: number,
+): GgufPlan {
+  const stock = toStockMla(cfg0, w0, 'gguf', padRanks, source, ropeTolerance);
   const { config: cfg, weights: w } = stock;
   const notes = [...stock.notes];
   const a = cfg.layers[0] as MlaAttention;
@@ -238,7 +242,7 @@ export function planGguf(cfg: ModelConfig, weights: Map<string, Tensor>, opts: G
     if (typeof a === 'string') throw new UserError(`${source}: cannot export to GGUF (llama): ${a}; llama.cpp's llama architecture has one attention geometry`);
     plan = llamaPlan(cfg, weights, a, dtype, name);
   } else {
-    plan = deepseek2Plan(cfg, weights, dtype, opts.padRanks ?? false, name, source);
+    plan = deepseek2Plan(cfg, weights, dtype, opts.padRanks ?? false, name, source, opts.ropeTolerance);
   }
   for (const [k, v] of vocabKvs(vocab)) plan.metadata.set(k, v);
   plan.notes.push(...vocab.notes);

@@ -16,6 +16,8 @@ export interface HfExportOptions {
   /** Tokenizer files to copy in (see cli/convert.ts tokenizerFiles). */
   copyFiles?: { from: string; name: string }[];
   source?: string;
+  /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
+  ropeTolerance?: number;
 }
 
 export interface HfExportReport {
@@ -26,7 +28,7 @@ export interface HfExportReport {
 /** Write `dir` in the stock DeepSeek-V3 layout (atomically), or refuse with every reason at once. */
 export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: HfExportOptions = {}): HfExportReport {
   const source = opts.source ?? 'model';
-  const stock = toStockMla(cfg, weights, 'hf', opts.padRanks ?? false, source);
+  const stock = toStockMla(cfg, weights, 'hf', opts.padRanks ?? false, source, opts.ropeTolerance);
   saveModelDir(dir, stock.config, stock.weights, {
     dtype: opts.dtype ?? 'F32',
     overwrite: opts.overwrite ?? false,

@@ -10,7 +10,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
-import { geometricFit } from '../io/deepseek.js';
+import { fitStockRope, ROPE_TOLERANCE } from './rope-fit.js';
 import { UserError } from '../errors.js';
 
 export type ExportTarget = 'gguf' | 'hf';
@@ -141,13 +141,8 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   const freqKey = (a: MlaAttention): string => a.ropeInvFreq.map((f) => f.toPrecision(12)).join(',');
   if (new Set(mla.map(freqKey)).size > 1) {
     problems.push(
-      `per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert with --rope-method ecomla (it keeps the same ` +
-        'lowest-frequency pairs in every layer, a geometric run)',
-    );
-  } else if (!geometricFit(first.ropeInvFreq)) {
-    problems.push(
-      `rope frequencies [${first.ropeInvFreq.map((f) => f.toPrecision(4)).join(', ')}] are not a geometric run (base^(-2i/Dr)/factor), ` +
-        `which is all ${engine} can express; convert with --rope-method ecomla (the lowest-frequency pairs, a geometric run)`,
+      `per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert without --target native (the default keeps ` +
+        'the same pairs in every layer, a geometric run)',
     );
   }
   if (target === 'gguf' && first.nopeDim === 0) {
@@ -214,15 +209,17 @@ export function padKvRanks(cfg: ModelConfig, weights: Map<string, Tensor>): { co
 }
 
 /**
- * Bring an all-MLA model into the stock layout: check it (refusing with reasons), pad ranks when asked, and
- * reorder rope rows to adjacent pairs. The result computes the same function.
+ * Bring an all-MLA model into the stock layout: check it (refusing with reasons), fit its rope frequencies when the
+ * engine cannot express them (rope-fit.ts: measured, refused above ropeTolerance), pad ranks when asked, and reorder
+ * rope rows to adjacent pairs. The result computes the same function apart from a rope fit's reported error.
  */
 export function toStockMla(
-  cfg: ModelConfig, weights: Map<string, Tensor>, target: ExportTarget, padRanks: boolean, source: string,
+  cfg: ModelConfig, weights: Map<string, Tensor>, target: ExportTarget, padRanks: boolean, source: string, ropeTolerance = ROPE_TOLERANCE,
 ): { config: ModelConfig; weights: Map<string, Tensor>; notes: string[] } {
   assertStockMla(cfg, target, padRanks, source);
-  const notes: string[] = [];
-  let m = { config: cfg, weights };
+  const rope = fitStockRope(cfg, weights, target, ropeTolerance, source);
+  const notes: string[] = [...rope.notes];
+  let m = { config: rope.config, weights };
   if (padRanks) {
     const r = padKvRanks(cfg, weights);
     if (r.padded.length > 0) notes.push(`--pad-ranks: layer(s) ${r.padded.join(', ')} padded to kv rank ${mlaLayers(r.config)[0]!.kvRank}`);

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node
 import { basename, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
-import { defaultInvFreq } from '../model/config.js';
+import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
@@ -33,6 +33,43 @@ export function geometricFit(invFreq: number[]): { base: number; factor: number 
   return want.every((w, i) => Math.abs(w - invFreq[i]!) <= 1e-9 * Math.abs(w)) ? { base, factor: 1 / f0 } : null;
 }
 
+/**
+ * How the stock layout writes one set of rope frequencies (Dr/2 values, shared by every layer): a geometric run as
+ * rope_theta (+ a linear rope_scaling factor), or, for a Llama-3 teacher (rope_type llama3) whose kept pairs are
+ * j = 0, s, 2s, … , rope_theta = θ^(s·Dr/D) with the teacher's llama3 rope_scaling: transformers then bends
+ * base^(−2i/Dr) = θ^(−2si/D) exactly as the teacher did. null: the stock layout cannot say it.
+ */
+export function stockRopeParams(cfg: ModelConfig, invFreq: number[]): { theta: number; scaling: Record<string, unknown> | null } | null {
+  const fit = geometricFit(invFreq);
+  if (fit) return { theta: fit.base, scaling: Math.abs(fit.factor - 1) > 1e-12 ? { type: 'linear', rope_type: 'linear', factor: fit.factor } : null };
+  const theta = llama3Base(cfg, invFreq);
+  if (theta === null) return null;
+  const sc = cfg.ropeScaling!;
+  return {
+    theta,
+    scaling: {
+      rope_type: 'llama3', factor: sc.factor, low_freq_factor: sc.low_freq_factor, high_freq_factor: sc.high_freq_factor,
+      original_max_position_embeddings: sc.original_max_position_embeddings,
+    },
+  };
+}
+
+/** The rope_theta under which the teacher's llama3 scaling reproduces invFreq (see stockRopeParams), or null. */
+function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
+  const sc = cfg.ropeScaling;
+  if (!sc || sc.rope_type !== 'llama3') return null;
+  const teacher = cfg.ropeInvFreq;
+  const D = 2 * teacher.length;
+  const Dr = 2 * invFreq.length;
+  const idx = invFreq.map((f) => teacher.findIndex((t) => Math.abs(t - f) <= 1e-12 * f));
+  if (idx[0] !== 0 || idx.some((j) => j < 0)) return null;
+  const s = idx.length > 1 ? idx[1]! - idx[0]! : 1;
+  if (s < 1) return null;
+  const theta = cfg.ropeTheta ** ((s * Dr) / D);
+  const want = llama3InvFreq(defaultInvFreq(theta, Dr), sc);
+  return want.every((w, i) => Math.abs(w - invFreq[i]!) <= 1e-9 * invFreq[i]!) ? theta : null;
+}
+
 function layerJson(a: LayerAttention): JsonObject {
   return a.kind === 'gqa'
     ? { kind: 'gqa', num_kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias }
@@ -47,7 +84,7 @@ export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native:
   const mla = cfg.layers.filter((a): a is MlaAttention => a.kind === 'mla');
   const first = mla[0];
   if (!first) throw new UserError('deepseek_v3 layout: the model has no MLA layer');
-  const fit = geometricFit(first.ropeInvFreq);
+  const rope = stockRopeParams(cfg, first.ropeInvFreq);
   const j: JsonObject = {
     architectures: ['DeepseekV3ForCausalLM'],
     model_type: 'deepseek_v3',
@@ -76,8 +113,8 @@ export function deepseekConfigJson(cfg: ModelConfig, torchDtype: string, native:
     hidden_act: 'silu',
     max_position_embeddings: cfg.maxPositions,
     rms_norm_eps: cfg.rmsNormEps,
-    rope_theta: fit ? fit.base : cfg.ropeTheta,
-    rope_scaling: fit && Math.abs(fit.factor - 1) > 1e-12 ? { type: 'linear', rope_type: 'linear', factor: fit.factor } : null,
+    rope_theta: rope ? rope.theta : cfg.ropeTheta,
+    rope_scaling: rope ? rope.scaling : null,
     rope_interleave: cfg.ropePairing === 'adjacent',
     attention_bias: false,
     attention_dropout: 0.0,
@@ -192,14 +229,18 @@ export function loadDeepseekModel(dir: string): LoadedModel {
     const Dr = f.int('qk_rope_head_dim');
     ropeTheta = f.optPos('rope_theta', 10000);
     let factor = 1;
+    let llama3 = false;
     const rs = f.optObj('rope_scaling');
     if (rs) {
       const type = rs.has('rope_type') ? rs.str('rope_type') : rs.optStr('type', 'default');
       if (type === 'linear') factor = rs.pos('factor');
-      else if (type !== 'default') throw rs.error('rope_type', `expected "linear" or none (got "${type}": YaRN and other scalings are not supported)`);
+      else if (type === 'llama3') {
+        llama3 = true;
+        for (const k of ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings']) rs.pos(k);
+      } else if (type !== 'default') throw rs.error('rope_type', `expected "linear", "llama3" or none (got "${type}": YaRN and other scalings are not supported)`);
       ropeScaling = rs.obj;
     }
-    ropeInvFreq = geometricInvFreq(ropeTheta, Dr, factor);
+    ropeInvFreq = llama3 ? llama3InvFreq(defaultInvFreq(ropeTheta, Dr), rs!.obj) : geometricInvFreq(ropeTheta, Dr, factor);
     pairing = f.optBool('rope_interleave', true) ? 'adjacent' : 'half';
     const q = f.obj.q_lora_rank;
     const qRank = q === null || q === undefined || q === 0 ? null : f.int('q_lora_rank');

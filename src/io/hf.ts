@@ -11,6 +11,7 @@ import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
+import { assertFiniteWeights } from './finite.js';
 import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 
 export interface LoadedModel {
@@ -49,13 +50,17 @@ function checkShardName(index: string, name: string, shard: string): void {
   }
 }
 
-/** Every tensor of a checkpoint directory (single file or sharded), widened to f32. */
+/** Every tensor of a checkpoint directory (single file or sharded), widened to f32; a NaN/±∞ value is a UserError
+ *  naming the file, the tensor and the element (io/finite.ts). */
 export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
   const out = new Map<string, CheckpointTensor>();
   const single = join(dir, SINGLE);
   const index = join(dir, INDEX);
   if (existsSync(single)) {
-    for (const [name, t] of readSafetensors(single).tensors) out.set(name, { shape: t.shape, data: t.data, file: single });
+    for (const [name, t] of readSafetensors(single).tensors) {
+      assertFiniteWeights(single, name, t.shape, t.data);
+      out.set(name, { shape: t.shape, data: t.data, file: single });
+    }
     return out;
   }
   if (!existsSync(index)) {
@@ -82,7 +87,10 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
     for (const n of names) {
       if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
     }
-    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) out.set(name, { shape: t.shape, data: t.data, file });
+    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) {
+      assertFiniteWeights(file, name, t.shape, t.data);
+      out.set(name, { shape: t.shape, data: t.data, file });
+    }
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type ModelConfig } from '../model/config.js';
 import { formatError } from '../errors.js';
 import { assertLittleEndianHost, withFile } from './binfile.js';
+import { assertFiniteWeights } from './finite.js';
 import type { LoadedModel } from './hf.js';
 
 export { loadLlama2cTokenizer, Llama2cTokenizer } from './llama2c-tokenizer.js';
@@ -14,6 +15,18 @@ const HEADER_FIELDS = ['dim', 'hidden_dim', 'n_layers', 'n_heads', 'n_kv_heads',
 const HEADER_BYTES = 4 * HEADER_FIELDS.length;
 /** "ak42": the magic of llama2.c's later export versions (run.c reads only the legacy layout). */
 const MAGIC_AK42 = 0x616b3432;
+
+/** The run.c weight block an HF-style tensor name was cut from (for messages), with its layer. */
+function blockOf(name: string): string {
+  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
+  const perLayer: Record<string, string> = {
+    input_layernorm: 'rms_att', 'self_attn.q_proj': 'wq', 'self_attn.k_proj': 'wk', 'self_attn.v_proj': 'wv',
+    'self_attn.o_proj': 'wo', post_attention_layernorm: 'rms_ffn', 'mlp.gate_proj': 'w1', 'mlp.down_proj': 'w2',
+    'mlp.up_proj': 'w3',
+  };
+  if (m) return `${perLayer[m[2]!] ?? m[2]!} of layer ${m[1]!}`;
+  return name === 'model.embed_tokens.weight' ? 'token_embedding' : name === 'model.norm.weight' ? 'rms_final' : 'wcls';
+}
 
 /**
  * Load a llama2.c checkpoint. File layout after the header (all f32, row-major, W is [out][in]):
@@ -98,6 +111,8 @@ export function loadLlama2c(file: string): LoadedModel {
     }
     w.set('model.norm.weight', new Tensor([C], part('rms_final')));
     if (!shared) w.set('lm_head.weight', new Tensor([V, C], part('wcls')));
+    // Every weight must be finite; the message names run.c's block as well (blockOf).
+    for (const [name, t] of w) assertFiniteWeights(file, `${name} (llama2.c ${blockOf(name)})`, t.shape, t.data);
 
     const theta = 10000;
     const config: ModelConfig = {

@@ -8,6 +8,7 @@
 // offset c·n) because the inner loops of both stages walk down columns.
 
 import type { EighResult } from '../tensor/backend.js';
+import { NonFiniteInputError } from '../tensor/finite.js';
 
 const EPS = 2 ** -52;
 // Inputs whose asymmetry max|a_ij − a_ji| exceeds this fraction of max|a_ij| are rejected as not symmetric; smaller
@@ -31,7 +32,7 @@ export function eigh(a: Float64Array, n: number): EighResult {
   for (let i = 0; i < a.length; i++) {
     const v = a[i]!;
     if (!Number.isFinite(v)) {
-      throw new Error(`eigh: entry ${i} (row ${Math.floor(i / n)}, column ${i % n}) is ${v}; input must be finite`);
+      throw new NonFiniteInputError(`eigh: entry ${i} (row ${Math.floor(i / n)}, column ${i % n}) is ${v}; input must be finite`);
     }
     if (Math.abs(v) > maxAbs) maxAbs = Math.abs(v);
   }

@@ -5,6 +5,7 @@
 // Shape legend: N rows (tokens) of activations, C columns (features), k kept directions.
 
 import type { LinalgProvider } from '../tensor/backend.js';
+import { NonFiniteInputError } from '../tensor/finite.js';
 
 // Rows per block in the Gram accumulation: the block is transposed once so every dot product is contiguous, and the
 // (C, C) accumulator is swept once per block rather than once per row.
@@ -49,7 +50,7 @@ export class GramAccumulator {
         for (let c = 0; c < C; c++) {
           const v = x[row + c]!;
           if (!Number.isFinite(v)) {
-            throw new Error(`GramAccumulator.add: entry (row ${r0 + r}, column ${c}) is ${v}; input must be finite`);
+            throw new NonFiniteInputError(`GramAccumulator.add: entry (row ${r0 + r}, column ${c}) is ${v}; input must be finite`);
           }
           bt[c * GRAM_BLOCK + r] = v;
         }

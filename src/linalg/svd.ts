@@ -8,6 +8,7 @@
 // column-major (column j at offset j·rows) because each inner loop of the algorithm walks down a column.
 
 import type { SvdResult } from '../tensor/backend.js';
+import { assertFiniteMatrix } from '../tensor/finite.js';
 
 const EPS = 2 ** -52;
 // Below this a bidiagonal entry is treated as zero whatever its neighbours are (dsvdc's "tiny"): keeps the
@@ -29,11 +30,7 @@ export function svd(a: Float64Array, m: number, n: number): SvdResult {
     throw new Error(`svd: shape (${m}, ${n}) must be two non-negative integers`);
   }
   if (a.length !== m * n) throw new Error(`svd: shape (${m}, ${n}) needs ${m * n} values, got ${a.length}`);
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) {
-      throw new Error(`svd: entry ${i} (row ${Math.floor(i / n)}, column ${i % n}) is ${a[i]}; input must be finite`);
-    }
-  }
+  assertFiniteMatrix('svd', a, n);
   const k = Math.min(m, n);
   if (k === 0) {
     return { u: new Float64Array(0), s: new Float64Array(0), vt: new Float64Array(0), m, n, k };

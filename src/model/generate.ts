@@ -6,6 +6,7 @@ import { mulberry32 } from '../tensor/rng.js';
 import type { Model } from './model.js';
 import { KVCache } from './cache.js';
 import { forward } from './forward.js';
+import { FORWARD_HINT, assertFiniteRows } from './finite.js';
 import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
@@ -69,6 +70,8 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
     let logits = forward(model, Int32Array.from(prompt), 1, prompt.length, { cache }).value;
     while (out.length < opts.maxTokens) {
       const last = logits.data.subarray((logits.dim(0) - 1) * V, logits.dim(0) * V);
+      // Sampling from NaN logits would still print tokens (argmax/cumulative tests skip NaN): stop instead.
+      assertFiniteRows('generate', 'logits', last, 1, V, FORWARD_HINT, () => `generated token ${out.length + 1} (position ${cache.length - 1})`);
       const next = sampleToken(last, opts.temperature, opts.topP, rng);
       if (stop.has(next)) break;
       out.push(next);
@@ -95,6 +98,7 @@ export function sampleSequences(model: Model, n: number, len: number, seed: numb
       let ids = Int32Array.from(seqs.map((s) => s[0]!));
       for (let t = 1; t < len; t++) {
         const logits = forward(model, ids, B, 1, { cache }).value;
+        assertFiniteRows('sampling', 'logits from the sampled model', logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
         ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
         seqs.forEach((s, b) => s.push(ids[b]!));
       }

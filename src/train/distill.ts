@@ -9,6 +9,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
+import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
 import { UserError } from '../errors.js';
@@ -19,6 +20,9 @@ import { saveModelDir } from '../io/deepseek.js';
 import { lineChart } from '../report/svg.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+
+/** Said when the teacher's own forward pass went non-finite (its weights were finite at load). */
+const TEACHER_HINT = "the teacher's forward pass overflowed float32 or met a non-finite weight (rerun with --backend ref to compare)";
 
 export type TrainScope = 'attention' | 'all';
 
@@ -95,6 +99,9 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
     for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) {
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
+      const V = student.config.vocabSize;
+      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT);
+      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V);
       const ce = student.F.crossEntropy(sl, targets).value;
       const k = student.F.klDiv(sl, tl, 1).value;
       for (let r = 0; r < B * T; r++) {
@@ -105,7 +112,10 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
       }
     }
   });
-  return { ppl: Math.exp(nll / n), kl: kl / n, tokens: n };
+  const ppl = Math.exp(nll / n);
+  assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token`);
+  assertFiniteValue('distill eval', 'the mean KL(teacher ‖ student)', kl / n, `over ${n} tokens`);
+  return { ppl, kl: kl / n, tokens: n };
 }
 
 /** Run (or continue) distillation; returns the final evaluation. */
@@ -153,6 +163,7 @@ export function distill(run: DistillRun): EvalResult {
   };
   const drawChart = () => writeChart(outDir, log);
   const state = (): TrainState => ({ version: 1, step, tokens, settings: { ...s } });
+  const stopped = () => `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`;
   const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
 
   if (step === 0) {
@@ -173,18 +184,24 @@ export function distill(run: DistillRun): EvalResult {
       const b = run.train.get(step, micro);
       const n = b.B * b.T;
       const tl = noGrad(() => forward(teacher, b.ids, b.B, b.T).value);
+      // A NaN teacher would otherwise train the student towards NaN (or, through a swallowed NaN, towards garbage).
+      const at = (bb: number, t: number) => `step ${step + 1}, micro-batch ${micro + 1}, row ${bb}, position ${t}`;
+      assertFiniteRows('distill', 'logits from the teacher', tl.data, b.T, tl.dim(-1), `${TEACHER_HINT}; ${stopped()}`, at);
       const sl = forward(student, b.ids, b.B, b.T);
+      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${FORWARD_HINT}; ${stopped()}`, at);
       const F = student.F;
       const tau = s.temperature;
       const scale = 1 / (n * s.accum);
       let loss: Var | null = null;
       if (s.klWeight > 0) {
         const kl = F.sum(F.klDiv(sl, tl, tau));
+        assertFiniteValue('distill', 'the KL loss', kl.value.data[0]!, `step ${step + 1}; ${stopped()}`);
         klSum += kl.value.data[0]! / n;
         loss = F.affine(kl, s.klWeight * tau * tau * scale);
       }
       if (s.ceWeight > 0) {
         const ce = F.sum(F.crossEntropy(sl, b.targets));
+        assertFiniteValue('distill', 'the cross-entropy loss', ce.value.data[0]!, `step ${step + 1}; ${stopped()}`);
         ceSum += ce.value.data[0]! / n;
         const term = F.affine(ce, s.ceWeight * scale);
         loss = loss ? F.add(loss, term) : term;

@@ -17,6 +17,7 @@ import type { Kernels, OpInputs, OpName, OpOutputs, OpParams } from '../../tenso
 import { refBackend, validateOp } from '../ref/index.js';
 import { broadcastStrides } from '../ref/elementwise.js';
 import { tsLinalg } from '../../linalg/ts-linalg.js';
+import { assertFiniteMatrix } from '../../tensor/finite.js';
 
 type Arr = Float32Array | Int32Array | Float64Array;
 
@@ -322,6 +323,8 @@ function lapackLinalg(addon: Addon): LinalgProvider {
     name: 'lapack',
     svd(a: Float64Array, m: number, n: number): SvdResult {
       check(a, m * n, 'svd', [m, n]);
+      // LAPACK given NaN fails with "argument 5 invalid" and given ±∞ returns garbage: refuse as the TS provider does.
+      assertFiniteMatrix('svd', a, n);
       const k = Math.min(m, n);
       const u = new Float64Array(m * k);
       const s = new Float64Array(k);
@@ -331,6 +334,7 @@ function lapackLinalg(addon: Addon): LinalgProvider {
     },
     eigh(a: Float64Array, n: number): EighResult {
       check(a, n * n, 'eigh', [n, n]);
+      assertFiniteMatrix('eigh', a, n);
       const values = new Float64Array(n);
       const vectors = new Float64Array(n * n);
       addon.eigh(a, n, values, vectors);

@@ -1,0 +1,21 @@
+// Finite-value checks for weights at load time (issue 11: no silent wrong numbers). A NaN or ±∞ in one weight
+// poisons every token that touches it; found here, before anything runs, the message can name the file, the tensor
+// and the element instead of a perplexity that is NaN (or, worse, plausible) minutes later.
+
+import { formatError } from '../errors.js';
+import { elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
+
+/**
+ * Throws a UserError "FILE: tensor NAME: NaN at element [i, j] (flat index k) of shape [..]; weights must be finite"
+ * when `data` holds a non-finite value. `name` may carry the format's own name as well (llama2.c blocks).
+ */
+export function assertFiniteWeights(file: string, name: string, shape: readonly number[], data: ArrayLike<number>): void {
+  const i = firstNonFinite(data);
+  if (i < 0) return;
+  throw formatError(
+    file,
+    `tensor ${name}`,
+    `${nonFiniteName(data[i]!)} at element ${elementIndex(i, shape)} (flat index ${i}) of shape [${shape.join(', ')}]; ` +
+      'weights must be finite (the checkpoint is corrupt or was saved from a diverged run)',
+  );
+}
