@@ -104,6 +104,16 @@ class Losses:
         return kl_tot, ce_tot
 
 
+def micro_step(teacher, student, hidden, losses, amp, ids, tgt, tau, kl_w, ce_w, scale):
+    """One micro-batch: teacher forward without gradients, student forward, chunked KL/CE backpropagated with
+    `scale` (1/(global rows·accum)); returns the (kl_sum, ce_sum) of this rank's rows. ids (b, T), tgt (b·T)."""
+    with amp():
+        with torch.no_grad():
+            th = teacher.hidden(ids)
+        sh = hidden(ids)
+        return losses.run(sh, student.head(), th, teacher.head(), tgt, tau, kl_w, ce_w, scale, True)
+
+
 class Job:
     def __init__(self, spec):
         self.spec = spec
@@ -270,12 +280,8 @@ class Job:
                 n = ids.numel()
                 ids, tgt = ids[lo:hi].to(self.dev), tgt[lo:hi].to(self.dev).reshape(-1)
                 scale = 1.0 / (n * s["accum"])
-                with self.amp():
-                    with torch.no_grad():
-                        th = self.teacher.hidden(ids)
-                    sh = self.hidden(ids)
-                    k, c = self.losses.run(sh, self.student.head(), th, self.teacher.head(), tgt, tau,
-                                           s["klWeight"], s["ceWeight"], scale, True)
+                k, c = micro_step(self.teacher, self.student, self.hidden, self.losses, self.amp, ids, tgt, tau,
+                                  s["klWeight"], s["ceWeight"], scale)
                 if s["klWeight"] <= 0 and s["ceWeight"] <= 0:
                     raise JobError("distill: --kl-weight and --ce-weight are both 0")
                 k, c = k.double() / n, c.double() / n

@@ -12,13 +12,10 @@ import torch.nn.functional as F
 
 from . import safetensors as st
 
+# torch ≥ 2.0. Its default scale 1/√Dk is the one every layer here uses (GQA: 1/√D; MLA: 1/√(Dn+Dr)), so no
+# `scale=` argument (torch ≥ 2.1) is needed. Used on CUDA (flash / memory-efficient kernels: no T×T scores kept);
+# on the CPU the explicit math below stays, the exact path the equivalence tests hold to the cpu engine.
 _SDPA = getattr(F, "scaled_dot_product_attention", None)
-try:  # `scale=` arrived in torch 2.1; earlier SDPA would fold the scale into q (not bit-exact), so we do not use it.
-    import inspect
-
-    _SDPA_SCALE = _SDPA is not None and "scale" in inspect.signature(_SDPA).parameters
-except (TypeError, ValueError):
-    _SDPA_SCALE = False
 
 
 def rmsnorm(x, w, eps):
@@ -60,8 +57,8 @@ def attention(q, k, v, scale):
     if Hkv != H:
         k = k.repeat_interleave(H // Hkv, dim=1)
         v = v.repeat_interleave(H // Hkv, dim=1)
-    if _SDPA_SCALE and q.is_cuda:
-        o = _SDPA(q, k, v, is_causal=True, scale=scale)
+    if _SDPA is not None and q.is_cuda and abs(scale * math.sqrt(q.shape[-1]) - 1) < 1e-12:
+        o = _SDPA(q, k, v, is_causal=True)
     else:
         T = q.shape[2]
         s = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # (B, H, T, T)
