@@ -169,7 +169,9 @@ class Job:
             for n, p in self.params:
                 if f"m.{n}" not in mom or f"v.{n}" not in mom:
                     raise JobError(f"--resume: optimizer state for {n} missing")
-                step_t = torch.tensor(float(self.adam_step), device=self.dev if self.device == "cuda" else "cpu")
+                # The fused kernel keeps `step` on the device; the single-tensor loop wants it on the CPU.
+                fused = bool(self.opt.defaults.get("fused"))
+                step_t = torch.tensor(float(self.adam_step), dtype=torch.float32, device=self.dev if fused else "cpu")
                 self.opt.state[p] = {
                     "step": step_t,
                     "exp_avg": mom[f"m.{n}"].to(self.dev, torch.float32).clone(),
