@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 import { findTorchPython } from '../src/train/torch-engine.js';
+import { execFileSync } from 'node:child_process';
 
 let skip: string | false = false;
 try {
@@ -61,7 +62,7 @@ test('torch engine: 20 steps give the cpu engine losses; kill -9 + --resume repr
 
     await t.test('20 steps: same loss at every step as the cpu engine (accum 2, KL + CE, τ 2)', () => {
       const extra = ['--steps', '20', '--accum', '2', '--ce-weight', '0.5', '--temperature', '2', '--eval-every', '10', '--checkpoint-every', '20'];
-      mlaOk(runArgs(student, join(dir, 'cpu'), [...extra, '--backend', 'cpu']));
+      mlaOk(runArgs(student, join(dir, 'cpu'), extra));
       mlaOk(runArgs(student, join(dir, 'torch'), [...extra, '--engine', 'torch', '--device', 'cpu']));
       const a = log(join(dir, 'torch'));
       assert.equal(a.filter((l) => l.loss !== undefined).length, 20);
@@ -100,6 +101,28 @@ test('torch engine: 20 steps give the cpu engine losses; kill -9 + --resume repr
       mlaOk(runArgs(student, join(dir, 'p2'), [...extra, '--nproc', '2']));
       sameLog(log(join(dir, 'p2')), log(join(dir, 'p1')), 1e-5, '2 processes vs 1');
     });
+  } finally {
+    cleanup();
+  }
+});
+
+test('torch engine: a missing Python/torch or GPU is one clear error before any work', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const args = runArgs(STORIES_BIN, join(dir, 'run'), ['--steps', '1', '--engine', 'torch']);
+    const r = mla([...args, '--python', join(dir, 'no-such-python')]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--engine torch: no Python with torch found \(tried .*no-such-python\)/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.ok(!existsSync(join(dir, 'run')), 'no output directory');
+    if (!skip) {
+      const cuda = JSON.parse(execFileSync(findTorchPython().python, ['-c', 'import torch, json; print(json.dumps(torch.cuda.is_available()))'], { encoding: 'utf8' })) as boolean;
+      if (!cuda) {
+        const g = mla([...args, '--device', 'cuda']);
+        assert.equal(g.status, 1);
+        assert.match(g.stderr, /--device cuda: .* torch.cuda.is_available\(\) is false/);
+      }
+    }
   } finally {
     cleanup();
   }
