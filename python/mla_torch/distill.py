@@ -128,6 +128,8 @@ class Job:
             self.dev = torch.device("cuda", self.dist.local_rank)
         else:
             self.dev = torch.device("cpu")
+        if self.s["klWeight"] <= 0 and self.s["ceWeight"] <= 0:
+            raise JobError("distill: --kl-weight and --ce-weight are both 0")
         if self.s["batch"] % self.dist.world:
             raise JobError(f"--batch {self.s['batch']} is not divisible by --nproc {self.dist.world}")
         self.bf16 = spec["dtype"] == "bf16"
@@ -284,10 +286,8 @@ class Job:
                 scale = 1.0 / (n * s["accum"])
                 k, c = micro_step(self.teacher, self.student, self.hidden, self.losses, self.amp, ids, tgt, tau,
                                   s["klWeight"], s["ceWeight"], scale)
-                if s["klWeight"] <= 0 and s["ceWeight"] <= 0:
-                    raise JobError("distill: --kl-weight and --ce-weight are both 0")
                 k, c = k.double() / n, c.double() / n
-                acc += torch.stack([s["klWeight"] * tau * tau * k + s["ceWeight"] * c, k, c if s["ceWeight"] > 0 else c * 0])
+                acc += torch.stack([s["klWeight"] * tau * tau * k + s["ceWeight"] * c, k, c])
                 step_tokens += n
             self.dist.sum_grads(plist)
             self.dist.sum_(acc)
