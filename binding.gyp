@@ -15,6 +15,7 @@
         "native/cpu/embedding.cpp",
         "native/cpu/losses.cpp",
         "native/cpu/optim.cpp",
+        "native/cpu/half.cpp",
         "native/cpu/linalg.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -52,6 +52,11 @@ test('bad input: clear one-line errors, exit status 1, no partial output', () =>
       [['convert', STORIES_BIN, '--out', join(dir, 'y'), '--rope-method', 'nope'], /--rope-method: expected ecomla, mha2mla, transmla/],
       [['info', join(dir, 'missing')], /no such file or directory/],
       [['info', STORIES_BIN, '--bogus'], /Unknown option '--bogus'/],
+      // Library errors name option fields; the CLI names the flag that set each one.
+      [['distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', STORIES_BIN, '--out', join(dir, 'd'), '--eval-text', join(dir, 'missing.txt')],
+        /^error: --eval-text \S+missing\.txt: no such file or directory\n$/],
+      [['distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', STORIES_BIN, '--out', join(dir, 'd'), '--lr=-1'], /^error: --lr: expected a positive number, got '-1'\n$/],
+      [['convert', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', join(dir, 'z'), '--keep-layers', '9'], /^error: --keep-layers: layer 9 outside 0\.\.4\n$/],
     ];
     for (const [args, re] of cases) {
       const r = mla(args);
@@ -60,7 +65,7 @@ test('bad input: clear one-line errors, exit status 1, no partial output', () =>
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
       assert.equal(r.stdout, '');
     }
-    assert.ok(!existsSync(join(dir, 'x')) && !existsSync(join(dir, 'y')), 'no partial output');
+    assert.ok(['x', 'y', 'z', 'd'].every((f) => !existsSync(join(dir, f))), 'no partial output');
   } finally {
     cleanup();
   }

@@ -16,6 +16,7 @@ import { refBackend } from '../src/backends/ref/index.js';
 import { availableBackends, backendStatus, getBackend } from '../src/backends/index.js';
 import { loadCpuBackend, type CpuBackend } from '../src/backends/cpu/index.js';
 import { tsLinalg } from '../src/linalg/ts-linalg.js';
+import { DTYPES, bytesPerElement } from '../src/tensor/storage.js';
 
 const DEFAULT_TOL = 1e-5;
 
@@ -618,3 +619,206 @@ test('cpu linalg (LAPACK) matches the TypeScript provider', { skip: lapackSkip }
     assert.ok(relError(av, vl) < 1e-10, `eigh ${n}: A·V = V·Λ`);
   }
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Storage dtypes. Every kernel on every storage dtype it accepts, against ref: matmul's weight operand b and the
+// embedding table may be bf16 or f16 (tensor/storage.ts); activations stay f32. Two comparisons per case:
+//  - "rounded": ref on the same half weights (widened exactly, float64 accumulation) — only the f32 accumulation
+//    differs, so the f32 tolerance 1e-5 holds;
+//  - "vs f32 weights": against ref on the unrounded f64 weights — the weight rounding itself: bf16 keeps 8 significant
+//    bits (relative step 2^-8, error per weight ≤ 2^-9 ≈ 2e-3), so ≤ 1e-2 (DESIGN.md numerics); f16 keeps 11 bits
+//    (≤ 2^-12 ≈ 2.4e-4 per weight), so ≤ 1e-3.
+// ref itself on half storage must equal ref on the widened weights exactly (the same float64 sums).
+
+const HALF_TOL: Record<'bf16' | 'f16', number> = { bf16: 1e-2, f16: 1e-3 };
+
+interface HalfCase {
+  label: string;
+  /** matmul: a (…, M, K), b (…, K, N) or (…, N, K) with transB; never transA (weights are the b operand). */
+  batchA: number[];
+  batchB: number[];
+  M: number;
+  K: number;
+  N: number;
+  transB: boolean;
+  big?: boolean;
+}
+
+const hm = (label: string, M: number, K: number, N: number, transB: boolean, batchA: number[] = [], batchB: number[] = [], big = false): HalfCase =>
+  ({ label: `${label} M=${M} K=${K} N=${N}${transB ? ' transB' : ''}`, batchA, batchB, M, K, N, transB, big });
+
+const HALF_MATMUL: HalfCase[] = [
+  ...[false, true].flatMap((tB) => [
+    hm('small', 3, 5, 7, tB),
+    hm('1×1×1', 1, 1, 1, tB),
+    hm('decode gemv', 1, 65, 33, tB),
+    hm('M=4 rows', 4, 33, 17, tB),
+    hm('odd', 7, 17, 65, tB),
+    hm('threaded', 257, 300, 129, tB, [], [], true),
+    hm('few rows, split columns', 7, 300, 1000, tB, [], [], true),
+    hm('shared weight (batch folded into M)', 7, 17, 5, tB, [2, 3]),
+    hm('batched weight', 7, 17, 5, tB, [2, 3], [2, 3]),
+  ]),
+  // N·K past the 8 Mi-float widening tile (native/cpu/half.cpp): two column blocks, the second partial.
+  hm('two widening tiles', 5, 260, 32300, true),
+  hm('decode, folded batch', 1, 257, 129, true, [3]),
+  hm('K=0', 3, 0, 4, true),
+  hm('M=0', 0, 5, 4, true, [2]),
+];
+
+/** Inputs and ref results of one half-weight matmul case, computed once and shared by every backend and variant. */
+interface HalfMatmulData {
+  a: Tensor;
+  bHalf: Tensor;
+  params: OpParams<'matmul'>;
+  /** ref on the half storage (widened exactly, float64 accumulation). */
+  rounded: Tensor;
+  /** ref on the unrounded f64 weights. */
+  unrounded: Tensor;
+  /** Whether ref on half storage equals ref on the widened f64 weights exactly (small cases only). */
+  refExact: boolean | null;
+}
+
+const halfData = new Map<string, HalfMatmulData>();
+
+function halfMatmulData(c: HalfCase, dtype: 'bf16' | 'f16', seed: number): HalfMatmulData {
+  const key = `${c.label} ${dtype}`;
+  const hit = halfData.get(key);
+  if (hit) return hit;
+  const rng = mulberry32(seed);
+  const a = Tensor.rand([...c.batchA, c.M, c.K], rng);
+  const bExact = Tensor.rand([...c.batchB, ...(c.transB ? [c.N, c.K] : [c.K, c.N])], rng, -1, 1, 'f64');
+  const bHalf = bExact.to(dtype);
+  const params = { transA: false, transB: c.transB };
+  const a64 = a.to('f64');
+  const [rounded] = refBackend.run('matmul', [a64, bHalf], params);
+  const [unrounded] = refBackend.run('matmul', [a64, bExact], params);
+  let refExact: boolean | null = null;
+  if (c.M * c.N * c.K < 1e6) {
+    const [widened] = refBackend.run('matmul', [a64, bHalf.to('f64')], params);
+    refExact = Array.from(widened.data).every((x, i) => x === rounded.data[i]);
+  }
+  const d = { a, bHalf, params, rounded, unrounded, refExact };
+  halfData.set(key, d);
+  return d;
+}
+
+function halfMatmulCase(be: Backend, c: HalfCase, dtype: 'bf16' | 'f16', seed: number): string[] {
+  const d = halfMatmulData(c, dtype, seed);
+  const head = `${be.name}.matmul ${dtype} [${c.label}]`;
+  const out: string[] = [];
+  if (d.refExact === false) out.push(`${head}: ref on ${dtype} storage differs from ref on the widened weights`);
+  try {
+    const got = be === refBackend ? d.rounded : be.run('matmul', [d.a, d.bHalf], d.params)[0];
+    if (be !== refBackend && got.dtype !== 'f32') out.push(`${head}: output dtype ${got.dtype}, want f32`);
+    const r1 = compare('rounded', got, d.rounded, DEFAULT_TOL);
+    if (r1) out.push(`${head}: ${r1}`);
+    const r2 = compare('vs f32 weights', got, d.unrounded, HALF_TOL[dtype]);
+    if (r2) out.push(`${head}: ${r2}`);
+  } catch (e) {
+    out.push(`${head}: threw ${(e as Error).message}`);
+  }
+  return out;
+}
+
+function halfEmbeddingCase(be: Backend, V: number, C: number, N: number, dtype: 'bf16' | 'f16', seed: number): string[] {
+  const rng = mulberry32(seed);
+  const exact = Tensor.rand([V, C], rng, -2, 2, 'f64');
+  const table = exact.to(dtype);
+  const ids = ints(rng, N, 0, V);
+  const head = `${be.name}.embedding ${dtype} [V=${V} C=${C} N=${N}]`;
+  const out: string[] = [];
+  try {
+    const [got] = be.run('embedding', [table], { ids });
+    const [rounded] = refBackend.run('embedding', [table], { ids });
+    const [unrounded] = refBackend.run('embedding', [exact], { ids });
+    if (got.dtype !== 'f32') out.push(`${head}: output dtype ${got.dtype}, want f32`);
+    // Widening is exact on both sides: the rows must be identical.
+    if (got.size > 0 && relError(got.data, rounded.data) !== 0) out.push(`${head}: rows differ from ref's widened rows`);
+    const r = compare('vs f32 table', got, unrounded, HALF_TOL[dtype]);
+    if (r) out.push(`${head}: ${r}`);
+  } catch (e) {
+    out.push(`${head}: threw ${(e as Error).message}`);
+  }
+  return out;
+}
+
+for (const name of availableBackends()) {
+  const be = getBackend(name);
+  const cpu = name === 'cpu' ? (be as CpuBackend) : null;
+  test(`${name}: supports() says which ops take bf16/f16 storage`, () => {
+    for (const op of OP_NAMES) {
+      for (const dt of ['bf16', 'f16'] as const) assert.equal(be.supports(op, dt), op === 'matmul' || op === 'embedding', `${name}.supports(${op}, ${dt})`);
+    }
+    // Half storage anywhere else is a clear error, never a silent conversion.
+    const x = Tensor.zeros([2, 3], 'bf16');
+    assert.throws(() => be.run('affine', [x], { a: 1, b: 0 }), new RegExp(`${name}\\.affine: input 0 is bf16`));
+    assert.throws(() => be.run('matmul', [x, Tensor.zeros([3, 2])], { transA: false, transB: false }), new RegExp(`${name}\\.matmul: input 0 is bf16`));
+  });
+
+  for (const dtype of ['bf16', 'f16'] as const) {
+    test(`${name}: matmul with a ${dtype} weight matches ref (rounded: ≤ 1e-5; vs f32 weights: ≤ ${HALF_TOL[dtype]})`, (t) => {
+      const failures: string[] = [];
+      HALF_MATMUL.forEach((c, i) => {
+        const seed = 90_000 + i + (dtype === 'f16' ? 500 : 0);
+        failures.push(...halfMatmulCase(be, c, dtype, seed));
+        if (c.big && cpu) {
+          const n = cpu.threads;
+          for (const th of [1, 3]) {
+            cpu.setThreads(th);
+            try {
+              failures.push(...halfMatmulCase(be, c, dtype, seed).map((f) => `(threads=${th}) ${f}`));
+            } finally {
+              cpu.setThreads(n);
+            }
+          }
+        }
+        if (cpu && cpu.blasInfo().blasEnabled) {
+          cpu.setBlasEnabled(false);
+          try {
+            failures.push(...halfMatmulCase(be, c, dtype, seed).map((f) => `(own sgemm) ${f}`));
+          } finally {
+            cpu.setBlasEnabled(true);
+          }
+        }
+      });
+      t.diagnostic(`${HALF_MATMUL.length} cases`);
+      if (failures.length > 0) assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);
+    });
+
+    test(`${name}: embedding from a ${dtype} table matches ref (exact rows; vs f32 table ≤ ${HALF_TOL[dtype]})`, () => {
+      const failures = [
+        ...halfEmbeddingCase(be, 7, 5, 9, dtype, 1),
+        ...halfEmbeddingCase(be, 61, 48, 33, dtype, 2),
+        ...halfEmbeddingCase(be, 300, 257, 1000, dtype, 3),
+        ...halfEmbeddingCase(be, 3, 0, 4, dtype, 4),
+      ];
+      if (failures.length > 0) assert.fail(failures.join('\n'));
+    });
+  }
+
+  test(`${name}: storage members: allocate/upload/download/free with live-buffer accounting, every dtype`, () => {
+    for (const dt of DTYPES) {
+      const before = be.memory();
+      const t = be.allocate([3, 5], dt);
+      assert.equal(t.dtype, dt);
+      assert.equal(be.memory().buffers, before.buffers + 1);
+      assert.equal(be.memory().bytes, before.bytes + 15 * bytesPerElement(dt));
+      const vals = Tensor.rand([3, 5], mulberry32(1), -3, 3).to(dt);
+      const host = vals.storage.host().slice();
+      const u = be.upload([3, 5], dt, host);
+      assert.equal(u.storage.pool.name, be.name);
+      assert.deepEqual(Array.from(be.download(u)), Array.from(vals.storage.host()));
+      // Values survive a round trip through every other dtype at least to that dtype's precision.
+      assert.ok(relError(u.toHost(), vals.toHost()) === 0);
+      be.free(t);
+      be.free(u);
+      be.free(u); // idempotent
+      vals.dispose();
+      assert.equal(be.memory().buffers, before.buffers);
+      assert.equal(be.memory().bytes, before.bytes);
+      assert.throws(() => t.toHost(), /used after dispose/);
+    }
+    be.sync();
+  });
+}

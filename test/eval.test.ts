@@ -80,7 +80,7 @@ test('task file: malformed lines name the file, the line and the field', () => {
   rejects(jsonl({ question: 'c', choices: { text: ['a', 'b'], label: ['A', 'B'] }, answerKey: 'C' }), 'answerKey', '["A","B"]');
   rejects(jsonl({ ...ok, target_delimiter: 1 }), 'target_delimiter');
   rejects('\n\n', 'bad.jsonl', 'no items');
-  assert.throws(() => readTaskFile('/nonexistent/tasks.jsonl'), /--tasks \/nonexistent\/tasks.jsonl: cannot read/);
+  assert.throws(() => readTaskFile('/nonexistent/tasks.jsonl'), /'tasks' \/nonexistent\/tasks.jsonl: cannot read/);
 });
 
 test('bundled task files: 60 items of 4 choices, answers spread over the positions', () => {

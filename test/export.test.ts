@@ -318,7 +318,7 @@ test('GGUF deepseek2 export: k_b/v_b split, adjacent rope, padded ranks, q_lora 
       const mlaLayers = r.config.layers as MlaAttention[];
       const ranks = new Set(mlaLayers.map((a) => a.kvRank));
       const file = join(dir, 'm.gguf');
-      assert.throws(() => exportGguf(file, r.config, r.weights, { vocab: syntheticVocab(61) }), /per-layer kv ranks \(12, 7\).*--pad-ranks/);
+      assert.throws(() => exportGguf(file, r.config, r.weights, { vocab: syntheticVocab(61) }), /per-layer kv ranks \(12, 7\).*add 'padRanks'/);
       const plan = exportGguf(file, r.config, r.weights, { vocab: syntheticVocab(61), padRanks: true });
       assert.equal(plan.arch, 'deepseek2');
       const R = Math.max(...ranks);
@@ -392,9 +392,9 @@ test('exports refuse what the stock layouts cannot express, saying why and what 
     }
   };
   const noNorm = convert(teacher, null, opts({ latentNorm: false }));
-  refuse(noNorm.config, noNorm.weights, /no latent norm.*convert with --latent-norm/s);
+  refuse(noNorm.config, noNorm.weights, /no latent norm.*convert with 'latentNorm'/s);
   const hybrid = convert(teacher, null, opts({ keepLayers: [1] }));
-  refuse(hybrid.config, hybrid.weights, /hybrid model: layer\(s\) 1 .*convert without --keep-layers/s);
+  refuse(hybrid.config, hybrid.weights, /hybrid model: layer\(s\) 1 .*convert without 'keepLayers'/s);
   const biased = convert(randomLlama(9, true), null, opts({}));
   refuse(biased.config, biased.weights, /attention biases/);
   const r6 = convert(teacher, null, opts({ ropeDim: 6 }));
@@ -412,9 +412,9 @@ test('HF export: stock DeepSeek-V3 directory (no extra key, rope_interleave) loa
   try {
     const r = perLayerRanks(); // from a half-split-rope teacher: rows must be reordered for rope_interleave
     const out = join(dir, 'ds');
-    assert.throws(() => exportHf(out, r.config, r.weights), /--pad-ranks/);
+    assert.throws(() => exportHf(out, r.config, r.weights), /add 'padRanks'/);
     const rep = exportHf(out, r.config, r.weights, { padRanks: true });
-    assert.ok(rep.notes.some((n) => n.includes('pad-ranks')));
+    assert.ok(rep.notes.some((n) => n.includes('{padRanks}')));
     const cfgJson = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(cfgJson.mla_upcycle, undefined);
     assert.equal(cfgJson.model_type, 'deepseek_v3');

@@ -26,7 +26,7 @@ function naiveForward(cfg: ModelConfig, w: W, ids: number[]): number[][] {
   const a = cfg.layers[0]!;
   if (a.kind !== 'gqa') throw new Error('gqa only');
   const { numKvHeads: Hkv, headDim: D } = a;
-  const get = (n: string) => w.get(n)!.data;
+  const get = (n: string) => w.get(n)!.toHost(); // bf16 weights widen exactly
   const lin = (x: number[], n: string, bias?: string) => {
     const W = get(n);
     const out = W.length / x.length;
@@ -121,6 +121,9 @@ for (const [arch, headDim] of [['llama', 10], ['qwen2', 16]] as const) {
       const wantPpl = Math.exp(nll / (ids.length - 1));
       for (const name of availableBackends()) {
         const model = Model.fromWeights(loaded.config, loaded.weights, getBackend(name as 'ref' | 'cpu'));
+        // The projections stay bf16 as read (half the memory); norms are f32.
+        assert.equal(model.p('model.layers.0.self_attn.q_proj.weight').value.dtype, 'bf16');
+        assert.equal(model.p('model.norm.weight').value.dtype, 'f32');
         const got = noGrad(() => forward(model, Int32Array.from(ids), 1, ids.length).value.data);
         const err = relError(got, want.flat());
         assert.ok(err <= 1e-5, `${name}: relative logit error ${err}`);

@@ -101,7 +101,7 @@ test('llama save → load round trip: config fields and bitwise F32 weights; BF1
     assert.equal(JSON.parse(readFileSync(join(bdir, 'config.json'), 'utf8')).torch_dtype, 'bfloat16');
     const b = loadHfModel(bdir);
     for (const [k, t] of w) {
-      assert.deepEqual([...b.weights.get(k)!.data], [...bf16ToF32(f32ToBf16(t.data as Float32Array))], k);
+      assert.deepEqual([...b.weights.get(k)!.toHost()], [...bf16ToF32(f32ToBf16(t.data as Float32Array))], k);
     }
     // Refuses to overwrite a non-empty directory unless asked.
     assert.throws(() => saveHfModel(dir, cfg, w), userErr(/already exists/));

@@ -50,6 +50,8 @@ const std::unordered_map<std::string, OpFn>& op_table() {
       {"klDiv", mla::op_kl_div},
       {"klDivBackward", mla::op_kl_div_backward},
       {"adamw", mla::op_adamw},
+      {"matmulHalf", mla::op_matmul_half},
+      {"embeddingHalf", mla::op_embedding_half},
   };
   return table;
 }
@@ -77,8 +79,11 @@ Arr typed_array(const Napi::Env& env, const Napi::Value& v, const std::string& w
     case napi_float64_array:
       a.type = ArrType::F64;
       break;
+    case napi_uint16_array:
+      a.type = ArrType::U16;
+      break;
     default:
-      throw mla::Error(what + " must be a Float32Array, Int32Array or Float64Array");
+      throw mla::Error(what + " must be a Float32Array, Int32Array, Float64Array or Uint16Array");
   }
   return a;
 }

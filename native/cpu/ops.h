@@ -2,7 +2,7 @@
 // src/tensor/ops.ts, grouped in files named like the ref backend's: matmul.cpp, elementwise.cpp, …).
 // Calling convention (fixed by src/backends/cpu/index.ts): run(op, params: Float64Array, ...arrays), where the arrays
 // are the op's inputs followed by its preallocated outputs (Float32Array, Int32Array ids/targets/positions,
-// Float64Array invFreq). Every entry point checks each array's element type and length before touching memory.
+// Float64Array invFreq, Uint16Array bf16/f16 weights). Every entry point checks each array's element type and length before touching memory.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +14,7 @@
 
 namespace mla {
 
-enum class ArrType { F32, I32, F64 };
+enum class ArrType { F32, I32, F64, U16 };
 
 struct Arr {
   void* data = nullptr;
@@ -44,7 +44,7 @@ struct Call {
   const Arr& arr(size_t i, ArrType t, size_t len) const {
     MLA_CHECK(i < arrs.size(), op + ": missing array argument " + std::to_string(i));
     const Arr& a = arrs[i];
-    static const char* names[] = {"Float32Array", "Int32Array", "Float64Array"};
+    static const char* names[] = {"Float32Array", "Int32Array", "Float64Array", "Uint16Array"};
     MLA_CHECK(a.type == t, op + ": array argument " + std::to_string(i) + " must be a " + names[static_cast<int>(t)]);
     MLA_CHECK(a.len == len, op + ": array argument " + std::to_string(i) + " has " + std::to_string(a.len) +
                                 " elements, expected " + std::to_string(len));
@@ -53,6 +53,8 @@ struct Call {
   float* f32(size_t i, size_t len) const { return static_cast<float*>(arr(i, ArrType::F32, len).data); }
   const int32_t* i32(size_t i, size_t len) const { return static_cast<const int32_t*>(arr(i, ArrType::I32, len).data); }
   const double* f64(size_t i, size_t len) const { return static_cast<const double*>(arr(i, ArrType::F64, len).data); }
+  /** bf16 / f16 bit patterns (half-precision weights). */
+  const uint16_t* u16(size_t i, size_t len) const { return static_cast<const uint16_t*>(arr(i, ArrType::U16, len).data); }
   size_t len(size_t i) const {
     MLA_CHECK(i < arrs.size(), op + ": missing array argument " + std::to_string(i));
     return arrs[i].len;
@@ -97,6 +99,10 @@ void op_kl_div(const Call&);
 void op_kl_div_backward(const Call&);
 // optim.cpp
 void op_adamw(const Call&);
+// half.cpp: the weight-reading kernels on bf16/f16 storage (not ops of their own in tensor/ops.ts: the cpu backend
+// calls them for matmul with a half b and embedding with a half table)
+void op_matmul_half(const Call&);
+void op_embedding_half(const Call&);
 
 /** C = op(A)·op(B) for `batch` matrices, overwriting C (row-major; A is (M, K) or (K, M) when transA, B is (K, N) or
  *  (N, K) when transB; B advances by bStride per batch entry, 0 for a shared weight). OpenBLAS when loaded and

@@ -135,7 +135,7 @@ export class Functions {
     return record(y.reshape(x.shape), [x, w], (g) => {
       const [dx, dw] = be.run('rmsnormBackward', [g.reshape([-1, c]), x2, w.value, rstd], {});
       return [dx.reshape(x.shape), dw];
-    });
+    }, [rstd]);
   }
 
   /** Rotary embedding of x (B, T, H, D) on the columns [start, start + 2·invFreq.length) of each head. */
@@ -157,7 +157,7 @@ export class Functions {
     });
     return record(o, [q, k, v], (g) =>
       be.run('attentionBackward', [g, q.value, k.value, v.value, o, lse], { scale, qOffset: S - q.value.dim(1) }),
-    );
+    [lse]);
   }
 
   /** silu(g) · u. */

@@ -3,7 +3,7 @@
 import type { Backend } from '../tensor/backend.js';
 import { refBackend } from './ref/index.js';
 import { loadCpuBackend } from './cpu/index.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 
 export type BackendName = 'ref' | 'cpu' | 'auto';
 
@@ -14,7 +14,7 @@ export function getBackend(name: BackendName): Backend {
       return refBackend;
     case 'cpu': {
       const cpu = loadCpuBackend();
-      if (!cpu.available) throw new UserError(`--backend cpu: the native cpu backend is not available: ${cpu.reason}`);
+      if (!cpu.available) throw new OptionError('backend', 'cpu', `the native cpu backend is not available: ${cpu.reason}`);
       return cpu;
     }
     case 'auto': {

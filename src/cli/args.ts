@@ -2,7 +2,7 @@
 // the `--help` text are both derived from that table, so the help cannot drift from what the parser accepts.
 
 import { parseArgs } from 'node:util';
-import { UserError } from '../errors.js';
+import { renderOptionRefs, UserError } from '../errors.js';
 
 /** One flag of a command. */
 export interface Flag {
@@ -17,6 +17,8 @@ export interface Flag {
   readonly defaultText?: string;
   readonly multiple?: boolean;
   readonly short?: string;
+  /** The library option field this flag fills, when it is not the flag's camelCase (kv-rank → kvRank). */
+  readonly field?: string;
 }
 
 export type FlagTable = Readonly<Record<string, Flag>>;
@@ -53,7 +55,9 @@ export function parseOptions<F extends FlagTable>(flags: F): ParseOptions<F> {
 }
 
 /** Parse argv against a command's flag table (unknown flags are a UserError naming the command). */
-export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>) {
+type Parsed<F extends FlagTable> = ReturnType<typeof parseArgs<{ args: string[]; options: ParseOptions<F>; allowPositionals: true; strict: true }>>;
+
+export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>): Parsed<F> {
   try {
     return parseArgs({ args: argv, options: parseOptions(spec.flags), allowPositionals: true, strict: true });
   } catch (e) {
@@ -85,6 +89,26 @@ export function helpText(spec: CommandSpec, summary: string): string {
     'common options:',
     ...shared.map(([n, f]) => line(n, f)),
   ].join('\n');
+}
+
+/** The flag of a command that fills a library option field: an explicit `field`, else the camelCase of its name. */
+export function flagForField(spec: CommandSpec, field: string): string | null {
+  const camel = (n: string) => n.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+  for (const [name, f] of Object.entries(spec.flags)) if ((f.field ?? camel(name)) === field) return name;
+  return null;
+}
+
+/** Library text (a message, a note) in the command's terms: each option reference ({field}) becomes the flag that
+ *  sets it, looked up in this command first, then in `others` (advice such as "convert with {latentNorm}" names
+ *  another command's flag); a field no flag sets stays its name. */
+export function cliText(spec: CommandSpec, text: string, others: CommandSpec[] = []): string {
+  return renderOptionRefs(text, (field) => {
+    for (const s of [spec, ...others]) {
+      const flag = flagForField(s, field);
+      if (flag !== null) return `--${flag}`;
+    }
+    return `'${field}'`;
+  });
 }
 
 /** A numeric flag: undefined → fallback; otherwise must parse and satisfy the check. */

@@ -3,15 +3,16 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
+import { saveConverted } from '../convert/record.js';
+import { CONVERT_DEFAULTS } from '../convert/defaults.js';
+import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
-import { saveModelDir } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
 import { table } from '../report/table.js';
@@ -21,25 +22,25 @@ export const convertSpec = {
   args: 'MODEL',
   flags: {
     out: { type: 'string', value: 'DIR', doc: 'output model directory (required; DeepSeek-V3 layout)' },
-    'kv-rank': { type: 'string', value: 'R', doc: 'latent rank r_kv of every converted layer' },
-    'kv-ratio': { type: 'string', value: 'X', defaultText: '4 (when neither --kv-rank nor --energy)', doc: "whole-cache KV compression against the teacher" },
-    energy: { type: 'string', value: 'δ', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
+    'kv-rank': { type: 'string', value: 'R', field: 'plan.rank', doc: 'latent rank r_kv of every converted layer' },
+    'kv-ratio': { type: 'string', value: 'X', field: 'plan.ratio', defaultText: `${CONVERT_DEFAULTS.plan.ratio} (when neither --kv-rank nor --energy)`, doc: "whole-cache KV compression against the teacher" },
+    energy: { type: 'string', value: 'δ', field: 'plan.delta', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
     'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
-    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: 'transmla', doc: 'which rotary components the rope key keeps' },
+    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
     target: {
       type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
       defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
       doc: "plan the shapes the engine's fast kernels accept (mla plan); native: per-layer rope choice, native format only",
     },
-    basis: { type: 'string', value: 'weight|activation', default: 'activation', doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
+    basis: { type: 'string', value: 'weight|activation', default: CONVERT_DEFAULTS.basis, doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
     'q-rank': { type: 'string', value: 'R', defaultText: 'full-rank query', doc: 'low-rank query (q_a_proj / q_a_layernorm / q_b_proj)' },
     'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
-    'nope-init': { type: 'string', value: 'mean-rotation|identity', default: 'mean-rotation', doc: 'no-rope path init of a rotary pair that leaves the rope key' },
+    'nope-init': { type: 'string', value: 'mean-rotation|identity', default: CONVERT_DEFAULTS.nopeInit, doc: 'no-rope path init of a rotary pair that leaves the rope key' },
     'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
-    calib: { type: 'string', value: 'FILE', defaultText: "the teacher's own samples", doc: 'calibration text' },
-    'calib-samples': { type: 'string', value: 'N', default: '32', doc: 'calibration sequences' },
-    'calib-len': { type: 'string', value: 'T', default: '256', doc: 'calibration sequence length in tokens' },
-    seed: { type: 'string', value: 'S', default: '1234', doc: 'seed of the calibration samples' },
+    calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
+    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
+    'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
+    seed: { type: 'string', value: 'S', field: 'calib.seed', default: String(CONVERT_DEFAULTS.calib.seed), doc: 'seed of the calibration samples' },
     dtype: { type: 'string', value: 'f32|bf16', default: 'f32', doc: 'weight dtype written' },
     overwrite: { type: 'boolean', default: false, doc: 'replace a non-empty --out directory' },
     ...commonFlags,
@@ -52,7 +53,7 @@ type ConvertValues = ReturnType<typeof parse<typeof convertSpec.flags>>['values'
 export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   const given = (['kv-rank', 'kv-ratio', 'energy'] as const).filter((k) => v[k] !== undefined);
   if (given.length > 1) throw new UserError(`mla convert: give one of --kv-rank, --kv-ratio, --energy (got ${given.map((g) => '--' + g).join(', ')})`);
-  let plan: RankPlan = { kind: 'ratio', ratio: 4 };
+  let plan: RankPlan = { ...CONVERT_DEFAULTS.plan };
   if (v['kv-rank'] !== undefined) plan = { kind: 'rank', rank: num(v['kv-rank'], 'kv-rank', 0, positiveInt, 'a positive integer') };
   if (v['kv-ratio'] !== undefined) plan = { kind: 'ratio', ratio: num(v['kv-ratio'], 'kv-ratio', 0, (n) => n >= 1, 'a compression ≥ 1') };
   if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
@@ -71,7 +72,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     plan,
     ropeDim: v['rope-dim'] === undefined ? undefined : num(v['rope-dim'], 'rope-dim', 0, (n) => positiveInt(n) && n % 2 === 0, 'an even positive integer'),
     ropeMethod,
-    ropeRule: target ? TARGET_RULES[target].rope : 'geometric',
+    ropeRule: target ? TARGET_RULES[target].rope : CONVERT_DEFAULTS.ropeRule,
     basis,
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
@@ -96,32 +97,8 @@ export function convertReport(r: ConvertResult): string {
     table(['layer', 'attention', 'r_kv', 'd_r', 'energy kept', 'KV bytes/token', 'teacher bytes/token'], rows),
     '',
     `KV cache per token: ${r.studentKvBytesPerToken} bytes (teacher ${r.teacherKvBytesPerToken}) → compression ${r.compression.toFixed(2)}×`,
-    ...r.notes.map((n) => `note: ${n}`),
+    ...r.notes.map((n) => `note: ${cliText(convertSpec, n)}`),
   ].join('\n');
-}
-
-/** conversion.json: how a directory was made, with the per-layer spectra (read by `mla compare`). */
-export const CONVERSION_RECORD = 'conversion.json';
-
-export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
-  const rec = {
-    source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
-    q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
-    teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
-  };
-  writeFileSync(join(dir, CONVERSION_RECORD), JSON.stringify(rec) + '\n');
-}
-
-/** Tokenizer files to carry into an output directory (a llama2.c tokenizer is stored as tokenizer.bin). */
-export function tokenizerFiles(modelPath: string, tokenizer: string | undefined): { from: string; name: string }[] {
-  if (tokenizer) {
-    if (statSync(tokenizer).isDirectory()) return tokenizerFiles(tokenizer, undefined);
-    return [{ from: tokenizer, name: tokenizer.endsWith('.bin') ? 'tokenizer.bin' : 'tokenizer.json' }];
-  }
-  if (!statSync(modelPath).isDirectory()) return [];
-  return ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.bin']
-    .filter((f) => existsSync(join(modelPath, f)))
-    .map((f) => ({ from: join(modelPath, f), name: f }));
 }
 
 export async function convertCommand(argv: string[]): Promise<void> {
@@ -130,7 +107,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
   const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
   if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
-  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && (await import('node:fs')).readdirSync(values.out).length > 0) {
+  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && readdirSync(values.out).length > 0) {
     throw new UserError(`--out ${values.out}: already exists and is not empty (add --overwrite)`);
   }
   const opts = convertOptionsFrom(values);
@@ -138,16 +115,9 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
   const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
-  const tokFiles = tokenizerFiles(path, values.tokenizer);
-  saveModelDir(values.out, r.config, r.weights, {
-    dtype,
-    overwrite: values.overwrite,
-    copyFiles: tokFiles,
-    metadata: { mla_upcycle_source: path },
-  });
-  writeConversionRecord(values.out, path, opts, r);
+  saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
     process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
   }

@@ -9,12 +9,12 @@ import { commonFlags, numFlag, parse, positiveInt, type CommandSpec } from './ar
 import { openModel, resolveBackend } from '../infer/open.js';
 import { Model } from '../model/model.js';
 import { convert, type ConvertOptions } from '../convert/convert.js';
-import { saveModelDir } from '../io/deepseek.js';
+import { CONVERSION_RECORD, saveConverted } from '../convert/record.js';
 import { UserError } from '../errors.js';
 import { Batcher, sampleSequences, tokenizeTexts, readTexts } from '../train/data.js';
 import { distill, type DistillSettings } from '../train/distill.js';
-import { CONVERSION_RECORD, convertReport, writeConversionRecord } from './convert.js';
-import { runCompare } from './compare.js';
+import { convertReport } from './convert.js';
+import { runCompare } from '../eval/compare-run.js';
 import { compareTable } from '../report/report.js';
 import { Progress } from './progress.js';
 
@@ -66,8 +66,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const r = convert(teacher.model, tok, opts);
     process.stderr.write(convertReport(r) + '\n');
     const convDir = join(out, `mla-${ratio}x`);
-    saveModelDir(convDir, r.config, r.weights, { copyFiles: copyTok });
-    writeConversionRecord(convDir, BUNDLED.model, opts, r);
+    saveConverted(convDir, opts, r, { source: BUNDLED.model, copyFiles: copyTok });
     students.push({ name: `mla-${ratio}x (converted)`, path: convDir, model: Model.fromWeights(r.config, r.weights, be) });
 
     const distDir = join(out, `mla-${ratio}x-distilled`);
@@ -84,7 +83,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       copyFiles: [...copyTok, { from: join(convDir, CONVERSION_RECORD), name: CONVERSION_RECORD }], progress: dbar,
     });
     log(`distilled ${ratio}×: held-out perplexity ${res.ppl.toFixed(3)}`);
-    students.push({ name: `mla-${ratio}x (distilled)`, path: distDir, model: student });
+    students.push({ name: `mla-${ratio}x (distilled)`, path: distDir, model: res.student });
     notes.push(
       `npx mla convert ${BUNDLED.model} --tokenizer ${BUNDLED.tokenizer} --out ${convDir} --kv-ratio ${ratio} --rope-dim ${ropeDim}`,
       `npx mla distill --teacher ${BUNDLED.model} --tokenizer ${BUNDLED.tokenizer} --student ${convDir} --out ${distDir} --tokens ${tokens} --seq ${seq} --self-generate 1024 --eval-text ${BUNDLED.heldout}`,
@@ -93,7 +92,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   notes.push(`npx mla compare ${BUNDLED.model} --tokenizer ${BUNDLED.tokenizer} ${students.map((s) => s.path).join(' ')} --text ${BUNDLED.heldout} --tasks ${BUNDLED.tasks} --out ${out}`, '```');
   const { rows, report } = runCompare({
     teacher: { name: 'stories260K (teacher, GQA)', path: BUNDLED.model, model: teacher.model }, students, tokenizer: tok,
-    textFile: BUNDLED.heldout, ctx: 256, tasksFile: BUNDLED.tasks, out, title: 'mla-upcycle demo: stories260K → MLA', notes,
+    text: BUNDLED.heldout, ctx: 256, tasks: BUNDLED.tasks, out, progress: (n) => new Progress('demo: compare', n, 'tok'), title: 'mla-upcycle demo: stories260K → MLA', notes,
   });
   process.stdout.write(compareTable(rows) + `\n\nwrote ${report}\n`);
 }

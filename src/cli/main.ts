@@ -2,7 +2,7 @@
 // The `mla` command: main(argv) dispatches to one file per command; one error handler prints UserErrors without a stack.
 
 import { UserError } from '../errors.js';
-import { helpText } from './args.js';
+import { cliText, helpText } from './args.js';
 import { commands } from './commands.js';
 
 export function usage(): string {
@@ -33,7 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      const others = await Promise.all(Object.values(commands).map(async (c) => (await c.load()).spec));
+      process.stderr.write(`error: ${cliText(spec, e.template, others)}\n`);
       return 1;
     }
     throw e;

@@ -1,21 +1,12 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
-import { readFileSync } from 'node:fs';
 import { commonFlags, num, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
+import { readText } from '../eval/text.js';
 import { Progress } from './progress.js';
 import { UserError } from '../errors.js';
-
-/** Read a text file for evaluation, with a clear error. */
-export function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`--text ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
 
 export const pplSpec = {
   name: 'ppl',

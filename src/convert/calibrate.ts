@@ -10,12 +10,13 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface LayerStats {
   /** Tokens seen. */
@@ -46,20 +47,20 @@ export function calibrationSequences(
 ): number[][] {
   const len = Math.min(opts.length, model.config.maxPositions);
   if (opts.file) {
-    if (!tokenizer) throw new UserError(`--calib ${opts.file}: the model has no tokenizer (give --tokenizer)`);
+    if (!tokenizer) throw new OptionError('calib.file', opts.file, 'the model has no tokenizer (give {tokenizer})');
     let text: string;
     try {
       text = readFileSync(opts.file, 'utf8');
     } catch (e) {
-      throw new UserError(`--calib ${opts.file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      throw new OptionError('calib.file', opts.file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
     }
     const ids = tokenizer.encode(text, true);
     const seqs: number[][] = [];
     for (let s = 0; s + 2 <= ids.length && seqs.length < opts.samples; s += len) seqs.push(ids.slice(s, s + len));
-    if (seqs.length === 0) throw new UserError(`--calib ${opts.file}: fewer than 2 tokens of text`);
+    if (seqs.length === 0) throw new OptionError('calib.file', opts.file, 'fewer than 2 tokens of text');
     return seqs;
   }
-  if (model.config.bosTokenId === null) throw new UserError('calibration: the model has no BOS token to sample from; give --calib FILE');
+  if (model.config.bosTokenId === null) throw new OptionError('calib.file', undefined, 'required: the model has no BOS token to sample calibration sequences from');
   return sampleSequences(model, opts.samples, len, opts.seed, 32, progress);
 }
 
@@ -77,7 +78,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
     }
   });
   noGrad(() => {
-    for (const seq of seqs) {
+    for (const seq of seqs) tidy(() => {
       const hidden: Var[] = [];
       forward(model, Int32Array.from(seq), 1, seq.length, { collectHidden: hidden });
       hidden.forEach((h, l) => {
@@ -92,7 +93,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
         st.n += seq.length;
       });
       progress.tick(1);
-    }
+    });
   });
   progress.end();
   for (const st of stats) {

@@ -13,7 +13,7 @@ import { kvValuesPerToken, kvBytesPerToken } from '../model/config.js';
 import type { Model } from '../model/model.js';
 import { layerPrefix } from '../model/weights.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
@@ -74,6 +74,7 @@ export interface ConvertResult {
   studentKvBytesPerToken: number;
   compression: number;
   /** Facts the user must know (function-changing options, export limits). */
+  /** What the conversion changed; option references are written {field} (errors.ts renderOptionRefs). */
   notes: string[];
 }
 
@@ -90,7 +91,7 @@ export function convert(
   const C = cfg.hiddenSize;
   const H = cfg.numHeads;
   for (const l of opts.keepLayers) {
-    if (!Number.isInteger(l) || l < 0 || l >= cfg.numLayers) throw new UserError(`--keep-layers: layer ${l} outside 0..${cfg.numLayers - 1}`);
+    if (!Number.isInteger(l) || l < 0 || l >= cfg.numLayers) throw new OptionError('keepLayers', undefined, `layer ${l} outside 0..${cfg.numLayers - 1}`);
   }
   cfg.layers.forEach((a, i) => {
     if (a.kind !== 'gqa') throw new UserError(`convert: layer ${i} is already MLA; convert a GQA/MHA model`);
@@ -98,7 +99,7 @@ export function convert(
   const teacherLayers = cfg.layers as GqaAttention[];
   const D0 = teacherLayers[0]!.headDim;
   const ropeDim = opts.ropeDim ?? D0 / 2;
-  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new UserError(`--rope-dim: expected an even number ≥ 2, got ${ropeDim}`);
+  if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new OptionError('ropeDim', undefined, `expected an even number ≥ 2, got ${ropeDim}`);
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
   const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
 
@@ -116,7 +117,7 @@ export function convert(
     const scores: number[][] = [];
     teacherLayers.forEach((a, l) => {
       if (!convertSet[l]) return;
-      if (ropeDim / 2 > a.headDim / 2) throw new UserError(`--rope-dim ${ropeDim}: at most ${a.headDim} rope dims in layer ${l} (head dim ${a.headDim}) when every layer keeps the same pairs`);
+      if (ropeDim / 2 > a.headDim / 2) throw new OptionError('ropeDim', ropeDim, `at most ${a.headDim} rope dims in layer ${l} (head dim ${a.headDim}) when every layer keeps the same pairs`);
       const e = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, stats![l]!);
       energiesOf[l] = e;
       scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
@@ -168,9 +169,9 @@ export function convert(
 
   const config: ModelConfig = { ...cfg, arch: 'deepseek_v3', layers };
   if (opts.latentNorm) {
-    notes.push('kv_a_layernorm added (--latent-norm): RMSNorm on the latent changes the function until distillation; its weight is initialised to the latent\'s mean RMS.');
+    notes.push('kv_a_layernorm added ({latentNorm}): RMSNorm on the latent changes the function until distillation; its weight is initialised to the latent\'s mean RMS.');
   } else {
-    notes.push('no latent norm: exact SVD/PCA factorisation; stock engines (transformers, vLLM, llama.cpp) always apply kv_a_layernorm, so convert with --latent-norm (and distil) for a stock export.');
+    notes.push('no latent norm: exact SVD/PCA factorisation; stock engines (transformers, vLLM, llama.cpp) always apply kv_a_layernorm, so convert with {latentNorm} (and distil) for a stock export.');
   }
   if (opts.qRank !== null) notes.push(`low-rank query (q_a_layernorm) at rank ${opts.qRank}: the RMSNorm changes the function until distillation.`);
   for (const g of rule === 'free' ? geometric : []) {
@@ -196,22 +197,22 @@ function attentionNames(l: number, a: GqaAttention): string[] {
 /** Per-layer kv rank from the plan (null: chosen later from the spectrum by energy). */
 export function planRanks(cfg: ModelConfig, plan: RankPlan, ropeDim: number, convertSet: boolean[]): (number | null)[] {
   const nConv = convertSet.filter(Boolean).length;
-  if (nConv === 0) throw new UserError('convert: --keep-layers keeps every layer; nothing to convert');
+  if (nConv === 0) throw new OptionError('keepLayers', undefined, 'keeps every layer; nothing to convert');
   if (plan.kind === 'energy') {
-    if (!(plan.delta > 0 && plan.delta <= 1)) throw new UserError(`--energy: expected a fraction in (0, 1], got ${plan.delta}`);
+    if (!(plan.delta > 0 && plan.delta <= 1)) throw new OptionError('plan.delta', undefined, `expected a fraction in (0, 1], got ${plan.delta}`);
     return convertSet.map(() => null);
   }
   if (plan.kind === 'rank') {
-    if (!Number.isInteger(plan.rank) || plan.rank < 1) throw new UserError(`--kv-rank: expected a positive integer, got ${plan.rank}`);
+    if (!Number.isInteger(plan.rank) || plan.rank < 1) throw new OptionError('plan.rank', undefined, `expected a positive integer, got ${plan.rank}`);
     return convertSet.map(() => plan.rank);
   }
-  if (!(plan.ratio >= 1)) throw new UserError(`--kv-ratio: expected a compression ≥ 1, got ${plan.ratio}`);
+  if (!(plan.ratio >= 1)) throw new OptionError('plan.ratio', undefined, `expected a compression ≥ 1, got ${plan.ratio}`);
   const teacher = cfg.layers.reduce((s, a) => s + kvValuesPerToken(a), 0);
   const kept = cfg.layers.reduce((s, a, i) => s + (convertSet[i] ? 0 : kvValuesPerToken(a)), 0);
   const perLayer = (teacher / plan.ratio - kept) / nConv;
   const rank = Math.round(perLayer - ropeDim);
   if (rank < 1) {
-    throw new UserError(`--kv-ratio ${plan.ratio}: leaves ${perLayer.toFixed(1)} values per layer, not enough for rope dim ${ropeDim} plus a latent; lower the ratio or --rope-dim`);
+    throw new OptionError('plan.ratio', plan.ratio, `leaves ${perLayer.toFixed(1)} values per layer, not enough for rope dim ${ropeDim} plus a latent; lower the ratio or {ropeDim}`);
   }
   return convertSet.map(() => rank);
 }
@@ -251,12 +252,13 @@ function convertLayer(
   const p = `${layerPrefix(l)}.self_attn`;
   const get = (n: string) => {
     const w = model.p(`${p}.${n}`).value;
+    const vals = f64(w); // bf16/f16 weights widen exactly
     // Weights read from files were checked at load; a model built in code may still carry NaN/±∞ into svd/eigh.
-    const i = firstNonFinite(w.data);
+    const i = firstNonFinite(vals);
     if (i >= 0) {
-      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(w.data[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
+      throw new NonFiniteError(`convert: layer ${l}: tensor ${p}.${n} is ${nonFiniteName(vals[i]!)} at element ${elementIndex(i, w.shape)}; weights must be finite`);
     }
-    return f64(w);
+    return vals;
   };
   const Wq = get('q_proj.weight');
   const Wk = get('k_proj.weight');
@@ -273,7 +275,7 @@ function convertLayer(
   } else {
     const maxPairs = (D / 2) * (opts.ropeMethod === 'transmla' ? Hkv : 1);
     if (Dr / 2 > maxPairs) {
-      throw new UserError(`--rope-dim ${Dr}: ${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
+      throw new OptionError('ropeDim', Dr, `${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
     }
     const energies = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, st);
     comps = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg: model.be.linalg });
@@ -366,7 +368,7 @@ function convertLayer(
     put('q_proj.weight', [H * Dq, C], Q);
     if (qb) put('q_proj.bias', [H * Dq], qb);
   } else {
-    if (qb) throw new UserError('--q-rank: a low-rank query cannot carry the teacher\'s q bias; convert without --q-rank');
+    if (qb) throw new OptionError('qRank', undefined, "a low-rank query cannot carry the teacher's q bias; convert without {qRank}");
     const Rq = Math.min(opts.qRank, H * Dq, C);
     const { u, s, vt, k } = model.be.linalg.svd(Q, H * Dq, C);
     const qa = new Float64Array(Rq * C);

@@ -17,7 +17,7 @@ export function kvHeadOf(h: number, H: number, Hkv: number): number {
 
 /** A tensor's values as a fresh f64 array. */
 export function f64(t: Tensor): Float64Array {
-  return Float64Array.from(t.data);
+  return Float64Array.from(t.toHost());
 }
 
 /** Copy row `src` of a (·, C) matrix into row `dst` of another, times `scale`, added to what is there. */

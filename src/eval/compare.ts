@@ -13,18 +13,10 @@ import { evaluateTasks } from './tasks.js';
 import type { TaskItem } from './task-file.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import type { CompareRow } from '../report/report.js';
+import { tidy } from '../tensor/storage.js';
 
-export interface CompareRow {
-  name: string;
-  kvBytesPerToken: number;
-  compression: number;
-  parameters: number;
-  perplexity: number;
-  /** Mean KL(teacher ‖ model) per scored token (0 for the teacher). */
-  kl: number;
-  acc: number | null;
-  accNorm: number | null;
-}
+export type { CompareRow };
 
 /** Perplexity of every model and KL to the teacher, over the same windows of `ctx` tokens (batched). */
 export function compareModels(
@@ -43,7 +35,7 @@ export function compareModels(
   const progress = opts.progress ?? silentProgress;
   let w0 = 0; // index of the batch's first window
   noGrad(() => {
-    for (const { input, targets, B, T } of windowBatches(ws, batch)) {
+    for (const { input, targets, B, T } of windowBatches(ws, batch)) tidy(() => {
       const where = (b: number, t: number) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`;
       const V = teacher.model.config.vocabSize;
       const tLogits = forward(teacher.model, input, B, T).value;
@@ -62,7 +54,7 @@ export function compareModels(
       count += B * (T - 1);
       w0 += B;
       progress.tick(B * T);
-    }
+    });
   });
   progress.end();
   const teacherKv = kvBytesPerToken(teacher.model.config, 4);

@@ -8,6 +8,7 @@ import { forward } from '../model/forward.js';
 import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface PerplexityResult {
   perplexity: number;
@@ -20,8 +21,9 @@ export interface PerplexityResult {
 /** Windows of `ctx` tokens (the last may be shorter; windows of one token are dropped). */
 export function windows(ids: ArrayLike<number>, ctx: number): number[][] {
   const out: number[][] = [];
-  for (let s = 0; s < ids.length; s += ctx) {
-    const w = Array.from(ids).slice(s, s + ctx);
+  const all = Array.from(ids); // once: copying inside the loop made this O(n²/ctx)
+  for (let s = 0; s < all.length; s += ctx) {
+    const w = all.slice(s, s + ctx);
     if (w.length >= 2) out.push(w);
   }
   return out;
@@ -62,13 +64,16 @@ export function perplexity(
   const V = model.config.vocabSize;
   noGrad(() => {
     for (const { input, targets, B, T } of windowBatches(ws, batch)) {
-      const logits = forward(model, input, B, T);
-      // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
-      assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
-        (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);
+      // One batch's activations are freed when it is scored (tidy).
+      tidy(() => {
+        const logits = forward(model, input, B, T);
+        // Stop on the first non-finite logit: a NaN must not become a perplexity (or vanish into one).
+        assertFiniteRows('perplexity', 'logits', logits.value.data, T, V, FORWARD_HINT,
+          (b, t) => `window ${w0 + b + 1} of ${ws.length}, position ${t}`);
+        const losses = model.F.crossEntropy(logits, targets).value;
+        for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
+      });
       w0 += B;
-      const losses = model.F.crossEntropy(logits, targets).value;
-      for (let r = 0; r < losses.size; r++) nll += losses.data[r]!;
       count += B * (T - 1);
       progress.tick(B * T);
     }

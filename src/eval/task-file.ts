@@ -13,7 +13,7 @@
 // Blank lines are skipped; other fields are ignored.
 
 import { readFileSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { isObject, type JsonObject } from '../io/json.js';
 
 /** One multiple-choice question. */
@@ -139,7 +139,7 @@ export function readTaskFile(file: string): TaskItem[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new UserError(`--tasks ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new OptionError('tasks', file, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   return parseTaskJsonl(text, file);
 }

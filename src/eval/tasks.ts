@@ -25,6 +25,7 @@ import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import type { TaskItem } from './task-file.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface TaskOptions {
   /** Sequences per forward (default 8). */
@@ -144,14 +145,16 @@ export function evaluateTasks(model: Model, tokenizer: Tokenizer, items: readonl
         const first = L - r.targets.length; // row predicting the first continuation token
         r.targets.forEach((t, j) => (targets[b * T + first + j] = t));
       });
-      const logits = forward(model, ids, B, T);
-      assertFiniteRows('eval', 'logits', logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
-        (b, t) => `item ${group[b]!.item + 1}, choice ${group[b]!.choice}, position ${t}`);
-      const nll = model.F.crossEntropy(logits, targets).value.data; // (B·T)
-      group.forEach((r, b) => {
-        let ll = 0;
-        for (let t = 0; t < T; t++) ll -= nll[b * T + t]!;
-        logliks[r.item]![r.choice] = ll;
+      tidy(() => {
+        const logits = forward(model, ids, B, T);
+        assertFiniteRows('eval', 'logits', logits.value.data, T, model.config.vocabSize, FORWARD_HINT,
+          (b, t) => `item ${group[b]!.item + 1}, choice ${group[b]!.choice}, position ${t}`);
+        const nll = model.F.crossEntropy(logits, targets).value.data; // (B·T)
+        group.forEach((r, b) => {
+          let ll = 0;
+          for (let t = 0; t < T; t++) ll -= nll[b * T + t]!;
+          logliks[r.item]![r.choice] = ll;
+        });
       });
       progress.tick(B);
     }

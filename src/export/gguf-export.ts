@@ -47,7 +47,7 @@ export interface GgufPlan {
   notes: string[];
 }
 
-const f32 = (t: Tensor): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
+const f32 = (t: Tensor): Float32Array => t.toF32();
 
 /**
  * Tensor storage for the dtype: vectors (norms, biases, rope factors) stay F32 as llama.cpp's converter keeps

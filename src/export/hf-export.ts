@@ -42,7 +42,7 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
     notes.push(
       `rope: rope_theta ${fit.base.toPrecision(6)} with rope_scaling linear factor ${fit.factor.toPrecision(6)}; transformers applies it ` +
         "as written, but vLLM's and SGLang's DeepSeek classes turn any rope_scaling into deepseek_yarn and will not reproduce this " +
-        'model; serve it with transformers, or with llama.cpp (mla export --format gguf handles the scaling)',
+        'model; serve it with transformers, or with llama.cpp ({format} gguf handles the scaling)',
     );
   }
   return { config: stock.config, notes };

@@ -74,8 +74,8 @@ export function fitStockRope(
     `geometric run [${show(fitted)}] changes the logits by ${error.toExponential(2)} (relative, ${T} random tokens)`;
   if (!(error <= tolerance)) {
     throw new UserError(
-      `${source}: ${what}, above the tolerance ${tolerance} (--rope-tolerance): convert with a rope dim whose pairs avoid the rope-scaling ` +
-        'band (mla plan MODEL lists them) or distil after exporting with a larger --rope-tolerance',
+      `${source}: ${what}, above the tolerance ${tolerance} ({ropeTolerance}): convert with a rope dim whose pairs avoid the rope-scaling ` +
+        'band (mla plan MODEL lists them) or distil after exporting with a larger {ropeTolerance}',
     );
   }
   return { config, error, notes: [`${what} (tolerance ${tolerance}): exported with the nearest run`] };

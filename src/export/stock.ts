@@ -15,7 +15,7 @@ import { UserError } from '../errors.js';
 
 export type ExportTarget = 'gguf' | 'hf';
 
-const f32 = (t: Tensor): Float32Array => (t.data instanceof Float32Array ? t.data : Float32Array.from(t.data));
+const f32 = (t: Tensor): Float32Array => t.toF32();
 
 function need(weights: Map<string, Tensor>, name: string): Tensor {
   const t = weights.get(name);
@@ -104,19 +104,19 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   const gqa = cfg.layers.flatMap((a, i) => (a.kind === 'gqa' ? [i] : []));
   const mla = mlaLayers(cfg);
   if (mla.length === 0) {
-    return [`the model has no MLA layer: convert it first (mla convert MODEL --latent-norm --out DIR)${target === 'gguf' ? ', or export an all-GQA model, which is written as llama' : ''}`];
+    return [`the model has no MLA layer: convert it first (with {latentNorm})${target === 'gguf' ? ', or export an all-GQA model, which is written as llama' : ''}`];
   }
   if (gqa.length > 0) {
     problems.push(
-      `hybrid model: layer(s) ${gqa.join(', ')} keep the original attention (--keep-layers), but ${engine} has one attention kind for ` +
-        'every layer; convert without --keep-layers',
+      `hybrid model: layer(s) ${gqa.join(', ')} keep the original attention ({keepLayers}), but ${engine} has one attention kind for ` +
+        'every layer; convert without {keepLayers}',
     );
   }
   const noNorm = cfg.layers.flatMap((a, i) => (a.kind === 'mla' && !a.latentNorm ? [i] : []));
   if (noNorm.length > 0) {
     problems.push(
       `no latent norm in layer(s) ${noNorm.join(', ')}: ${engine} always applies kv_a_layernorm (RMSNorm) to the latent, which changes ` +
-        'the function; convert with --latent-norm (and distil with it in place)',
+        'the function; convert with {latentNorm} (and distil with it in place)',
     );
   }
   const biased = cfg.layers.flatMap((a, i) => (a.kind === 'mla' && a.bias ? [i] : []));
@@ -134,19 +134,19 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   const ranks = [...new Set(mla.map((a) => a.kvRank))];
   if (ranks.length > 1 && !padRanks) {
     problems.push(
-      `per-layer kv ranks (${ranks.join(', ')}): ${engine} has one kv_lora_rank; add --pad-ranks to pad every layer to ${Math.max(...ranks)} ` +
-        '(exact: zero latent columns, with the latent norm rescaled), at the cost of a larger cache, or convert with --kv-rank',
+      `per-layer kv ranks (${ranks.join(', ')}): ${engine} has one kv_lora_rank; add {padRanks} to pad every layer to ${Math.max(...ranks)} ` +
+        '(exact: zero latent columns, with the latent norm rescaled), at the cost of a larger cache, or convert with one {plan.rank}',
     );
   }
   const freqKey = (a: MlaAttention): string => a.ropeInvFreq.map((f) => f.toPrecision(12)).join(',');
   if (new Set(mla.map(freqKey)).size > 1) {
     problems.push(
-      `per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert without --target native (the default keeps ` +
-        'the same pairs in every layer, a geometric run)',
+      `per-layer rope frequencies: ${engine} has one rope_theta for all layers; convert with the default rope rule (the ` +
+        'same pairs in every layer, a geometric run), not the per-layer choice of the native target',
     );
   }
   if (target === 'gguf' && first.nopeDim === 0) {
-    problems.push("qk_nope_head_dim is 0: llama.cpp's deepseek2 needs a no-rope part (attn_k_b would be empty); convert with a smaller --rope-dim");
+    problems.push("qk_nope_head_dim is 0: llama.cpp's deepseek2 needs a no-rope part (attn_k_b would be empty); convert with a smaller {ropeDim}");
   }
   return problems;
 }
@@ -222,7 +222,7 @@ export function toStockMla(
   let m = { config: rope.config, weights };
   if (padRanks) {
     const r = padKvRanks(cfg, weights);
-    if (r.padded.length > 0) notes.push(`--pad-ranks: layer(s) ${r.padded.join(', ')} padded to kv rank ${mlaLayers(r.config)[0]!.kvRank}`);
+    if (r.padded.length > 0) notes.push(`{padRanks}: layer(s) ${r.padded.join(', ')} padded to kv rank ${mlaLayers(r.config)[0]!.kvRank}`);
     m = r;
   }
   if (m.config.ropePairing === 'half') notes.push('rope rows of q and kv_a reordered from half-split to adjacent pairs (exact)');

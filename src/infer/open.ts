@@ -4,7 +4,7 @@ import type { Backend } from '../tensor/backend.js';
 import { getBackend } from '../backends/index.js';
 import { loadModel } from '../io/load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { Model } from '../model/model.js';
 
 export interface OpenOptions {
@@ -20,7 +20,7 @@ export interface Opened {
 
 export function resolveBackend(name: string | undefined): Backend {
   const n = name ?? 'auto';
-  if (n !== 'ref' && n !== 'cpu' && n !== 'auto') throw new UserError(`--backend: expected ref, cpu or auto, got '${n}'`);
+  if (n !== 'ref' && n !== 'cpu' && n !== 'auto') throw new OptionError('backend', undefined, `expected ref, cpu or auto, got '${n}'`);
   return getBackend(n);
 }
 
@@ -35,7 +35,7 @@ export function openModel(path: string, opts: OpenOptions = {}, be?: Backend): O
 /** The tokenizer, or a clear error saying how to give one. */
 export function requireTokenizer(o: Opened): Tokenizer {
   if (!o.tokenizer) {
-    throw new UserError(`${o.source}: no tokenizer (give --tokenizer FILE for a llama2.c checkpoint, or add tokenizer.json to the directory)`);
+    throw new UserError(`${o.source}: no tokenizer (give {tokenizer} for a llama2.c checkpoint, or add tokenizer.json to the directory)`);
   }
   return o.tokenizer;
 }

@@ -11,7 +11,7 @@ import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
-import { readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
+import { checkpointWeight, readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
 import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 
 export const NATIVE_VERSION = 1;
@@ -156,7 +156,7 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     const t = weights.get(spec.name);
     if (!t) throw new UserError(`save ${dir}: tensor ${spec.name}: missing`);
     if (t.size !== spec.shape.reduce((a, b) => a * b, 1)) throw new UserError(`save ${dir}: tensor ${spec.name}: expected [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
-    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
   const tmp = tempNameFor(dir);
@@ -278,7 +278,7 @@ export function loadDeepseekModel(dir: string): LoadedModel {
     if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
       throw new UserError(`${t.file}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`);
     }
-    weights.set(spec.name, new Tensor(spec.shape, t.data));
+    weights.set(spec.name, checkpointWeight(spec.shape, t));
   }
   return { config, weights };
 }

@@ -12,7 +12,7 @@ import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
 import { assertFiniteWeights } from './finite.js';
-import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 
 export interface LoadedModel {
   config: ModelConfig;
@@ -20,11 +20,47 @@ export interface LoadedModel {
   weights: Map<string, Tensor>;
 }
 
-/** One tensor read from a checkpoint, with the file it came from (for error messages). */
+/** One tensor read from a checkpoint, with the file it came from (for error messages). F16/BF16 tensors keep their
+ *  16-bit `bits` and widen to `data` only when it is read. */
 export interface CheckpointTensor {
   shape: number[];
-  data: Float32Array;
+  readonly data: Float32Array;
+  dtype: SafetensorsDtype;
+  bits?: Uint16Array;
   file: string;
+}
+
+function checkpointTensor(t: SafetensorsTensor, file: string): CheckpointTensor {
+  return {
+    shape: t.shape,
+    dtype: t.dtype,
+    ...(t.bits ? { bits: t.bits } : {}),
+    file,
+    get data(): Float32Array {
+      return t.data;
+    },
+  };
+}
+
+/** Finite-value check on the stored values: F16/BF16 bit patterns directly (an all-ones exponent is ±∞ or NaN),
+ *  so a half checkpoint is never widened to f32 just to be checked. */
+function assertFiniteCheckpoint(file: string, name: string, t: SafetensorsTensor): void {
+  if (!t.bits) {
+    assertFiniteWeights(file, name, t.shape, t.data);
+    return;
+  }
+  const mask = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+  const bits = t.bits;
+  for (let i = 0; i < bits.length; i++) {
+    // Only a tensor that holds a non-finite value is widened, for the message.
+    if ((bits[i]! & mask) === mask) assertFiniteWeights(file, name, t.shape, t.data);
+  }
+}
+
+/** The weight as a Tensor in its file dtype (bf16/f16 bits adopted, no f32 copy). */
+export function checkpointWeight(shape: readonly number[], t: CheckpointTensor): Tensor {
+  if (t.bits) return Tensor.half(shape, t.dtype === 'BF16' ? 'bf16' : 'f16', t.bits);
+  return new Tensor(shape, t.data);
 }
 
 /**
@@ -58,8 +94,8 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
   const index = join(dir, INDEX);
   if (existsSync(single)) {
     for (const [name, t] of readSafetensors(single).tensors) {
-      assertFiniteWeights(single, name, t.shape, t.data);
-      out.set(name, { shape: t.shape, data: t.data, file: single });
+      assertFiniteCheckpoint(single, name, t);
+      out.set(name, checkpointTensor(t, single));
     }
     return out;
   }
@@ -88,8 +124,8 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
       if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
     }
     for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) {
-      assertFiniteWeights(file, name, t.shape, t.data);
-      out.set(name, { shape: t.shape, data: t.data, file });
+      assertFiniteCheckpoint(file, name, t);
+      out.set(name, checkpointTensor(t, file));
     }
   }
   return out;
@@ -124,7 +160,7 @@ export function loadHfModel(dir: string): LoadedModel {
     if (!sameShape(t.shape, spec.shape)) {
       throw new UserError(`${t.file}: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
     }
-    weights.set(spec.name, new Tensor(spec.shape, t.data));
+    weights.set(spec.name, checkpointWeight(spec.shape, t));
     tensors.delete(spec.name);
   }
 
@@ -175,7 +211,7 @@ export function saveHfModel(
     const t = weights.get(spec.name);
     if (!t) throw new UserError(`saveHfModel: tensor ${spec.name}: missing (expected shape ${fmt(spec.shape)})`);
     if (!sameShape(t.shape, spec.shape)) throw new UserError(`saveHfModel: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
-    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
   // transformers' Llama with attention_bias also has an o_proj bias: write zeros so it loads exactly.

@@ -7,16 +7,37 @@ import { randomBytes } from 'node:crypto';
 import { sizeOf } from '../tensor/tensor.js';
 import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
-import { bytesPerElement, decodeToF32, encodeFromF32, type StorageDtype } from './dtype.js';
+import { bf16ToF32, bytesPerElement, decodeToF32, encodeFromF32, f16ToF32, type StorageDtype } from './dtype.js';
 import { isObject } from './json.js';
 
 export type SafetensorsDtype = StorageDtype;
 
-/** One tensor as read: its stored dtype and shape, values widened to f32. */
+/** One tensor as read: its stored dtype and shape, values widened to f32 (F16/BF16: on first access of `data`,
+ *  so a reader that keeps the 16-bit `bits` never holds an f32 copy). */
 export interface SafetensorsTensor {
   dtype: SafetensorsDtype;
   shape: number[];
-  data: Float32Array;
+  readonly data: Float32Array;
+  /** The raw 16-bit patterns of an F16/BF16 tensor (absent for F32). */
+  bits?: Uint16Array;
+}
+
+/** A tensor over freshly read bytes; F16/BF16 keep their bits and widen lazily. */
+function tensorOf(dtype: SafetensorsDtype, shape: number[], bytes: Uint8Array): SafetensorsTensor {
+  if (dtype === 'F32') return { dtype, shape, data: decodeToF32(dtype, bytes) };
+  const bits = bytes.byteOffset % 2 === 0
+    ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2)
+    : new Uint16Array(bytes.slice().buffer);
+  let wide: Float32Array | null = null;
+  return {
+    dtype,
+    shape,
+    bits,
+    get data(): Float32Array {
+      wide ??= dtype === 'F16' ? f16ToF32(bits) : bf16ToF32(bits);
+      return wide;
+    },
+  };
 }
 
 /** One header entry; begin/end are byte offsets into the data area. */
@@ -180,7 +201,7 @@ export function readSafetensors(
     for (const e of h.entries) {
       if (!keep(e.name)) continue;
       const bytes = f.read(h.dataStart + e.begin, e.end - e.begin);
-      tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: decodeToF32(e.dtype, bytes) });
+      tensors.set(e.name, tensorOf(e.dtype, e.shape, bytes));
     }
     return { tensors, metadata: h.metadata };
   });

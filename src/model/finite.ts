@@ -8,7 +8,7 @@ import { UserError } from '../errors.js';
 import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 
 /** What a caller appends when activations went non-finite from a forward pass. */
-export const FORWARD_HINT = 'the forward pass overflowed float32 or met a non-finite weight (rerun with --backend ref to compare)';
+export const FORWARD_HINT = 'the forward pass overflowed float32 or met a non-finite weight (rerun with {backend} ref to compare)';
 
 /** A non-finite result: a UserError (one line, exit 1) that names the quantity. */
 export class NonFiniteError extends UserError {

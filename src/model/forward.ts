@@ -4,7 +4,8 @@
 // R kv rank, Dr rope dims, Dn nope dims, Dv value dims, V vocab, N = B·T rows.
 
 import { Tensor } from '../tensor/tensor.js';
-import { Var } from '../autograd/var.js';
+import { Var, isGradEnabled } from '../autograd/var.js';
+import { tidy } from '../tensor/storage.js';
 import type { GqaAttention, MlaAttention } from './config.js';
 import type { Model } from './model.js';
 import type { GqaLayerCache, KVCache, MlaLayerCache } from './cache.js';
@@ -33,20 +34,26 @@ export function forward(model: Model, ids: Int32Array, B: number, T: number, opt
   for (let t = 0; t < T; t++) positions[t] = P + t;
 
   let x = F.embedding(model.p('model.embed_tokens.weight'), ids); // (N, C)
+  // Without a tape nothing but the layer's output outlives the layer: a tidy per layer frees its activations at
+  // once (inference memory ≈ one layer's activations); with a tape they are kept for backward.
+  const layerScope = isGradEnabled() ? (f: () => Var): Var => f() : tidy;
   cfg.layers.forEach((attn, i) => {
     opts.collectHidden?.push(x);
-    const pre = layerPrefix(i);
-    const h = F.rmsnorm(x, model.p(`${pre}.input_layernorm.weight`), cfg.rmsNormEps);
-    const layerCache = cache?.layers[i];
-    const a =
-      attn.kind === 'gqa'
-        ? gqaAttention(model, i, attn, h, B, T, positions, layerCache as GqaLayerCache | undefined, P)
-        : mlaAttention(model, i, attn, h, B, T, positions, layerCache as MlaLayerCache | undefined, P);
-    x = F.add(x, a);
-    const h2 = F.rmsnorm(x, model.p(`${pre}.post_attention_layernorm.weight`), cfg.rmsNormEps);
-    const g = F.linear(h2, model.p(`${pre}.mlp.gate_proj.weight`));
-    const u = F.linear(h2, model.p(`${pre}.mlp.up_proj.weight`));
-    x = F.add(x, F.linear(F.swiglu(g, u), model.p(`${pre}.mlp.down_proj.weight`)));
+    const xin = x;
+    x = layerScope(() => {
+      const pre = layerPrefix(i);
+      const h = F.rmsnorm(xin, model.p(`${pre}.input_layernorm.weight`), cfg.rmsNormEps);
+      const layerCache = cache?.layers[i];
+      const a =
+        attn.kind === 'gqa'
+          ? gqaAttention(model, i, attn, h, B, T, positions, layerCache as GqaLayerCache | undefined, P)
+          : mlaAttention(model, i, attn, h, B, T, positions, layerCache as MlaLayerCache | undefined, P);
+      const x1 = F.add(xin, a);
+      const h2 = F.rmsnorm(x1, model.p(`${pre}.post_attention_layernorm.weight`), cfg.rmsNormEps);
+      const g = F.linear(h2, model.p(`${pre}.mlp.gate_proj.weight`));
+      const u = F.linear(h2, model.p(`${pre}.mlp.up_proj.weight`));
+      return F.add(x1, F.linear(F.swiglu(g, u), model.p(`${pre}.mlp.down_proj.weight`)));
+    });
   });
   if (cache) cache.length = P + T;
   const xf = F.rmsnorm(x, model.p('model.norm.weight'), cfg.rmsNormEps);

@@ -10,6 +10,7 @@ import { FORWARD_HINT, assertFiniteRows } from './finite.js';
 import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { tidy } from '../tensor/storage.js';
 
 export interface SampleOptions {
   maxTokens: number;
@@ -64,23 +65,27 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
   const rng = mulberry32(opts.seed);
   const stop = new Set(opts.stopIds ?? []);
   const out: number[] = [];
-  return noGrad(() => {
+  // The outer tidy frees the cache when generation ends; each step's tidy frees that step's activations.
+  return tidy(() => noGrad(() => {
     const cache = new KVCache(model, 1, capacity);
     const V = model.config.vocabSize;
-    let logits = forward(model, Int32Array.from(prompt), 1, prompt.length, { cache }).value;
-    while (out.length < opts.maxTokens) {
+    const step = (ids: Int32Array): number => tidy(() => {
+      const logits = forward(model, ids, 1, ids.length, { cache }).value;
       const last = logits.data.subarray((logits.dim(0) - 1) * V, logits.dim(0) * V);
       // Sampling from NaN logits would still print tokens (argmax/cumulative tests skip NaN): stop instead.
       assertFiniteRows('generate', 'logits', last, 1, V, FORWARD_HINT, () => `generated token ${out.length + 1} (position ${cache.length - 1})`);
-      const next = sampleToken(last, opts.temperature, opts.topP, rng);
+      return sampleToken(last, opts.temperature, opts.topP, rng);
+    });
+    let next = step(Int32Array.from(prompt));
+    while (out.length < opts.maxTokens) {
       if (stop.has(next)) break;
       out.push(next);
       opts.onToken?.(next);
       if (out.length >= opts.maxTokens || cache.length >= capacity) break;
-      logits = forward(model, Int32Array.of(next), 1, 1, { cache }).value;
+      next = step(Int32Array.of(next));
     }
     return out;
-  });
+  }));
 }
 
 /** n sequences of `len` tokens sampled from the model at temperature 1, `batch` at a time (batched decode). */
@@ -90,21 +95,23 @@ export function sampleSequences(model: Model, n: number, len: number, seed: numb
   const V = model.config.vocabSize;
   const out: number[][] = [];
   noGrad(() => {
-    for (let start = 0; start < n; start += batch) {
+    for (let start = 0; start < n; start += batch) tidy(() => {
       const B = Math.min(batch, n - start);
       const rng = mulberry32(seed * 7919 + start);
       const seqs = Array.from({ length: B }, () => [bos]);
       const cache = new KVCache(model, B, len);
       let ids = Int32Array.from(seqs.map((s) => s[0]!));
       for (let t = 1; t < len; t++) {
-        const logits = forward(model, ids, B, 1, { cache }).value;
-        assertFiniteRows('sampling', 'logits from the sampled model', logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
-        ids = Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
+        ids = tidy(() => {
+          const logits = forward(model, ids, B, 1, { cache }).value;
+          assertFiniteRows('sampling', 'logits from the sampled model', logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
+          return Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
+        });
         seqs.forEach((s, b) => s.push(ids[b]!));
       }
       out.push(...seqs);
       progress.tick(B);
-    }
+    });
   });
   progress.end();
   return out;

@@ -1,6 +1,10 @@
 // Model: a config plus its parameters as Vars (HF / DeepSeek-V3 names), bound to a backend.
+// Weight dtype: the projection matrices and the embedding (the weight operands of matmul and embedding) keep the
+// dtype they were read in (bf16/f16 from a half checkpoint) when the backend reads that dtype natively; everything
+// else (norms, biases, kv_b_proj, from which decode derives its absorbed matrices) becomes the backend's f32.
 
 import { Tensor } from '../tensor/tensor.js';
+import { isHalf } from '../tensor/storage.js';
 import type { Backend } from '../tensor/backend.js';
 import { Var } from '../autograd/var.js';
 import { Functions } from '../autograd/functions.js';
@@ -22,8 +26,11 @@ export class Model {
     this.invFreq = config.layers.map((a) => Float64Array.from(a.kind === 'mla' ? a.ropeInvFreq : config.ropeInvFreq));
   }
 
-  /** Build from named weights, checking every expected tensor is there with its shape. `source` names the origin. */
-  static fromWeights(config: ModelConfig, weights: Map<string, Tensor>, be: Backend, source = 'model'): Model {
+  /** Build from named weights, checking every expected tensor is there with its shape. `source` names the origin.
+   *  weights 'file' (default) keeps half-precision matmul/embedding weights as they are where the backend supports
+   *  them; 'f32' widens every weight to the backend's dtype (the memory of f32, the speed of the f32 kernels). */
+  static fromWeights(config: ModelConfig, weights: Map<string, Tensor>, be: Backend, source = 'model', opts: { weights?: WeightDtypePolicy } = {}): Model {
+    const policy = opts.weights ?? 'file';
     const params = new Map<string, Var>();
     for (const spec of modelTensors(config)) {
       const t = weights.get(spec.name);
@@ -33,7 +40,7 @@ export class Model {
           `${source}: tensor ${spec.name}: expected shape [${spec.shape.join(', ')}], found [${t.shape.join(', ')}]`,
         );
       }
-      params.set(spec.name, Var.param(t.to(be.dtype)));
+      params.set(spec.name, Var.param(keepsHalf(spec.name, t, be, policy) ? t : t.to(be.dtype)));
     }
     return new Model(config, params, be);
   }
@@ -61,7 +68,26 @@ export class Model {
     return this.config.tieEmbeddings ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
   }
 
+  /** The dtype of every parameter, with how many parameters have it (for reports). */
+  weightDtypes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const v of this.params.values()) out.set(v.value.dtype, (out.get(v.value.dtype) ?? 0) + v.value.size);
+    return out;
+  }
+
   zeroGrad(): void {
     for (const v of this.params.values()) v.grad = null;
   }
+}
+
+/** 'file': keep half-precision matmul/embedding weights as read; 'f32': widen every weight to the backend dtype. */
+export type WeightDtypePolicy = 'file' | 'f32';
+
+/** Whether a weight stays in its half dtype: a projection (matmul weight operand) or the embedding table, read
+ *  natively by the backend in that dtype. kv_b_proj is excluded: decode permutes it into absorbed matrices. */
+function keepsHalf(name: string, t: Tensor, be: Backend, policy: WeightDtypePolicy): boolean {
+  if (policy === 'f32' || !isHalf(t.dtype)) return false;
+  if (name.endsWith('kv_b_proj.weight')) return false;
+  if (name === 'model.embed_tokens.weight') return be.supports('embedding', t.dtype) && be.supports('matmul', t.dtype);
+  return /_proj\.weight$|^lm_head\.weight$/.test(name) && be.supports('matmul', t.dtype);
 }

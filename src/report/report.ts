@@ -4,7 +4,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
-import type { CompareRow } from '../eval/compare.js';
 import { fmtNum } from './table.js';
 
 export interface ConversionRecord {
@@ -23,6 +22,19 @@ export function readConversionRecord(dir: string): ConversionRecord | null {
   } catch {
     return null;
   }
+}
+
+/** One model's row of the comparison (eval/compare.ts compareModels measures it). */
+export interface CompareRow {
+  name: string;
+  kvBytesPerToken: number;
+  compression: number;
+  parameters: number;
+  perplexity: number;
+  /** Mean KL(teacher ‖ model) per scored token (0 for the teacher). */
+  kl: number;
+  acc: number | null;
+  accNorm: number | null;
 }
 
 export function compareTable(rows: CompareRow[]): string {

@@ -7,7 +7,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import type { AdamW } from './optimizer.js';
 
 export interface TrainState {
@@ -58,7 +58,7 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   let cp = checkpointDir(dir);
   if (!existsSync(join(cp, 'state.json')) && existsSync(join(`${cp}.old`, 'state.json'))) cp = `${cp}.old`;
   const stateFile = join(cp, 'state.json');
-  if (!existsSync(stateFile)) throw new UserError(`--resume ${dir}: no checkpoint (expected ${stateFile})`);
+  if (!existsSync(stateFile)) throw new OptionError('resume', dir, `no checkpoint (expected ${stateFile})`);
   let state: TrainState;
   try {
     state = JSON.parse(readFileSync(stateFile, 'utf8')) as TrainState;

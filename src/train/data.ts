@@ -6,15 +6,16 @@ import { join } from 'node:path';
 import { mulberry32 } from '../tensor/rng.js';
 export { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 
-/** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those. */
-export function readTexts(path: string): string[] {
-  if (!existsSync(path)) throw new UserError(`--data ${path}: no such file or directory`);
+/** Texts from a .txt file (one text), a .jsonl file ({"text": …} per line), or a directory of those; `field` names the
+ *  option that gave the path (for the error: the training data, or the held-out evaluation text). */
+export function readTexts(path: string, field = 'data'): string[] {
+  if (!existsSync(path)) throw new OptionError(field, path, 'no such file or directory');
   if (statSync(path).isDirectory()) {
     const files = readdirSync(path).filter((f) => /\.(txt|jsonl)$/.test(f)).sort();
-    if (files.length === 0) throw new UserError(`--data ${path}: the directory holds no .txt or .jsonl files`);
-    return files.flatMap((f) => readTexts(join(path, f)));
+    if (files.length === 0) throw new OptionError(field, path, 'the directory holds no .txt or .jsonl files');
+    return files.flatMap((f) => readTexts(join(path, f), field));
   }
   const raw = readFileSync(path, 'utf8');
   if (!path.endsWith('.jsonl')) return [raw];

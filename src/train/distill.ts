@@ -6,13 +6,15 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
+import { isHalf, tidy } from '../tensor/storage.js';
 import { Var, backward, noGrad } from '../autograd/var.js';
-import type { Model } from '../model/model.js';
+import { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
-import { FORWARD_HINT, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { FORWARD_HINT, NonFiniteError, assertFiniteRows, assertFiniteValue } from '../model/finite.js';
+import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
 import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
 import { Batcher } from './data.js';
 import { saveCheckpoint, type TrainState } from './checkpoint.js';
@@ -22,7 +24,7 @@ import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 
 /** Said when the teacher's own forward pass went non-finite (its weights were finite at load). */
-const TEACHER_HINT = "the teacher's forward pass overflowed float32 or met a non-finite weight (rerun with --backend ref to compare)";
+const TEACHER_HINT = "the teacher's forward pass overflowed float32 or met a non-finite weight (rerun with {backend} ref to compare)";
 
 export type TrainScope = 'attention' | 'all';
 
@@ -43,6 +45,11 @@ export interface DistillSettings {
   seed: number;
   evalEvery: number;
   checkpointEvery: number;
+}
+
+/** What distill returns: the final held-out evaluation and the trained student (a new Model; the input is unchanged). */
+export interface DistillResult extends EvalResult {
+  student: Model;
 }
 
 export interface EvalResult {
@@ -96,7 +103,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
   let kl = 0;
   let n = 0;
   noGrad(() => {
-    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) {
+    for (const { input: ids, targets, B, T } of windowBatches(seqs.filter((q) => q.length >= 2), batch)) tidy(() => {
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const V = student.config.vocabSize;
@@ -110,7 +117,7 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
         kl += k.data[r]!;
         n++;
       }
-    }
+    });
   });
   const ppl = Math.exp(nll / n);
   assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token`);
@@ -119,18 +126,22 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
 }
 
 /** Run (or continue) distillation; returns the final evaluation. */
-export function distill(run: DistillRun): EvalResult {
-  const { teacher, student, settings: s, outDir } = run;
+export function distill(run: DistillRun): DistillResult {
+  const { teacher, settings: s, outDir } = run;
   const progress = run.progress ?? silentProgress;
-  if (teacher.config.vocabSize !== student.config.vocabSize) {
-    throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${student.config.vocabSize} (they must share a tokenizer)`);
+  if (teacher.config.vocabSize !== run.student.config.vocabSize) {
+    throw new UserError(`distill: teacher vocabulary ${teacher.config.vocabSize} ≠ student vocabulary ${run.student.config.vocabSize} (they must share a tokenizer)`);
   }
-  const trainable = trainableNames(student, s.train);
-  // Frozen parameters become constants so no gradient is computed for them; trained ones get their own buffers,
-  // since AdamW updates in place and the student may share tensors with the teacher it was converted from.
-  for (const [name, v] of [...student.params]) {
-    student.params.set(name, trainable.has(name) ? Var.param(v.value.clone()) : Var.const(v.value));
-  }
+  const trainable = trainableNames(run.student, s.train);
+  // The student that trains is a new Model (the caller's is left as it was): frozen parameters become constants so no
+  // gradient is computed for them; trained ones get their own buffers, since AdamW updates in place and the caller's
+  // student may share tensors with the teacher it was converted from. Trained weights are f32 masters even when the
+  // student was read in bf16/f16 (frozen ones stay as read).
+  const student = new Model(
+    run.student.config,
+    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(isHalf(v.value.dtype) ? v.value.to('f32') : v.value.clone()) : Var.const(v.value)])),
+    run.student.be,
+  );
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;
@@ -144,7 +155,7 @@ export function distill(run: DistillRun): EvalResult {
     for (const [name] of params) {
       const m = run.resume.moments.get(`m.${name}`);
       const v = run.resume.moments.get(`v.${name}`);
-      if (!m || !v) throw new UserError(`--resume: optimizer state for ${name} missing`);
+      if (!m || !v) throw new OptionError('resume', undefined, `optimizer state for ${name} missing`);
       opt.m.get(name)!.data.set(m.data);
       opt.v.get(name)!.data.set(v.data);
     }
@@ -174,7 +185,8 @@ export function distill(run: DistillRun): EvalResult {
   progress.tick(step * s.batch * s.accum * s.seq);
   const t0 = Date.now();
   const tokens0 = tokens;
-  while (step < s.steps) {
+  while (step < s.steps) tidy(() => {
+    // Everything one step makes (activations, gradients, the teacher's logits) is freed when it ends (tidy).
     student.zeroGrad();
     let lossSum = 0;
     let klSum = 0;
@@ -206,7 +218,7 @@ export function distill(run: DistillRun): EvalResult {
         const term = F.affine(ce, s.ceWeight * scale);
         loss = loss ? F.add(loss, term) : term;
       }
-      if (!loss) throw new UserError('distill: --kl-weight and --ce-weight are both 0');
+      if (!loss) throw new UserError('distill: {klWeight} and {ceWeight} are both 0: no loss to train on');
       lossSum += loss.value.data[0]! * s.accum;
       backward(student.be, loss);
       stepTokens += n;
@@ -215,12 +227,13 @@ export function distill(run: DistillRun): EvalResult {
     if (!Number.isFinite(lossSum) || !Number.isFinite(gn)) {
       throw new UserError(
         `distill: non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at step ${step + 1}; stopped. ` +
-          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower --lr or raise --warmup).`,
+          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower {lr} or raise {warmup}).`,
       );
     }
     if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);
     const lr = learningRate(step, s.steps, s.lr, s.warmup, s.minLrRatio);
     opt.update(lr);
+    student.zeroGrad();
     step++;
     tokens += stepTokens;
     const secs = (Date.now() - t0) / 1000;
@@ -230,12 +243,17 @@ export function distill(run: DistillRun): EvalResult {
     });
     progress.tick(stepTokens);
     if (step % s.evalEvery === 0 || step === s.steps) {
-      const e = evaluate(teacher, student, run.evalSeqs);
+      const e = evaluateDuringTraining(() => evaluate(teacher, student, run.evalSeqs), step, stopped());
       emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
       drawChart();
     }
-    if (step % s.checkpointEvery === 0 || step === s.steps) checkpoint();
-  }
+    if (step % s.checkpointEvery === 0 || step === s.steps) {
+      // A checkpoint is only ever a good one: an update that made a weight non-finite stops the run before it is saved.
+      assertFiniteParams(params, step, stopped());
+      checkpoint();
+    }
+  });
+  opt.dispose();
   progress.end();
   // DIR itself becomes a normal model directory (the final student).
   const tmp = join(outDir, '.final.tmp');
@@ -244,7 +262,30 @@ export function distill(run: DistillRun): EvalResult {
     if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
   }
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
-  return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens };
+  return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
+}
+
+/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
+function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower --lr or raise --warmup); ${stopped}`);
+    throw e;
+  }
+}
+
+/** Every trained parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
+function assertFiniteParams(params: Map<string, Var>, step: number, stopped: string): void {
+  for (const [name, v] of params) {
+    const i = firstNonFinite(v.value.data);
+    if (i >= 0) {
+      throw new NonFiniteError(
+        `distill: non-finite weight after the update at step ${step} (${nonFiniteName(v.value.data[i]!)} in ${name}); ` +
+          `not saved (lower --lr or raise --warmup); ${stopped}`,
+      );
+    }
+  }
 }
 
 /** The training curve: held-out perplexity and training loss against tokens seen. */

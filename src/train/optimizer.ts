@@ -43,6 +43,11 @@ export class AdamW {
     for (const p of this.params.values()) if (p.grad) p.grad = this.be.run('affine', [p.grad], { a: factor, b: 0 })[0];
   }
 
+  /** Release the moment buffers (the optimizer is unusable afterwards). */
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+
   /** One AdamW update at learning rate lr; parameters without a gradient are left alone. */
   update(lr: number): void {
     this.step++;

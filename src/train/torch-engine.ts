@@ -19,7 +19,9 @@ import { writeSafetensors } from '../io/safetensors.js';
 import { UserError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { OptionError } from '../errors.js';
 import { writeChart, type DistillSettings, type EvalResult, type LogLine } from './distill.js';
+import { prepareDistill, readRunRecord, type DistillJob } from './run.js';
 
 /** python/ of this checkout (dist/src/train/ → repository root). */
 export const PYTHON_PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'python');
@@ -277,4 +279,51 @@ function freePort(): Promise<number> {
       srv.close(() => res(port));
     });
   });
+}
+
+/** Torch options as a caller gives them: anything left out takes the run's saved value on resume, else its default. */
+export type TorchOverrides = Partial<Omit<TorchOptions, 'device'>> & { device?: TorchDevice | 'auto' };
+
+/** Full torch options; probes Python, torch and the GPU first, so a missing piece fails before any data work. */
+export function resolveTorchOptions(o: TorchOverrides, saved: Partial<TorchOptions> = {}): TorchOptions {
+  let device = o.device ?? saved.device ?? 'auto';
+  if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new OptionError('device', device, 'expected auto, cpu or cuda');
+  const py = findTorchPython(o.python ?? saved.python);
+  if (device === 'auto') device = py.cuda ? 'cuda' : 'cpu';
+  if (device === 'cuda' && !py.cuda) throw cudaMissing(py);
+  const dtype = o.dtype ?? saved.dtype ?? (device === 'cuda' ? 'bf16' : 'f32');
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new OptionError('dtype', dtype, 'expected f32 or bf16');
+  const int = (field: string, v: number, min: number): number => {
+    if (!Number.isInteger(v) || v < min) throw new OptionError(field, v, `expected an integer ≥ ${min}`);
+    return v;
+  };
+  return {
+    device, dtype,
+    nproc: int('nproc', o.nproc ?? saved.nproc ?? 1, 1),
+    python: py.python,
+    gradCheckpoint: o.gradCheckpoint ?? saved.gradCheckpoint ?? false,
+    compile: o.compile ?? saved.compile ?? false,
+    klChunk: int('klChunk', o.klChunk ?? saved.klChunk ?? 1024, 1),
+    threads: int('threads', o.threads ?? saved.threads ?? 0, 0),
+  };
+}
+
+/** Whether the run in `dir` was started on the torch engine (its run.json records the options). */
+export function runUsesTorch(dir: string): boolean {
+  return readRunRecord(dir).torch !== undefined;
+}
+
+/** `mla distill --engine torch` as a library call: runDistill's job (same data, settings, run.json, resume) on torch. */
+export async function runDistillTorch(job: DistillJob, given: TorchOverrides = {}): Promise<{ out: string; ppl: number; kl: number; tokens: number }> {
+  const saved = job.resume ? (readRunRecord(job.out).torch as Partial<TorchOptions> | undefined) : undefined;
+  const torch = resolveTorchOptions(given, saved);
+  const p = prepareDistill(job, { loadCheckpoint: false, record: { torch: { ...torch } } });
+  const s = p.settings;
+  const r = await distillTorch({
+    teacher: { path: p.teacherPath, config: p.teacher.config, weights: p.teacher.weights() },
+    student: { path: p.studentPath, config: p.student.config, weights: p.student.weights() },
+    trainSeqs: p.trainSeqs, evalSeqs: p.evalSeqs, settings: s, outDir: p.outDir, copyFiles: p.copyFiles, resume: !!job.resume, torch,
+    progress: job.progress?.('distill', s.steps * s.batch * s.accum * s.seq), onLog: job.onLog,
+  });
+  return { out: p.outDir, ...r };
 }

@@ -1,8 +1,10 @@
 // backends/cpu: the native backend, an N-API C++ addon (native/cpu/, built by `npm install` with node-gyp and g++)
 // with threaded AVX2/FMA kernels, OpenBLAS/LAPACKE picked up at run time with dlopen when installed.
 // This file loads the addon (or says why it cannot), validates every call in TypeScript (ref/validate.ts: shapes,
-// dtypes, params) before any pointer reaches C++, allocates outputs as Float32Array, and passes them in.
-// f32 runs natively; f64 (gradient checks) and any op the addon lacks delegate to the ref backend.
+// dtypes, params) before any pointer reaches C++, allocates outputs as Float32Array charged to this backend's pool
+// (backends/host.ts), and passes them in. f32 runs natively, and so do matmul with a bf16/f16 weight operand and
+// embedding from a bf16/f16 table (native/cpu/half.cpp: widened on the fly, f32 accumulation); f64 (gradient
+// checks) and any op the addon lacks delegate to the ref backend.
 // Shape legend as in tensor/ops.ts.
 
 import { createRequire } from 'node:module';
@@ -17,9 +19,11 @@ import type { Kernels, OpInputs, OpName, OpOutputs, OpParams } from '../../tenso
 import { refBackend, validateOp } from '../ref/index.js';
 import { broadcastStrides } from '../ref/elementwise.js';
 import { tsLinalg } from '../../linalg/ts-linalg.js';
+import { BufferPool, isHalf, withPool } from '../../tensor/storage.js';
+import { hostMemory } from '../host.js';
 import { assertFiniteMatrix } from '../../tensor/finite.js';
 
-type Arr = Float32Array | Int32Array | Float64Array;
+type Arr = Float32Array | Int32Array | Float64Array | Uint16Array;
 
 /** The addon's exports (native/cpu/addon.cpp). */
 interface Addon {
@@ -345,9 +349,39 @@ function lapackLinalg(addon: Addon): LinalgProvider {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/** Owner of the cpu backend's buffers. */
+export const cpuPool = new BufferPool('cpu', true);
+
+/** matmul with a bf16/f16 b (f32 a, not transposed) and embedding from a bf16/f16 table: native/cpu/half.cpp. */
+function halfKernel(addon: Addon, op: 'matmul' | 'embedding', inputs: Tensor[], params: OpParams<'matmul'> | OpParams<'embedding'>): Tensor {
+  if (op === 'embedding') {
+    const table = inputs[0]!;
+    const { ids } = params as OpParams<'embedding'>;
+    const [V, C] = table.shape as [number, number];
+    const out = zeros([ids.length, C]);
+    addon.run('embeddingHalf', P(V, C, ids.length, table.dtype === 'bf16' ? 1 : 0), table.halfBits(), ids, f32(out));
+    return out;
+  }
+  const [a, b] = inputs as [Tensor, Tensor];
+  const { transB } = params as OpParams<'matmul'>;
+  const M = a.dim(-2);
+  const K = a.dim(-1);
+  const N = transB ? b.dim(-2) : b.dim(-1);
+  const batchShape = a.shape.slice(0, -2);
+  const batch = sizeOf(batchShape);
+  const out = zeros([...batchShape, M, N]);
+  const bBatched = b.rank > 2;
+  const bf16 = b.dtype === 'bf16' ? 1 : 0;
+  // A shared weight: the batch folds into M (one product with the weight read once).
+  if (!bBatched) addon.run('matmulHalf', P(1, batch * M, N, K, transB ? 1 : 0, 0, bf16), f32(a), b.halfBits(), f32(out));
+  else addon.run('matmulHalf', P(batch, M, N, K, transB ? 1 : 0, 1, bf16), f32(a), b.halfBits(), f32(out));
+  return out;
+}
+
 /** native: the ops the addon implements (an older build may lack some; those run on ref). */
 function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
   const kernels = makeKernels(addon);
+  const halfOps = { matmul: native.has('matmulHalf'), embedding: native.has('embeddingHalf') };
   let threads = addon.info().threads;
   const linalg = addon.info().lapack ? lapackLinalg(addon) : tsLinalg;
   const nativeOps = new Set<string>(OP_NAMES.filter((op) => native.has(op)));
@@ -355,24 +389,49 @@ function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
     available: true,
     name: 'cpu',
     dtype: 'f32',
+    ...hostMemory(cpuPool),
     supports(op: OpName, dtype: DType): boolean {
-      return dtype === 'f32' && nativeOps.has(op);
+      switch (dtype) {
+        case 'f32':
+          return nativeOps.has(op);
+        case 'bf16':
+        case 'f16':
+          return (op === 'matmul' && halfOps.matmul) || (op === 'embedding' && halfOps.embedding);
+        case 'f64':
+          return false;
+        default: {
+          const never: never = dtype;
+          throw new Error(`cpu.supports: unknown dtype ${String(never)}`);
+        }
+      }
     },
     run<O extends OpName>(op: O, inputs: OpInputs<O>, params: OpParams<O>): OpOutputs<O> {
-      const first = (inputs as readonly Tensor[])[0];
+      const ins = inputs as readonly Tensor[];
+      const first = ins[0];
+      if (op === 'matmul' || op === 'embedding') {
+        const w = op === 'matmul' ? ins[1] : first;
+        if (w instanceof Tensor && isHalf(w.dtype)) {
+          const transA = op === 'matmul' && (params as OpParams<'matmul'>).transA;
+          validateOp('cpu', op, inputs, params);
+          if (!halfOps[op as 'matmul' | 'embedding'] || transA || (op === 'matmul' && first?.dtype !== 'f32')) return refBackend.run(op, inputs, params);
+          return withPool(cpuPool, () => [halfKernel(addon, op, ins.slice(), params as OpParams<'matmul'>)]) as OpOutputs<O>;
+        }
+      }
       if (!nativeOps.has(op) || (first instanceof Tensor && first.dtype !== 'f32')) {
+        // Checked here first so errors name this backend; ref checks again (cheap next to a ref kernel).
+        validateOp('cpu', op, inputs, params);
         return refBackend.run(op, inputs, params);
       }
       validateOp('cpu', op, inputs, params);
-      for (const t of inputs as readonly Tensor[]) {
+      for (const t of ins) {
         // Dense row-major f32 is the only layout the addon reads (validateOp checked all inputs share a dtype).
-        if (!(t.data instanceof Float32Array) || t.data.length !== sizeOf(t.shape)) {
-          throw new Error(`cpu.${op}: input ${fmtShape(t.shape)} is not a dense Float32Array`);
+        if (t.dtype !== 'f32' || t.size !== sizeOf(t.shape)) {
+          throw new Error(`cpu.${op}: input ${fmtShape(t.shape)} is not a dense f32 tensor`);
         }
       }
       // The mapped Kernels type cannot be indexed by a generic O without widening; the table is complete by its type.
       const kernel = kernels[op] as (i: OpInputs<O>, p: OpParams<O>) => OpOutputs<O>;
-      return kernel(inputs, params);
+      return withPool(cpuPool, () => kernel(inputs, params));
     },
     linalg,
     get threads(): number {

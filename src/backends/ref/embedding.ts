@@ -5,13 +5,28 @@
 import { Tensor } from '../../tensor/tensor.js';
 import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';
 
-/** y[n, :] = table[ids[n], :].  table (V, C) → (N, C). ids are checked to lie in [0, V) by validate.ts. */
+/** y[n, :] = table[ids[n], :].  table (V, C) → (N, C). ids are checked to lie in [0, V) by validate.ts.
+ *  A bf16/f16 table gives f32 rows (widened exactly, one row at a time); f32/f64 tables keep their dtype. */
 export function embedding([table]: OpInputs<'embedding'>, { ids }: OpParams<'embedding'>): OpOutputs<'embedding'> {
   const C = table.dim(1);
-  const out = Tensor.zeros([ids.length, C], table.dtype);
+  const half = table.dtype === 'bf16' || table.dtype === 'f16';
+  const out = Tensor.zeros([ids.length, C], half ? 'f32' : table.dtype);
+  const dst = out.data;
+  if (half) {
+    const bits = table.halfBits();
+    for (let n = 0; n < ids.length; n++) {
+      const id = ids[n]!;
+      const row = new Tensor([C], bits.slice(id * C, (id + 1) * C), table.dtype);
+      const vals = row.toHost();
+      row.dispose();
+      dst.set(vals, n * C);
+    }
+    return [out];
+  }
+  const src = table.data;
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n]!;
-    out.data.set(table.data.subarray(id * C, (id + 1) * C), n * C);
+    dst.set(src.subarray(id * C, (id + 1) * C), n * C);
   }
   return [out];
 }

@@ -2,6 +2,8 @@
 // Shape legend: M rows of the result, K the contracted axis, N columns of the result, "…" batch axes.
 // There is no separate backward kernel: for C = A·B, dA = dC·Bᵀ and dB = Aᵀ·dC are matmuls with transB / transA
 // (a shared weight b with no batch axes gets its gradient by folding the batch into M first). The tests check this.
+// The weight operand b may be stored bf16/f16: its values are widened exactly and accumulated in float64 like the
+// rest, so this is the oracle for the cpu backend's half-weight kernels (same rounded weights, different order).
 
 import { Tensor } from '../../tensor/tensor.js';
 import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';
@@ -9,7 +11,7 @@ import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';
 /** Batched matrix product C[…, i, j] = Σ_k A[…, i, k] · B[…, k, j], where A = aᵀ when transA
  *  (a stored (…, K, M)) and B = bᵀ when transB (b stored (…, N, K)). b either has the same batch axes as a or
  *  none (a shared weight).
- *  a (…, M, K), b (…, K, N) → (…, M, N), dtype of a. Inputs are assumed validated (see validate.ts). */
+ *  a (…, M, K), b (…, K, N) → (…, M, N), dtype of a (f32/f64; b may be bf16/f16). Inputs are assumed validated. */
 export function matmul([a, b]: OpInputs<'matmul'>, { transA, transB }: OpParams<'matmul'>): OpOutputs<'matmul'> {
   const ra = a.rank;
   const rb = b.rank;
@@ -23,7 +25,7 @@ export function matmul([a, b]: OpInputs<'matmul'>, { transA, transB }: OpParams<
   const bStride = rb === 2 ? 0 : K * N;
   const out = Tensor.zeros([...batchShape, M, N], a.dtype);
   const A = a.data;
-  const Bd = b.data;
+  const Bd = b.toHost(); // bf16/f16 widened exactly (a copy); f32/f64 as stored
   const C = out.data;
   // Strides (row, col) of the logical A (M, K) and B (K, N) inside their stored layouts.
   const aRow = transA ? 1 : K;

@@ -1,7 +1,9 @@
 // Shape, dtype and parameter checks for every op, run before a kernel so kernels may assume valid input.
 // Backend-neutral: any host backend can call validateOp with its own name so errors read "cpu.matmul: …".
 // Shape legend as in tensor/ops.ts. Rules beyond the op spec (kept as loose as the spec allows):
-//  - every tensor input of one op has the same dtype (a mix is almost always a caller bug);
+//  - every tensor input of one op has the same dtype, f32 or f64 (a mix is almost always a caller bug), except the
+//    weight slots (WEIGHT_SLOT: matmul's b, embedding's table), which may also be stored bf16/f16;
+//  - every input is a live host tensor (not disposed; a device tensor must be downloaded first);
 //  - rmsnorm accepts x (…, C) with rstd (…), the spec's (N, C) being the rank-2 case;
 //  - rope's positions has one entry per query position T (shared by the batch).
 
@@ -73,6 +75,9 @@ const INPUT_COUNTS: { [O in OpName]: OpInputs<O>['length'] } = {
   embedding: 1, embeddingBackward: 1, crossEntropy: 1, crossEntropyBackward: 2, klDiv: 2, klDivBackward: 3,
   adamw: 4, writeAt: 2,
 };
+
+/** The input that may be a stored weight in bf16/f16 (read with f32/f64 accumulation), per op. */
+export const WEIGHT_SLOT: Partial<Record<OpName, number>> = { matmul: 1, embedding: 0 };
 
 const validators: Validators = {
   matmul([a, b], { transA, transB }, fail) {
@@ -266,9 +271,19 @@ export function validateOp<O extends OpName>(backend: string, op: O, inputs: OpI
     if (!(t instanceof Tensor)) fail(`input ${i} is not a Tensor`);
   });
   const tensors = list as readonly Tensor[];
-  const dtype = tensors[0]?.dtype;
   tensors.forEach((t, i) => {
-    if (t.dtype !== dtype) fail(`input ${i} is ${t.dtype} but input 0 is ${dtype}: all inputs must share a dtype`);
+    if (t.disposed) fail(`input ${i} ${fmtShape(t.shape)} was used after dispose()`);
+    if (!t.storage.isHost) fail(`input ${i} lives on ${t.storage.pool.name}: download() it first`);
+  });
+  const weightSlot = WEIGHT_SLOT[op];
+  // The activations' dtype: the first input that is not the weight slot.
+  const dtype = tensors.find((_t, i) => i !== weightSlot)?.dtype ?? tensors[0]?.dtype;
+  tensors.forEach((t, i) => {
+    const half = t.dtype === 'bf16' || t.dtype === 'f16';
+    if (half && i !== weightSlot) {
+      fail(`input ${i} is ${t.dtype}: ${weightSlot === undefined ? 'this op takes f32/f64 inputs only' : `only input ${weightSlot} (the weight) may be bf16/f16`}`);
+    }
+    if (!half && t.dtype !== dtype) fail(`input ${i} is ${t.dtype} but input ${i === 0 ? 1 : 0} is ${dtype}: all inputs must share a dtype`);
   });
   if (params === null || typeof params !== 'object') fail(`params must be an object`);
   (validators[op] as (i: OpInputs<O>, p: OpParams<O>, f: Fail) => void)(inputs, params, fail);

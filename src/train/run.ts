@@ -1,0 +1,232 @@
+// The distillation job (library entry point of `mla distill`): open teacher and student, build the training data (a
+// corpus or teacher samples, cached in the run directory so a resume trains on the same ones), resolve the settings
+// (explicit > the run's saved ones on resume > defaults), record run.json and run the loop (train/distill.ts).
+
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../tensor/backend.js';
+import { Model } from '../model/model.js';
+import { loadModel } from '../io/load.js';
+import { tokenizerFiles } from '../io/tokenizer-files.js';
+import { OptionError, UserError } from '../errors.js';
+import type { ProgressSink } from '../progress.js';
+import { silentProgress } from '../progress.js';
+import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
+import { distill, type DistillSettings, type LogLine, type TrainScope } from './distill.js';
+import { loadCheckpoint } from './checkpoint.js';
+import { CONVERSION_RECORD } from '../convert/record.js';
+
+/** Defaults chosen by measurement on stories260K (README: distillation results). */
+export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
+
+/** Settings a caller may give; every one left out takes the run's saved value on resume, else its default. `tokens`
+ *  sets `steps` = tokens / (seq · batch · accum). */
+export type DistillOverrides = Partial<DistillSettings> & { tokens?: number };
+
+export interface DistillJob {
+  /** The run directory: new or empty, or (with resume) a run to continue. It ends as a model directory. */
+  out: string;
+  /** Continue the run in `out` exactly: its run.json gives the models, data and settings, its checkpoint the state. */
+  resume?: boolean;
+  teacher?: string;
+  student?: string;
+  /** Tokenizer for a llama2.c teacher (a .bin, or tokenizer.json). */
+  tokenizer?: string;
+  /** Training text (text files, JSONL with "text", or a directory of them) instead of teacher samples. */
+  data?: string;
+  /** Teacher samples to train on when there is no `data`. */
+  selfGenerate?: number;
+  /** Held-out text (never trained on); default: held-out teacher samples. */
+  evalText?: string;
+  settings?: DistillOverrides;
+  backend: Backend;
+  /** Progress sinks for the phases ('teacher samples' in sequences, 'distill' in tokens). */
+  progress?: (phase: 'teacher samples' | 'distill', total: number) => ProgressSink;
+  onLog?: (l: LogLine) => void;
+}
+
+export interface DistillJobResult {
+  out: string;
+  /** Held-out perplexity and KL(teacher ‖ student) per token after the last step. */
+  ppl: number;
+  kl: number;
+  tokens: number;
+  /** The trained student. */
+  student: Model;
+}
+
+/** run.json: what a run was started with (read back by resume). */
+export interface RunRecord {
+  teacher: string;
+  student: string;
+  tokenizer?: string;
+  data?: string;
+  selfGenerate?: number;
+  evalText?: string;
+  settings: Record<string, unknown>;
+  /** The torch engine's options when the run uses it (train/torch-engine.ts); resume keeps the engine. */
+  torch?: Record<string, unknown>;
+}
+
+type Check = [(n: number) => boolean, string];
+const positiveInt: Check = [(n) => Number.isInteger(n) && n > 0, 'a positive integer'];
+const nonNegativeInt: Check = [(n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'];
+const nonNegative: Check = [(n) => n >= 0, 'a number ≥ 0'];
+const CHECKS: Record<Exclude<keyof DistillOverrides, 'train'>, Check> = {
+  steps: positiveInt, tokens: positiveInt, batch: positiveInt, seq: positiveInt, accum: positiveInt,
+  lr: [(n) => n > 0, 'a positive number'], warmup: nonNegativeInt, minLrRatio: [(n) => n >= 0 && n <= 1, 'a number in [0, 1]'],
+  clip: [(n) => n >= 0, 'a number ≥ 0 (0 disables)'], weightDecay: nonNegative, klWeight: nonNegative, ceWeight: nonNegative,
+  temperature: [(n) => n > 0, 'a positive number'], seed: nonNegativeInt, evalEvery: positiveInt, checkpointEvery: positiveInt,
+};
+
+/** Full settings from the caller's overrides, the run's saved settings (resume), then the defaults. */
+export function resolveSettings(o: DistillOverrides = {}, saved: Record<string, unknown> = {}): DistillSettings {
+  for (const [k, [ok, expected]] of Object.entries(CHECKS)) {
+    const v = o[k as keyof typeof CHECKS];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))) throw new OptionError(k, undefined, `expected ${expected}, got '${String(v)}'`);
+  }
+  if (o.steps !== undefined && o.tokens !== undefined) throw new OptionError('steps', undefined, 'give {steps} or {tokens}, not both');
+  const d = (k: keyof DistillSettings, fallback: number): number => o[k] as number | undefined ?? (typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
+  const seq = d('seq', DISTILL_DEFAULTS.seq);
+  const batch = d('batch', DISTILL_DEFAULTS.batch);
+  const accum = d('accum', 1);
+  const stepsFor = (tokens: number) => Math.max(1, Math.round(tokens / (seq * batch * accum)));
+  const steps = o.steps ?? (o.tokens !== undefined ? stepsFor(o.tokens) : d('steps', stepsFor(DISTILL_DEFAULTS.tokens)));
+  const train = (o.train ?? (saved.train as string | undefined) ?? 'all') as TrainScope;
+  if (train !== 'all' && train !== 'attention') throw new OptionError('train', undefined, `expected attention or all, got '${train}'`);
+  return {
+    steps, batch, seq, accum, train,
+    lr: d('lr', DISTILL_DEFAULTS.lr),
+    warmup: d('warmup', Math.max(1, Math.round(steps * 0.03))),
+    minLrRatio: d('minLrRatio', 0.1),
+    clip: d('clip', 1),
+    weightDecay: d('weightDecay', 0),
+    klWeight: d('klWeight', 1),
+    ceWeight: d('ceWeight', 0),
+    temperature: d('temperature', 1),
+    seed: d('seed', 1),
+    evalEvery: d('evalEvery', Math.max(1, Math.round(steps / 20))),
+    checkpointEvery: d('checkpointEvery', Math.max(1, Math.round(steps / 10))),
+  };
+}
+
+export function readRunRecord(dir: string): RunRecord {
+  const file = join(dir, 'run.json');
+  if (!existsSync(file)) throw new OptionError('resume', dir, 'no run.json (not a distillation directory)');
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+  } catch {
+    throw new UserError(`${file}: not valid JSON`);
+  }
+}
+
+/** Everything the training loop needs, prepared by prepareDistill (shared by the cpu and torch engines). */
+export interface PreparedDistill {
+  outDir: string;
+  teacherPath: string;
+  studentPath: string;
+  teacher: Model;
+  /** The student as given; with resume and `loadCheckpoint`, the checkpoint's weights. */
+  student: Model;
+  trainSeqs: number[][];
+  evalSeqs: number[][];
+  settings: DistillSettings;
+  copyFiles: { from: string; name: string }[];
+  resumeCp: ReturnType<typeof loadCheckpoint> | null;
+  saved: RunRecord | null;
+}
+
+/** Run (or, with resume, continue) a distillation; the run directory ends as the distilled model's directory. */
+export function runDistill(job: DistillJob): DistillJobResult {
+  const p = prepareDistill(job);
+  const { settings, resumeCp } = p;
+  const progress = job.progress ?? (() => silentProgress);
+  const result = distill({
+    teacher: p.teacher,
+    student: p.student,
+    train: new Batcher(p.trainSeqs, settings.seq, settings.batch, settings.seed),
+    evalSeqs: p.evalSeqs,
+    settings,
+    outDir: p.outDir,
+    copyFiles: p.copyFiles,
+    resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
+    progress: progress('distill', settings.steps * settings.batch * settings.accum * settings.seq),
+    onLog: job.onLog,
+  });
+  return { out: p.outDir, ppl: result.ppl, kl: result.kl, tokens: result.tokens, student: result.student };
+}
+
+/**
+ * Open the models, build or reload the data, resolve the settings and record run.json (with `record` merged in).
+ * `loadCheckpoint: false` leaves a resumed run's checkpoint to the engine that reads it itself (the torch engine).
+ */
+export function prepareDistill(job: DistillJob, opts: { loadCheckpoint?: boolean; record?: Partial<RunRecord> } = {}): PreparedDistill {
+  const outDir = job.out;
+  const progress = job.progress ?? (() => silentProgress);
+  let saved: RunRecord | null = null;
+  if (job.resume) {
+    saved = readRunRecord(outDir);
+  } else {
+    if (!job.teacher) throw new OptionError('teacher', undefined, 'required (a model path)');
+    if (!job.student) throw new OptionError('student', undefined, 'required (a model path)');
+    if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new OptionError('out', outDir, 'already exists and is not empty (use {resume} to continue it)');
+  }
+  const teacherPath = saved?.teacher ?? job.teacher!;
+  const studentPath = saved?.student ?? job.student!;
+  const tokenizerPath = saved?.tokenizer ?? job.tokenizer;
+  const settings = resolveSettings(job.settings, saved?.settings);
+  if (job.selfGenerate !== undefined && !CHECKS.steps[0](job.selfGenerate)) throw new OptionError('selfGenerate', undefined, `expected a positive integer, got '${job.selfGenerate}'`);
+  const be = job.backend;
+  const t = loadModel(teacherPath, { tokenizer: tokenizerPath });
+  const teacher = Model.fromWeights(t.config, t.weights, be, t.source);
+  const tok = t.tokenizer;
+  if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
+  // Read the texts before anything is written, so a bad path leaves no partial run directory.
+  const dataPath = saved?.data ?? job.data;
+  const evalText = saved?.evalText ?? job.evalText;
+  if (dataPath && !evalText) throw new OptionError('evalText', undefined, 'required with {data}: a training corpus keeps no held-out part');
+  const samplesFile = join(outDir, 'teacher-samples.json');
+  const dataTexts = dataPath && !existsSync(samplesFile) ? readTexts(dataPath, 'data') : null;
+  const evalTexts = evalText ? readTexts(evalText, 'evalText') : null;
+  const resumeCp = job.resume && opts.loadCheckpoint !== false ? loadCheckpoint(outDir) : null;
+  let student: Model;
+  if (resumeCp) {
+    student = Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint'));
+  } else {
+    const s = loadModel(studentPath, { tokenizer: tokenizerPath });
+    student = Model.fromWeights(s.config, s.weights, be, s.source);
+  }
+  mkdirSync(outDir, { recursive: true });
+
+  // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
+  const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
+  let trainSeqs: number[][];
+  let evalSeqs: number[][];
+  if (existsSync(samplesFile)) {
+    const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
+    trainSeqs = s.train;
+    evalSeqs = s.eval;
+  } else {
+    if (dataTexts) {
+      trainSeqs = tokenizeTexts(dataTexts, tok, settings.seq + 1);
+      evalSeqs = [];
+    } else {
+      trainSeqs = sampleSequences(teacher, selfN, settings.seq + 1, settings.seed, 64, progress('teacher samples', selfN));
+      // Held-out teacher samples from another seed: never trained on.
+      evalSeqs = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+    }
+    writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
+  }
+  if (evalTexts) evalSeqs = tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacher.config.maxPositions));
+  if (evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
+  if (!job.resume) {
+    const rec: RunRecord = { teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings: { ...settings }, ...opts.record };
+    writeFileSync(join(outDir, 'run.json'), JSON.stringify(rec, null, 2) + '\n');
+  }
+  const copyFiles = [
+    ...tokenizerFiles(teacherPath, tokenizerPath),
+    // Keep how the student was made (spectra for `mla compare`).
+    ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
+  ];
+  return { outDir, teacherPath, studentPath, teacher, student, trainSeqs, evalSeqs, settings, copyFiles, resumeCp, saved };
+}
