@@ -17,6 +17,7 @@ from contextlib import nullcontext
 
 import torch
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the benchmarks
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_shapes import configs, tensors  # noqa: E402
 from mla_torch.distill import Losses, make_optimizer, micro_step  # noqa: E402

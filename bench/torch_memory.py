@@ -13,6 +13,7 @@ import argparse
 import sys
 import os
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the benchmarks
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_shapes import SHAPES, configs, count  # noqa: E402
 
