@@ -396,7 +396,7 @@ test('exports refuse what the stock layouts cannot express, saying why and what 
   const hybrid = convert(teacher, null, opts({ keepLayers: [1] }));
   refuse(hybrid.config, hybrid.weights, /hybrid model: layer\(s\) 1 .*convert without 'keepLayers'/s);
   const biased = convert(randomLlama(9, true), null, opts({}));
-  refuse(biased.config, biased.weights, /attention biases/);
+  refuse(biased.config, biased.weights, /attention biases.*only part of them folds exactly.*dropping them changes the logits by \d/s);
   const r6 = convert(teacher, null, opts({ ropeDim: 6 }));
   const odd = { ...r6.config, layers: r6.config.layers.map((a) => ({ ...a, ropeInvFreq: [1, 0.5, 0.1] })) };
   refuse(odd, r6.weights, /not a geometric run/);

@@ -21,6 +21,7 @@ export const commands: Record<string, { summary: string; load: () => Promise<Loa
     summary: 'generate text (stdout: prompt + continuation)',
     load: async () => { const m = await import('./generate.js'); return { spec: m.generateSpec, run: m.generateCommand }; },
   },
+  plan: { summary: "the (kv rank, rope dims) each engine's fast MLA kernels accept, and what each gives this model", load: async () => { const m = await import('./plan.js'); return { spec: m.planSpec, run: m.planCommand }; } },
   convert: {
     summary: 'convert a GQA/MHA model into MLA (SVD/PCA init)',
     load: async () => { const m = await import('./convert.js'); return { spec: m.convertSpec, run: m.convertCommand }; },

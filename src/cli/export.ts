@@ -1,5 +1,6 @@
 // mla export MODEL --format gguf --out FILE.gguf [--dtype f32|f16|bf16|q8_0] [--tokenizer FILE] [--pad-ranks] [--rope-tolerance E] [--overwrite] [--json]
 // mla export MODEL --format hf --out DIR [--dtype f32|f16|bf16] [--tokenizer FILE] [--pad-ranks] [--overwrite] [--json]
+//   [--dump-logits FILE [--prompt TEXT]]   our logits for scripts/check-transformers.py
 
 import { cliText, commonFlags, num, onePositional, parse, type CommandSpec } from './args.js';
 import { table } from '../report/table.js';
@@ -19,6 +20,8 @@ export const exportSpec = {
       doc: 'largest relative logit error allowed when rope frequencies need the nearest geometric run (stock engines)',
     },
     overwrite: { type: 'boolean', default: false, doc: 'replace an existing --out' },
+    'dump-logits': { type: 'string', value: 'FILE', doc: "also write our logits on --prompt as JSON (scripts/check-transformers.py compares transformers' with them)" },
+    prompt: { type: 'string', value: 'TEXT', default: 'Once upon a time, there was a little girl named Lily.', doc: 'text for --dump-logits' },
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -31,6 +34,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (!values.out) throw new UserError(`mla export: --out ${format === 'gguf' ? 'FILE.gguf' : 'DIR'} is required`);
   const r = exportModel(path, {
     format, out: values.out, dtype: values.dtype, tokenizer: values.tokenizer, padRanks: values['pad-ranks'], overwrite: values.overwrite,
+    dumpLogits: values['dump-logits'], prompt: values.prompt,
     ropeTolerance: values['rope-tolerance'] === undefined ? undefined : num(values['rope-tolerance'], 'rope-tolerance', 0, (n) => n >= 0, 'a non-negative number'),
   });
   if (values.json) {

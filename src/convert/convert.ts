@@ -21,7 +21,8 @@ import { calibrationSequences, collectStats, crossMoment, identityStats, type Ca
 import {
   componentFor, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
-import { ropeAccepts, type RopeRule } from './targets.js';
+import { ropeAccepts, TARGET_RULES, type RopeRule, type Target } from './targets.js';
+import { planTarget, ROPE_FORMS } from './plan.js';
 import { energyKept, factorize, type BasisMethod } from './basis.js';
 import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
@@ -41,6 +42,9 @@ export interface ConvertOptions {
   /** Which frequencies the layers may keep (targets.ts): 'free' per layer (native only), 'geometric' (default:
    *  the same pairs in every layer, a geometric run, exportable to GGUF and transformers) or 'unscaled' (vLLM, SGLang). */
   ropeRule?: RopeRule;
+  /** The engine the model is for (targets.ts): its shape rule picks the kv rank and rope dims (plan.ts), its rope rule
+   *  the rope choice, and stock targets get the latent norm. */
+  target?: Target;
   basis: BasisMethod;
   /** Low-rank query (q_a_proj / q_a_layernorm / q_b_proj); null keeps a full q_proj. */
   qRank: number | null;
@@ -83,11 +87,46 @@ export function needsCalibration(o: ConvertOptions): boolean {
   return o.ropeMethod !== 'ecomla' || o.basis === 'activation' || o.latentNorm || o.qRank !== null || o.nopeInit === 'mean-rotation';
 }
 
+/**
+ * Options within a target's rules: its accepted shape with the highest compression (or the requested one, checked),
+ * its rope rule, the latent norm for stock engines; notes say what was chosen and what cannot be reached.
+ */
+export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: ConvertOptions; notes: string[] } {
+  if (!opts.target) return { opts, notes: [] };
+  const rules = TARGET_RULES[opts.target];
+  const notes: string[] = [];
+  if (opts.plan.kind === 'energy' && rules.uniformRank) {
+    throw new UserError(`--energy gives each layer its own kv rank, but ${rules.engine} has one kv_lora_rank: use --kv-rank or --kv-ratio with --target ${opts.target}`);
+  }
+  const plan = planTarget(cfg, opts.target, {
+    kvRank: opts.plan.kind === 'rank' ? opts.plan.rank : undefined, ratio: opts.plan.kind === 'ratio' ? opts.plan.ratio : undefined, ropeDim: opts.ropeDim,
+  });
+  const out: ConvertOptions = { ...opts, ropeRule: rules.rope, latentNorm: opts.latentNorm || rules.latentNorm };
+  if (rules.shapes) {
+    const c = plan.chosen;
+    if (!c) {
+      const why = plan.options.map((o) => `${o.kvRank}+${o.ropeDim}: ${o.problems.join('; ')}`).join(' | ');
+      throw new UserError(`--target ${opts.target}: ${rules.engine} accepts only ${plan.options.map((o) => `${o.kvRank}+${o.ropeDim}`).join(', ')} (${rules.shapeWhy}), and none fits this model: ${why}`);
+    }
+    out.plan = { kind: 'rank', rank: c.kvRank };
+    out.ropeDim = c.ropeDim;
+    notes.push(`--target ${opts.target}: kv rank ${c.kvRank} + rope dims ${c.ropeDim} (${c.compression.toFixed(2)}× of the teacher's cache), the accepted shape with the highest compression (${rules.shapeWhy})`);
+    if (opts.plan.kind === 'ratio' && opts.plan.ratio > c.compression + 1e-9 && opts.plan.ratio !== 4) {
+      notes.push(`--kv-ratio ${opts.plan.ratio} cannot be reached on ${rules.engine}: its shapes give at most ${c.compression.toFixed(2)}× for this model`);
+    }
+  }
+  if (!opts.latentNorm && rules.latentNorm) notes.push(`--target ${opts.target}: --latent-norm added (${rules.engine} always applies kv_a_layernorm)`);
+  notes.push(...plan.notes.map((n) => `--target ${opts.target}: ${n}`));
+  return { opts: out, notes };
+}
+
 export function convert(
-  model: Model, tokenizer: Tokenizer | null, opts: ConvertOptions,
+  model: Model, tokenizer: Tokenizer | null, opts0: ConvertOptions,
   progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
 ): ConvertResult {
   const cfg = model.config;
+  const targeted = targetOptions(cfg, opts0);
+  const opts = targeted.opts;
   const C = cfg.hiddenSize;
   const H = cfg.numHeads;
   for (const l of opts.keepLayers) {
@@ -102,13 +141,28 @@ export function convert(
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new OptionError('ropeDim', undefined, `expected an even number ≥ 2, got ${ropeDim}`);
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
   const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
+  // Ranks beyond what the factorisation has are refused with the maximum: a clamp would report a rank it did not use.
+  teacherLayers.forEach((a, l) => {
+    if (!convertSet[l]) return;
+    const KD = a.numKvHeads * a.headDim;
+    const maxR = opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
+    const r = planned[l];
+    if (r !== null && r !== undefined && r > maxR) {
+      const [field, value] = opts.plan.kind === 'rank' ? ['plan.rank', undefined] : ['plan.ratio', (opts.plan as { ratio: number }).ratio];
+      throw new OptionError(field, value, `a kv rank of ${r} exceeds the maximum ${maxR} for layer ${l} (2·num_kv_heads·head_dim${opts.basis === 'weight' ? ', at most hidden_size' : ''})`);
+    }
+    const maxQ = Math.min(H * (a.headDim + ropeDim), C);
+    if (opts.qRank !== null && opts.qRank > maxQ) {
+      throw new OptionError('qRank', undefined, `expected at most ${maxQ} (min(heads·(head_dim + rope dims), hidden_size) for layer ${l}), got ${opts.qRank}`);
+    }
+  });
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {
     const seqs = calibrationSequences(model, tokenizer, opts.calib, progress.calib);
     stats = collectStats(model, seqs, progress.calib);
   }
-  const notes: string[] = [];
+  const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';
   // Shared rope pairs: every converted layer's pair scores, then one arithmetic run of pairs for all layers.
   let shared: number[] | null = null;
@@ -122,12 +176,12 @@ export function convert(
       energiesOf[l] = e;
       scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
     });
-    const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f));
+    const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
     shared = choice.pairs;
     notes.push(
       choice.exact
-        ? `rope: every layer keeps teacher pairs ${shared.join(', ')} (${rule === 'unscaled' ? 'rope_theta alone' : 'a geometric run'}, one ${opts.ropeMethod} component each; best of ${choice.acceptedRuns} exportable runs): exact in stock engines.`
-        : `rope: no run of ${ropeDim / 2} teacher pairs has ${rule === 'unscaled' ? 'unscaled geometric' : 'geometric'} frequencies (rope scaling bends them); kept pairs ${shared.join(', ')}, the nearest run: export fits the nearest geometric run and reports its logit error.`,
+        ? `rope: every layer keeps teacher pairs ${shared.join(', ')} (${ROPE_FORMS[rule]}, one ${opts.ropeMethod} component each; best of ${choice.acceptedRuns} exportable runs): exact in stock engines.`
+        : `rope: no run of ${ropeDim / 2} teacher pairs has frequencies expressible as ${ROPE_FORMS[rule]} (rope scaling bends them); kept pairs ${shared.join(', ')}, the nearest run: export fits the nearest geometric run and reports its logit error.`,
     );
   }
   const weights = new Map<string, Tensor>();

@@ -11,7 +11,8 @@
 //          of its rope types (default, linear, llama3, yarn, …), no attention bias unless attention_bias.
 // Legend: R kv rank, Dr rope dims, H heads.
 
-import { geometricFit } from '../io/deepseek.js';
+import { geometricFit, stockRopeParams } from '../io/deepseek.js';
+import type { ModelConfig } from '../model/config.js';
 
 export type Target = 'native' | 'gguf' | 'transformers' | 'vllm' | 'sglang' | 'llamacpp-cuda';
 export const TARGETS: readonly Target[] = ['native', 'gguf', 'transformers', 'vllm', 'sglang', 'llamacpp-cuda'];
@@ -21,9 +22,11 @@ export const TARGETS: readonly Target[] = ['native', 'gguf', 'transformers', 'vl
  *   free       per-layer, any frequencies (our native format only);
  *   geometric  one set for every layer, f_i = f_0·ρ^i: rope_theta plus a linear scaling factor (transformers, llama.cpp);
  *   unscaled   one geometric set with f_0 = 1: rope_theta alone, rope_scaling null (vLLM and SGLang rewrite any
- *              rope_scaling into DeepSeek's YaRN, so a linear factor would not survive).
+ *              rope_scaling into DeepSeek's YaRN, so a linear factor would not survive);
+ *   hf         what transformers' config can say: geometric, or a Llama-3 teacher's llama3-scaled pairs 0, s, 2s, …
+ *              under its own llama3 rope_scaling (io/deepseek.ts stockRopeParams).
  */
-export type RopeRule = 'free' | 'geometric' | 'unscaled';
+export type RopeRule = 'free' | 'geometric' | 'unscaled' | 'hf';
 
 export interface TargetRules {
   target: Target;
@@ -59,7 +62,7 @@ export const TARGET_RULES: Record<Target, TargetRules> = {
     biases: false, latentNorm: true, shapeWhy: 'fattn.cu has MLA kernels for K/V 576/512 and 320/256 (heads % 32 == 0) only',
   },
   transformers: {
-    target: 'transformers', engine: 'transformers DeepseekV3ForCausalLM', rope: 'geometric', shapes: null, uniformRank: true, biases: false, latentNorm: true,
+    target: 'transformers', engine: 'transformers DeepseekV3ForCausalLM', rope: 'hf', shapes: null, uniformRank: true, biases: false, latentNorm: true,
     shapeWhy: 'any shape (eager/SDPA attention); one kv_lora_rank',
   },
   vllm: {
@@ -72,9 +75,11 @@ export const TARGET_RULES: Record<Target, TargetRules> = {
   },
 };
 
-/** Whether a target's rope rule accepts these kept frequencies (one layer's, or the set every layer shares). */
-export function ropeAccepts(rule: RopeRule, invFreq: number[]): boolean {
+/** Whether a target's rope rule accepts these kept frequencies (one layer's, or the set every layer shares) of a
+ *  teacher `cfg` (its rope_theta and rope_scaling matter for 'hf'). */
+export function ropeAccepts(rule: RopeRule, invFreq: number[], cfg?: ModelConfig): boolean {
   if (rule === 'free') return true;
+  if (rule === 'hf') return cfg ? stockRopeParams(cfg, invFreq) !== null : geometricFit(invFreq) !== null;
   const fit = geometricFit(invFreq);
   if (!fit) return false;
   return rule === 'geometric' || Math.abs(fit.factor - 1) <= 1e-9;

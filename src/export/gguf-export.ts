@@ -10,6 +10,7 @@
 // Legend: V vocab, C hidden, I intermediate, L layers, H heads, Hkv kv heads, D head dim, R kv rank, Dr rope
 // dims, Dn nope dims, Dv value dims, Rq q rank.
 
+import { GGUF_WRITER_KEY } from '../io/output.js';
 import { basename } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type GqaAttention, type MlaAttention, type ModelConfig } from '../model/config.js';
@@ -19,6 +20,7 @@ import { UserError } from '../errors.js';
 import { kv, writeGguf, QK8_0, type GgmlTypeName, type GgufTensorIn, type GgufValue } from '../io/gguf.js';
 import { padVocab, vocabKvs, type GgufVocab } from './gguf-vocab.js';
 import { toAdjacentPairing, toStockMla, uniformGqa } from './stock.js';
+import { servingVerdicts } from '../convert/plan.js';
 
 export type GgufDtype = 'f32' | 'f16' | 'bf16' | 'q8_0';
 export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'bf16', 'q8_0'];
@@ -97,6 +99,8 @@ function commonKvs(arch: string, cfg: ModelConfig, dtype: GgufDtype, name: strin
     ['general.name', kv.str(name)],
     ['general.file_type', kv.u32(FILE_TYPE[dtype])],
     ['general.alignment', kv.u32(32)],
+    // Marks the file as ours: --overwrite replaces only GGUF files that carry it (io/output.ts).
+    [GGUF_WRITER_KEY, kv.str('mla-upcycle')],
     [`${arch}.vocab_size`, kv.u32(cfg.vocabSize)],
     [`${arch}.context_length`, kv.u32(cfg.maxPositions)],
     [`${arch}.embedding_length`, kv.u32(cfg.hiddenSize)],
@@ -226,6 +230,7 @@ function deepseek2Plan(
     );
   }
   if (list.fallback.length > 0) notes.push(`q8_0: ${list.fallback.length} tensor(s) with rows not a multiple of 32 written as f16 (${list.fallback.slice(0, 3).join(', ')}${list.fallback.length > 3 ? ', …' : ''})`);
+  notes.push(...servingVerdicts(cfg, 'gguf'));
   return { arch, metadata, tensors: list.tensors, notes };
 }
 

@@ -3,18 +3,21 @@
 // their DeepSeek-V3 classes. Rope rows are reordered to adjacent pairs (rope_interleave true) when the model
 // uses half-split pairing; ranks are padded with --pad-ranks; everything else stock cannot say is refused.
 
+import { basename } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import type { MlaAttention, ModelConfig } from '../model/config.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import { toStockMla } from './stock.js';
+import { servingVerdicts } from '../convert/plan.js';
+import { rescaleNormEps, TRANSFORMERS_LATENT_EPS } from './norm-eps.js';
 
 export interface HfExportOptions {
   dtype?: SafetensorsDtype;
   padRanks?: boolean;
   overwrite?: boolean;
-  /** Tokenizer files to copy in (see cli/convert.ts tokenizerFiles). */
-  copyFiles?: { from: string; name: string }[];
+  /** Tokenizer files to write (hf-tokenizer.ts hfTokenizerFiles). */
+  writeFiles?: { name: string; text: string }[];
   source?: string;
   /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
   ropeTolerance?: number;
@@ -29,14 +32,22 @@ export interface HfExportReport {
 export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: HfExportOptions = {}): HfExportReport {
   const source = opts.source ?? 'model';
   const stock = toStockMla(cfg, weights, 'hf', opts.padRanks ?? false, source, opts.ropeTolerance);
-  saveModelDir(dir, stock.config, stock.weights, {
+  const eps = rescaleNormEps(stock.config, stock.weights);
+  saveModelDir(dir, eps.config, eps.weights, {
     dtype: opts.dtype ?? 'F32',
     overwrite: opts.overwrite ?? false,
-    copyFiles: opts.copyFiles ?? [],
+    extraFiles: Object.fromEntries((opts.writeFiles ?? []).map((f) => [f.name, f.text])),
     stock: true,
-    metadata: { mla_upcycle_source: source },
+    // The source's base name only: an absolute path would publish the exporting machine's directory layout.
+    metadata: { mla_upcycle_source: basename(source) },
   });
   const notes = [...stock.notes];
+  if (eps.alpha !== 1) {
+    notes.push(
+      `rms_norm_eps ${cfg.rmsNormEps} → ${TRANSFORMERS_LATENT_EPS} (transformers' latent norms use 1e-6 whatever the config says): residual stream ` +
+        `and latent rows scaled by ${eps.alpha.toPrecision(6)}, exact in every engine${cfg.tieEmbeddings ? '; lm_head untied from the embeddings' : ''}`,
+    );
+  }
   const fit = geometricFit((stock.config.layers[0] as MlaAttention).ropeInvFreq);
   if (fit && Math.abs(fit.factor - 1) > 1e-9) {
     notes.push(
@@ -45,5 +56,6 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
         'model; serve it with transformers, or with llama.cpp ({format} gguf handles the scaling)',
     );
   }
-  return { config: stock.config, notes };
+  notes.push(...servingVerdicts(eps.config, 'hf'));
+  return { config: eps.config, notes };
 }

@@ -30,13 +30,13 @@ export interface RopeFit {
 }
 
 /** Relative logit error between two configs of the same weights on T seeded random tokens (cpu backend when built). */
-export function ropeFitError(a: ModelConfig, b: ModelConfig, weights: Map<string, Tensor>, T: number, seed = 1): number {
+export function configLogitError(a: ModelConfig, b: ModelConfig, weights: Map<string, Tensor>, T: number, seed = 1): number {
   const be = getBackend('auto');
   const rng = mulberry32(seed);
   const ids = Int32Array.from({ length: T }, () => Math.floor(rng() * a.vocabSize));
   const run = (cfg: ModelConfig): Float32Array | Float64Array => {
     const m = Model.fromWeights(cfg, weights, be);
-    return noGrad(() => forward(m, ids, 1, T).value.data);
+    return noGrad(() => forward(m, ids, 1, T).value.toHost());
   };
   return relError(run(b), run(a));
 }
@@ -66,7 +66,7 @@ export function fitStockRope(
   const fitted = nearestGeometric(freqs);
   const config: ModelConfig = { ...cfg, layers: cfg.layers.map((a) => (a.kind === 'mla' ? { ...a, ropeInvFreq: fitted } : a)) };
   const T = Math.min(cfg.maxPositions, 256);
-  const error = ropeFitError(cfg, config, weights, T);
+  const error = configLogitError(cfg, config, weights, T);
   const show = (f: number[]): string => f.map((x) => x.toPrecision(4)).join(', ');
   const what =
     `rope frequencies [${show(freqs)}] are not a geometric run (base^(-2i/Dr)/factor), which is all ` +

@@ -10,7 +10,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
-import { fitStockRope, ROPE_TOLERANCE } from './rope-fit.js';
+import { configLogitError, fitStockRope, ROPE_TOLERANCE } from './rope-fit.js';
 import { UserError } from '../errors.js';
 
 export type ExportTarget = 'gguf' | 'hf';
@@ -98,7 +98,7 @@ function mlaLayers(cfg: ModelConfig): MlaAttention[] {
  * Why this model cannot be written as a stock all-MLA model (empty when it can). Each message says why and what
  * to do. With padRanks, different per-layer kv ranks are fine (padded by padKvRanks).
  */
-export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRanks: boolean): string[] {
+export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRanks: boolean, biasDropError?: number): string[] {
   const engine = target === 'gguf' ? "llama.cpp's deepseek2 architecture" : 'stock DeepSeek-V3 (transformers, vLLM, SGLang)';
   const problems: string[] = [];
   const gqa = cfg.layers.flatMap((a, i) => (a.kind === 'gqa' ? [i] : []));
@@ -123,7 +123,10 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
   if (biased.length > 0) {
     problems.push(
       `attention biases in layer(s) ${biased.join(', ')} (from the teacher's q/k/v bias): ${engine} has no bias on q_proj / ` +
-        'kv_a_proj_with_mqa; keep the native layout (mla convert output) for this model',
+        'kv_a_proj_with_mqa, and only part of them folds exactly (a key bias outside the rope part is a per-query constant under softmax; ' +
+        "but the rope key bias rotates with the key's position, the q bias meets every key, and the value bias becomes a constant output " +
+        `o_proj·b_v that the stock o_proj, without bias, cannot hold)${biasDropError === undefined ? '' : `; dropping them changes the logits by ${biasDropError.toExponential(2)} (relative)`}` +
+        '; keep the native layout (mla convert output) for this model, or distil without biases',
     );
   }
   const first = mla[0]!;
@@ -152,8 +155,13 @@ export function stockMlaProblems(cfg: ModelConfig, target: ExportTarget, padRank
 }
 
 /** Refuse with every problem at once. */
-export function assertStockMla(cfg: ModelConfig, target: ExportTarget, padRanks: boolean, source: string): void {
-  const problems = stockMlaProblems(cfg, target, padRanks);
+export function assertStockMla(cfg: ModelConfig, target: ExportTarget, padRanks: boolean, source: string, weights?: Map<string, Tensor>): void {
+  const biased = cfg.layers.some((a) => a.kind === 'mla' && a.bias);
+  const dropError =
+    biased && weights && cfg.layers.every((a) => a.kind === 'mla')
+      ? configLogitError(cfg, { ...cfg, layers: cfg.layers.map((a) => (a.kind === 'mla' ? { ...a, bias: false } : a)) }, weights, Math.min(cfg.maxPositions, 64))
+      : undefined;
+  const problems = stockMlaProblems(cfg, target, padRanks, dropError);
   if (problems.length > 0) {
     const what = target === 'gguf' ? 'GGUF (deepseek2)' : 'the stock DeepSeek-V3 layout';
     throw new UserError(`${source}: cannot export to ${what}:\n  - ${problems.join('\n  - ')}`);
@@ -216,7 +224,7 @@ export function padKvRanks(cfg: ModelConfig, weights: Map<string, Tensor>): { co
 export function toStockMla(
   cfg: ModelConfig, weights: Map<string, Tensor>, target: ExportTarget, padRanks: boolean, source: string, ropeTolerance = ROPE_TOLERANCE,
 ): { config: ModelConfig; weights: Map<string, Tensor>; notes: string[] } {
-  assertStockMla(cfg, target, padRanks, source);
+  assertStockMla(cfg, target, padRanks, source, weights);
   const rope = fitStockRope(cfg, weights, target, ropeTolerance, source);
   const notes: string[] = [...rope.notes];
   let m = { config: rope.config, weights };

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createServer, type AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tensor } from '../tensor/tensor.js';
@@ -21,7 +21,8 @@ import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { OptionError } from '../errors.js';
 import { writeChart, type DistillSettings, type EvalResult, type LogLine } from './distill.js';
-import { prepareDistill, readRunRecord, type DistillJob } from './run.js';
+import { prepareDistill, type DistillJob } from './run.js';
+import { readRunRecord } from '../io/run-files.js';
 
 /** python/ of this checkout (dist/src/train/ → repository root). */
 export const PYTHON_PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'python');
@@ -313,17 +314,29 @@ export function runUsesTorch(dir: string): boolean {
   return readRunRecord(dir).torch !== undefined;
 }
 
-/** `mla distill --engine torch` as a library call: runDistill's job (same data, settings, run.json, resume) on torch. */
+/** `mla distill --engine torch` as a library call: runDistill's job (same checks, data, settings, run.json, resume) on
+ *  torch. A failure before the first checkpoint of a new run removes what the run made, as runDistill does. */
 export async function runDistillTorch(job: DistillJob, given: TorchOverrides = {}): Promise<{ out: string; ppl: number; kl: number; tokens: number }> {
   const saved = job.resume ? (readRunRecord(job.out).torch as Partial<TorchOptions> | undefined) : undefined;
   const torch = resolveTorchOptions(given, saved);
-  const p = prepareDistill(job, { loadCheckpoint: false, record: { torch: { ...torch } } });
-  const s = p.settings;
-  const r = await distillTorch({
-    teacher: { path: p.teacherPath, config: p.teacher.config, weights: p.teacher.weights() },
-    student: { path: p.studentPath, config: p.student.config, weights: p.student.weights() },
-    trainSeqs: p.trainSeqs, evalSeqs: p.evalSeqs, settings: s, outDir: p.outDir, copyFiles: p.copyFiles, resume: !!job.resume, torch,
-    progress: job.progress?.('distill', s.steps * s.batch * s.accum * s.seq), onLog: job.onLog,
+  const existed = existsSync(job.out);
+  const pending = prepareDistill(job, { loadCheckpoint: false, record: { torch: { ...torch } } }, async (p) => {
+    const s = p.settings;
+    const r = await distillTorch({
+      teacher: { path: p.teacherPath, config: p.teacher.config, weights: p.teacher.weights() },
+      student: { path: p.studentPath, config: p.student.config, weights: p.student.weights() },
+      trainSeqs: p.trainSeqs, evalSeqs: p.evalSeqs, settings: s, outDir: p.outDir, copyFiles: p.copyFiles, resume: !!job.resume, torch,
+      progress: p.progress('distill', s.steps * s.batch * s.accum * s.seq), onLog: job.onLog,
+    });
+    return { out: p.outDir, ...r };
   });
-  return { out: p.outDir, ...r };
+  try {
+    return await pending;
+  } catch (e) {
+    if (!job.resume && !existsSync(join(job.out, 'checkpoint'))) {
+      if (!existed) rmSync(job.out, { recursive: true, force: true });
+      else for (const n of readdirSync(job.out)) rmSync(join(job.out, n), { recursive: true, force: true });
+    }
+    throw e;
+  }
 }
