@@ -66,14 +66,13 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     const r = mla([
       'distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', student, '--out', out, '--steps', '20',
       '--batch', '2', '--seq', '16', '--self-generate', '4', '--lr', '1e30', '--warmup', '0', '--clip', '0', '--checkpoint-every', '1',
-      // An evaluation right after step 1 would catch the diverged student before its first checkpoint is written.
-      '--eval-every', '5',
     ]);
     assert.equal(r.status, 1, r.stderr);
     // Where the blow-up shows first (the update's weights, the held-out eval, the next loss) depends on the numbers;
     // the run must stop at a named step and never save a checkpoint it cannot resume from.
     assert.match(r.stderr, /non-finite .*step \d+/);
-    assert.match(r.stderr, /last good checkpoint/);
+    // It names the checkpoint it keeps, or says none was written yet (the blow-up can come at step 1).
+    assert.match(r.stderr, /last good checkpoint stays in|stopped before the first checkpoint was written/);
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:')).length, 1);
     if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) {
       const ok = mla(['ppl', join(out, 'checkpoint'), '--text', join(FIXTURES, 'heldout', 'stories-heldout.txt'), '--ctx', '64']);

@@ -22,6 +22,8 @@ import { saveHfModel } from '../src/io/hf.js';
 import { saveModelDir } from '../src/io/deepseek.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { checkpointDir, loadCheckpoint } from '../src/train/checkpoint.js';
+import { resolveSettings } from '../src/train/run.js';
+import { stateJson } from '../src/io/run-files.js';
 import { UserError } from '../src/errors.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { FIXTURES, STORIES_BIN, STORIES_TOK, mla, tempDir } from './helpers.js';
@@ -140,7 +142,7 @@ test('load: +Inf in a norm weight (llama2.c, HF safetensors F32/BF16, DeepSeek-V
       { name: 'm.model.norm.weight', shape: [64], data: new Float32Array(64) },
       { name: 'v.model.norm.weight', shape: [64], data: new Float32Array(64).fill(NaN, 60, 61) },
     ], { adam_step: '3' });
-    writeFileSync(join(cp, 'state.json'), JSON.stringify({ version: 1, step: 3, tokens: 96, settings: {} }));
+    writeFileSync(join(cp, 'state.json'), stateJson({ version: 1, step: 3, tokens: 96, settings: resolveSettings() }));
     assert.throws(() => loadCheckpoint(join(dir, 'run')), /checkpoint\/optimizer\.safetensors: tensor v\.model\.norm\.weight: NaN at element \[60\]/);
   } finally {
     cleanup();

@@ -66,10 +66,8 @@ export function trainableNames(student: Model, scope: TrainScope): Set<string> {
   return names;
 }
 
-/** Mean held-out perplexity of the student and mean KL(teacher ‖ student) per token. A non-finite logit of either
- *  model stops with a NonFiniteError naming which; `studentHint` says why the student's might be (default: the
- *  forward pass overflowed), `tail` what happens next (the training loop: stopped, where the checkpoint is). */
-export function evaluate(teacher: Model, student: Model, seqs: number[][], batch = 8, studentHint = FORWARD_HINT, tail = ''): EvalResult {
+/** Mean held-out perplexity of the student and mean KL(teacher ‖ student) per token. */
+export function evaluate(teacher: Model, student: Model, seqs: number[][], batch = 8): EvalResult {
   let nll = 0;
   let kl = 0;
   let n = 0;
@@ -78,8 +76,8 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
       const sl = forward(student, ids, B, T);
       const tl = forward(teacher, ids, B, T).value;
       const V = student.config.vocabSize;
-      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT + tail);
-      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V, studentHint + tail);
+      assertFiniteRows('distill eval', 'logits from the teacher', tl.data, T, V, TEACHER_HINT);
+      assertFiniteRows('distill eval', 'logits from the student', sl.value.data, T, V);
       const ce = student.F.crossEntropy(sl, targets).value;
       const k = student.F.klDiv(sl, tl, 1).value;
       for (let r = 0; r < B * T; r++) {
@@ -91,8 +89,8 @@ export function evaluate(teacher: Model, student: Model, seqs: number[][], batch
     });
   });
   const ppl = Math.exp(nll / n);
-  assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token${tail}`);
-  assertFiniteValue('distill eval', 'the mean KL(teacher ‖ student)', kl / n, `over ${n} tokens${tail}`);
+  assertFiniteValue('distill eval', "the student's perplexity", ppl, `mean NLL ${(nll / n).toPrecision(6)} nats per token`);
+  assertFiniteValue('distill eval', 'the mean KL(teacher ‖ student)', kl / n, `over ${n} tokens`);
   return { ppl, kl: kl / n, tokens: n };
 }
 
@@ -152,7 +150,7 @@ export function distill(run: DistillRun): DistillResult {
   const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
 
   if (step === 0) {
-    const e = evaluate(teacher, student, run.evalSeqs, 8, FORWARD_HINT, `; ${stopped()}`);
+    const e = evaluate(teacher, student, run.evalSeqs);
     emit({ step: 0, tokens: 0, eval_ppl: e.ppl, eval_kl: e.kl });
     drawChart();
   }
@@ -217,7 +215,7 @@ export function distill(run: DistillRun): DistillResult {
     });
     progress.tick(stepTokens);
     if (step % s.evalEvery === 0 || step === s.steps) {
-      const e = evaluate(teacher, student, run.evalSeqs, 8, studentHint(), `; ${stopped()}`);
+      const e = evaluateDuringTraining(() => evaluate(teacher, student, run.evalSeqs), step, stopped());
       emit({ step, tokens, eval_ppl: e.ppl, eval_kl: e.kl });
       drawChart();
     }
@@ -238,6 +236,16 @@ export function distill(run: DistillRun): DistillResult {
   rmSync(tmp, { recursive: true, force: true });
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
+}
+
+/** Held-out evaluation inside the training loop: a non-finite result names the step and where the last checkpoint is. */
+function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: string): EvalResult {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower {lr} or raise {warmup}); ${stopped}`);
+    throw e;
+  }
 }
 
 /** Every trained parameter finite after the update of `step`, else a NonFiniteError naming the first bad tensor. */
