@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { getBackend } from '../src/backends/index.js';
 import type { MlaAttention } from '../src/model/config.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { planTarget, servingVerdicts } from '../src/convert/plan.js';
@@ -84,7 +83,6 @@ test('mla plan: a SmolLM-135M-shaped model is too small for the stock MLA shapes
   }
 });
 
-const be = getBackend('ref');
 const base = (over: Partial<ConvertOptions>): ConvertOptions => ({
   plan: { kind: 'ratio', ratio: 4 }, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, nopeInit: 'mean-rotation', keepLayers: [],
   calib: { samples: 3, length: 32, seed: 7 }, ...over,
