@@ -34,14 +34,14 @@ const list = <T extends string>(s: string, all: readonly T[], flag: string): T[]
   for (const x of xs) if (!all.includes(x)) throw new Error(`--${flag}: '${x}' is not one of ${all.join(', ')}`);
   return xs;
 };
-const methods = list(values.methods!, ROPE_METHODS, 'methods');
-const bases = list(values.bases!, BASIS_METHODS, 'bases');
-const nopeInits = list(values['nope-inits']!, NOPE_INITS, 'nope-inits');
-const ropeRules = list<RopeRule>(values['rope-rules']!, ['free', 'geometric', 'unscaled'], 'rope-rules');
+const methods = list(values.methods, ROPE_METHODS, 'methods');
+const bases = list(values.bases, BASIS_METHODS, 'bases');
+const nopeInits = list(values['nope-inits'], NOPE_INITS, 'nope-inits');
+const ropeRules = list<RopeRule>(values['rope-rules'], ['free', 'geometric', 'unscaled'], 'rope-rules');
 const ctx = Number(values.ctx);
-const opened = openModel(values.model!, { tokenizer: values.tokenizer, backend: values.backend });
+const opened = openModel(values.model, { tokenizer: values.tokenizer, backend: values.backend });
 const teacher = opened.model;
-const ids = opened.tokenizer!.encode(readFileSync(values.text!, 'utf8'), true);
+const ids = opened.tokenizer!.encode(readFileSync(values.text, 'utf8'), true);
 const base = perplexity(teacher, ids, ctx);
 // (ratio, rope dims): the shapes of the issue's reference table: 4× = 12+4, 6.4× = 6+4, 10.7× = 4+2.
 const settings: [number, number][] = [[2, 4], [4, 4], [6.4, 4], [10, 2]];

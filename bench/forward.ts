@@ -68,7 +68,7 @@ for (const m of models) {
   for (const [attention, cfg, w] of [['gqa', m.config, m.weights], ['mla 4×', conv.config, conv.weights]] as const) {
     for (const be of availableBackends()) {
       if (be === 'ref' && m.name !== 'stories260K' && values.quick) continue;
-      const model = Model.fromWeights(cfg, w, getBackend(be as 'ref' | 'cpu'));
+      const model = Model.fromWeights(cfg, w, getBackend(be));
       const ids = Int32Array.from({ length: m.B * m.T }, (_, i) => (i * 31) % cfg.vocabSize);
       const prefill = rate(() => noGrad(() => forward(model, ids, m.B, m.T))) * m.B * m.T;
       points.push({ model: m.name, attention, mode: `prefill ${m.B}×${m.T}`, backend: be, tokens_per_s: prefill });

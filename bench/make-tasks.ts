@@ -135,10 +135,10 @@ function writeJsonl(file: string, items: Item[]): void {
   renameSync(tmp, file);
 }
 
-const all = stories(readFileSync(values.text!, 'utf8'));
-mkdirSync(values.out!, { recursive: true });
+const all = stories(readFileSync(values.text, 'utf8'));
+mkdirSync(values.out, { recursive: true });
 for (const [name, items] of [['story-cloze', storyCloze(all)], ['next-word', nextWord(all)]] as const) {
-  const file = join(values.out!, `${name}.jsonl`);
+  const file = join(values.out, `${name}.jsonl`);
   writeJsonl(file, items);
   process.stdout.write(`${file}: ${items.length} items from ${all.length} stories\n`);
 }

@@ -32,7 +32,7 @@ const { values } = parseArgs({
     child: { type: 'string' },
   },
 });
-const dir = values.dir!;
+const dir = values.dir;
 const backendName = values.backend as 'cpu' | 'ref';
 
 const CONFIG: ModelConfig = {
@@ -119,7 +119,7 @@ if (values.child) {
   const self = fileURLToPath(import.meta.url);
   const results: Result[] = [];
   for (const policy of ['f32', 'file'] as const) {
-    const r = spawnSync(process.execPath, ['--expose-gc', self, '--child', policy, '--dir', dir, '--backend', backendName, '--threads', values.threads!], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--expose-gc', self, '--child', policy, '--dir', dir, '--backend', backendName, '--threads', values.threads], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`bench child (${policy}) failed: ${r.stderr}`);
     results.push(JSON.parse(r.stdout.trim()) as Result);
   }

@@ -14,7 +14,7 @@ import { forward } from '../src/model/forward.js';
 import { convert } from '../src/convert/convert.js';
 import { randomLlama } from './models.js';
 
-const ref64: Backend = { ...refBackend, dtype: 'f64', run: refBackend.run.bind(refBackend) } as Backend;
+const ref64: Backend = { ...refBackend, dtype: 'f64', run: refBackend.run.bind(refBackend) };
 
 function toF64(m: Model): Model {
   return Model.fromWeights(m.config, m.weights(), ref64);

@@ -3,16 +3,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Tensor, relError } from '../src/tensor/tensor.js';
-import { mulberry32, gaussian } from '../src/tensor/rng.js';
+import { relError } from '../src/tensor/tensor.js';
+import { mulberry32 } from '../src/tensor/rng.js';
 import { noGrad } from '../src/autograd/var.js';
 import { getBackend, availableBackends } from '../src/backends/index.js';
 import { Model } from '../src/model/model.js';
 import { forward } from '../src/model/forward.js';
 import { KVCache } from '../src/model/cache.js';
 import { generate, sampleToken } from '../src/model/generate.js';
-import { kvBytesPerToken, defaultInvFreq, type ModelConfig } from '../src/model/config.js';
-import { modelTensors } from '../src/model/weights.js';
+import { kvBytesPerToken } from '../src/model/config.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { ROPE_METHODS } from '../src/convert/rope-select.js';

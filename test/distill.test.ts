@@ -71,7 +71,8 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     // Where the blow-up shows first (the update's weights, the held-out eval, the next loss) depends on the numbers;
     // the run must stop at a named step and never save a checkpoint it cannot resume from.
     assert.match(r.stderr, /non-finite .*step \d+/);
-    assert.match(r.stderr, /last good checkpoint/);
+    // It names the checkpoint it keeps, or says none was written yet (the blow-up can come at step 1).
+    assert.match(r.stderr, /last good checkpoint stays in|stopped before the first checkpoint was written/);
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:')).length, 1);
     if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) {
       const ok = mla(['ppl', join(out, 'checkpoint'), '--text', join(FIXTURES, 'heldout', 'stories-heldout.txt'), '--ctx', '64']);

@@ -38,8 +38,8 @@ test('task file: our fields, blank lines, BOM, CRLF', () => {
   const text = '\uFEFF' + jsonl({ context: 'A', choices: ['x', 'y'], label: 1 }, '', { context: '', choices: ['p', 'q', 'r'], label: 0, extra: 5 }) + '\r\n\r\n';
   const items = parseTaskJsonl(text, 't.jsonl');
   assert.deepEqual(items, [
-    { context: 'A', choices: ['x', 'y'], label: 1, delimiter: null },
-    { context: '', choices: ['p', 'q', 'r'], label: 0, delimiter: null },
+    { context: 'A', choices: ['x', 'y'], label: 1, delimiter: null, where: 't.jsonl:1' },
+    { context: '', choices: ['p', 'q', 'r'], label: 0, delimiter: null, where: 't.jsonl:3' },
   ]);
 });
 
@@ -80,7 +80,7 @@ test('task file: malformed lines name the file, the line and the field', () => {
   rejects(jsonl({ question: 'c', choices: { text: ['a', 'b'], label: ['A', 'B'] }, answerKey: 'C' }), 'answerKey', '["A","B"]');
   rejects(jsonl({ ...ok, target_delimiter: 1 }), 'target_delimiter');
   rejects('\n\n', 'bad.jsonl', 'no items');
-  assert.throws(() => readTaskFile('/nonexistent/tasks.jsonl'), /'tasks' \/nonexistent\/tasks.jsonl: cannot read/);
+  assert.throws(() => readTaskFile('/nonexistent/tasks.jsonl'), /'tasks' \/nonexistent\/tasks.jsonl: file not found/);
 });
 
 test('bundled task files: 60 items of 4 choices, answers spread over the positions', () => {

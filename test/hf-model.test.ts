@@ -120,7 +120,7 @@ for (const [arch, headDim] of [['llama', 10], ['qwen2', 16]] as const) {
       }
       const wantPpl = Math.exp(nll / (ids.length - 1));
       for (const name of availableBackends()) {
-        const model = Model.fromWeights(loaded.config, loaded.weights, getBackend(name as 'ref' | 'cpu'));
+        const model = Model.fromWeights(loaded.config, loaded.weights, getBackend(name));
         // The projections stay bf16 as read (half the memory); norms are f32.
         assert.equal(model.p('model.layers.0.self_attn.q_proj.weight').value.dtype, 'bf16');
         assert.equal(model.p('model.norm.weight').value.dtype, 'f32');

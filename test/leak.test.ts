@@ -99,15 +99,15 @@ for (const name of availableBackends()) {
       };
       const before = liveBuffers();
       const during: number[] = [];
-      distill({
+      const trained = distill({
         teacher, student, train: new Batcher(seqs, 16, 2, 1), evalSeqs: seqs.slice(0, 3), settings, outDir: dir,
         copyFiles: [], onLog: (l) => { if (l.loss !== undefined) during.push(liveBuffers().buffers); },
       });
       assert.equal(during.length, trainSteps);
       // (Counts taken inside a step vary: clipping replaces the gradients. The step's tidy frees them all.)
-      // What remains is the student's own trained weights (distill gives trained parameters their own buffers).
-      assert.equal(liveBuffers().buffers, before.buffers + student.params.size);
-      for (const v of student.params.values()) v.value.dispose();
+      // What remains is the trained student's own weights (distill gives trained parameters their own buffers).
+      assert.equal(liveBuffers().buffers, before.buffers + trained.student.params.size);
+      for (const v of trained.student.params.values()) v.value.dispose();
       assert.deepEqual(liveBuffers(), before, 'live buffers after distillation');
     } finally {
       cleanup();

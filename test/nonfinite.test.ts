@@ -20,6 +20,10 @@ import { NonFiniteError } from '../src/model/finite.js';
 import { loadModel } from '../src/io/load.js';
 import { saveHfModel } from '../src/io/hf.js';
 import { saveModelDir } from '../src/io/deepseek.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
+import { checkpointDir, loadCheckpoint } from '../src/train/checkpoint.js';
+import { resolveSettings } from '../src/train/run.js';
+import { stateJson } from '../src/io/run-files.js';
 import { UserError } from '../src/errors.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { FIXTURES, STORIES_BIN, STORIES_TOK, mla, tempDir } from './helpers.js';
@@ -105,7 +109,7 @@ test('load: NaN in one wq of stories260K.bin is a one-line error naming the file
   }
 });
 
-test('load: +Inf in a norm weight (llama2.c, HF safetensors F32/BF16, DeepSeek-V3 layout) names the tensor', () => {
+test('load: +Inf in a norm weight (llama2.c, HF safetensors F32/BF16, DeepSeek-V3 layout, a --resume checkpoint) names the tensor', () => {
   const { dir, cleanup } = tempDir();
   try {
     const { block, C } = storiesLayout();
@@ -130,6 +134,16 @@ test('load: +Inf in a norm weight (llama2.c, HF safetensors F32/BF16, DeepSeek-V
     const ds = join(dir, 'ds');
     saveModelDir(ds, converted.config, converted.weights);
     assert.throws(() => loadModel(ds), /ds\/model\.safetensors: tensor model\.layers\.3\.mlp\.down_proj\.weight: -Inf at element \[2, 9\]/);
+    // A distillation checkpoint (--resume) with a NaN AdamW moment.
+    converted.weights.get('model.layers.3.mlp.down_proj.weight')!.data[172 * 2 + 9] = 0.5;
+    const cp = checkpointDir(join(dir, 'run'));
+    saveModelDir(cp, converted.config, converted.weights);
+    writeSafetensors(join(cp, 'optimizer.safetensors'), [
+      { name: 'm.model.norm.weight', shape: [64], data: new Float32Array(64) },
+      { name: 'v.model.norm.weight', shape: [64], data: new Float32Array(64).fill(NaN, 60, 61) },
+    ], { adam_step: '3' });
+    writeFileSync(join(cp, 'state.json'), stateJson({ version: 1, step: 3, tokens: 96, settings: resolveSettings() }));
+    assert.throws(() => loadCheckpoint(join(dir, 'run')), /checkpoint\/optimizer\.safetensors: tensor v\.model\.norm\.weight: NaN at element \[60\]/);
   } finally {
     cleanup();
   }

@@ -140,7 +140,8 @@ static inline double exp_shift_sum(const float* x, float* y, int64_t n, float a,
   return total;
 }
 
-/** max_i x[i]·a over i < n (a > 0), −∞ for n = 0. */
+/** max_i x[i]·a over i < n (a > 0), −∞ for n = 0. NaN entries are skipped (max_ps and `>` ignore them); callers
+ *  that shift by it (softmax, log-sum-exp) still get NaN, because exp(NaN − m) = NaN enters their sum. */
 static inline float scaled_max(const float* x, int64_t n, float a) {
   float m = -std::numeric_limits<float>::infinity();
   int64_t i = 0;

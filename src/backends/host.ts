@@ -2,7 +2,7 @@
 // pool, transfers are no-ops that hand over the array itself, and sync has nothing to wait for.
 
 import type { Backend } from '../tensor/backend.js';
-import { BufferPool, Storage, arrayFits, withPool, type DType, type HostArray } from '../tensor/storage.js';
+import { BufferPool, Storage, arrayFits, type DType, type HostArray } from '../tensor/storage.js';
 import { Tensor, allocData, sizeOf } from '../tensor/tensor.js';
 
 export type HostMemoryMembers = Pick<Backend, 'host' | 'allocate' | 'free' | 'upload' | 'download' | 'sync' | 'memory'>;
@@ -32,7 +32,3 @@ export function hostMemory(pool: BufferPool): HostMemoryMembers {
   };
 }
 
-/** Run a backend's kernel with its outputs charged to `pool`. */
-export function inPool<T>(pool: BufferPool, fn: () => T): T {
-  return withPool(pool, fn);
-}

@@ -61,7 +61,8 @@ export function parse<F extends FlagTable>(argv: string[], spec: CommandSpec<F>)
   try {
     return parseArgs({ args: argv, options: parseOptions(spec.flags), allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UserError(`mla ${spec.name}: ${(e as Error).message}`);
+    // node's messages for an ambiguous value span lines (the hint: --flag=-1); the CLI prints one line.
+    throw new UserError(`mla ${spec.name}: ${(e as Error).message.split('\n').join(' ')}`);
   }
 }
 
@@ -142,4 +143,18 @@ export function onePositional(positionals: string[], what: string, command: stri
   if (p === undefined) throw new UserError(`mla ${command}: missing ${what}`);
   if (positionals.length > 1) throw new UserError(`mla ${command}: unexpected argument '${positionals[1]}'`);
   return p;
+}
+
+/**
+ * The --ctx flag of the scoring commands: windows of ctx tokens, 2 ≤ ctx ≤ the model's context (`maxPositions`, the
+ * smallest of the models scored). Default min(256, context). A model whose context is below 2 cannot be scored at all,
+ * which is said about the model, not about a flag nobody gave.
+ */
+export function ctxFlag(value: string | boolean | undefined, maxPositions: number, source: string): number {
+  if (maxPositions < 2) {
+    throw new UserError(`${source}: the model's context (max_position_embeddings) is ${maxPositions} token; scoring needs windows of at least 2 tokens`);
+  }
+  const ctx = num(value, 'ctx', Math.min(256, maxPositions), positiveInt, 'a positive integer');
+  if (ctx < 2 || ctx > maxPositions) throw new UserError(`--ctx: expected 2..${maxPositions} (the model's context), got ${ctx}`);
+  return ctx;
 }

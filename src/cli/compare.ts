@@ -3,7 +3,10 @@
 // report.md with the KV-vs-perplexity chart, distillation curves and per-layer spectra.
 
 import { basename, resolve } from 'node:path';
-import { commonFlags, num, parse, positiveInt, type CommandSpec } from './args.js';
+import { commonFlags, ctxFlag, parse, type CommandSpec } from './args.js';
+import { checkOutput } from '../io/output.js';
+import { readText } from '../eval/text.js';
+import { readTaskFile } from '../eval/task-file.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { runCompare } from '../eval/compare-run.js';
 import { compareTable } from '../report/report.js';
@@ -33,14 +36,21 @@ export async function compareCommand(argv: string[]): Promise<void> {
   if (!values.text) throw new UserError('mla compare: --text FILE is required');
   const be = resolveBackend(values.backend);
   const [teacherPath, ...studentPaths] = positionals as [string, ...string[]];
+  // Cheap checks first: the text and task files are read (and validated) before any model is loaded.
+  readText(values.text, 'text');
+  if (values.tasks) readTaskFile(values.tasks);
+  if (values.out) checkOutput({ flag: '--out', out: values.out, inputs: [...positionals, values.text, values.tasks, values.tokenizer], kind: 'dir', overwrite: true, merge: true });
   const t = openModel(teacherPath, { tokenizer: values.tokenizer }, be);
   const tokenizer = requireTokenizer(t);
-  const ctx = num(values.ctx, 'ctx', Math.min(256, t.model.config.maxPositions), positiveInt, 'a positive integer');
   const students = studentPaths.map((p) => {
     const s = openModel(p, {}, be);
     if (s.model.config.vocabSize !== t.model.config.vocabSize) throw new UserError(`${p}: vocabulary ${s.model.config.vocabSize} ≠ the teacher's ${t.model.config.vocabSize}`);
     return { name: modelName(p), path: p, model: s.model };
   });
+  // Windows must fit every model scored: the smallest context bounds --ctx.
+  const all = [{ path: teacherPath, model: t.model }, ...students];
+  const smallest = all.reduce((a, b) => (b.model.config.maxPositions < a.model.config.maxPositions ? b : a));
+  const ctx = ctxFlag(values.ctx, smallest.model.config.maxPositions, smallest.path);
   const { rows, report } = runCompare({
     teacher: { name: modelName(teacherPath), path: teacherPath, model: t.model }, students, tokenizer, text: values.text, ctx,
     tasks: values.tasks, out: values.out, progress: (n) => new Progress('compare', n, 'tok'),

@@ -3,7 +3,9 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { checkOutput } from '../io/output.js';
+import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
@@ -108,10 +110,10 @@ export async function convertCommand(argv: string[]): Promise<void> {
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
   const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
   if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
-  if (existsSync(values.out) && !values.overwrite && statSync(values.out).isDirectory() && readdirSync(values.out).length > 0) {
-    throw new UserError(`--out ${values.out}: already exists and is not empty (add --overwrite)`);
-  }
   const opts = convertOptionsFrom(values);
+  // Everything cheap first: the output must be writable and away from the inputs before minutes of conversion.
+  checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
+  if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');

@@ -52,6 +52,7 @@ const SETTING_FLAGS = {
 export async function distillCommand(argv: string[]): Promise<void> {
   const { values: v, positionals } = parse(argv, distillSpec);
   if (positionals.length > 0) throw new UserError(`mla distill: unexpected argument '${positionals[0]}' (models are given with --teacher and --student)`);
+  if (v.resume && v.out && v.out !== v.resume) throw new UserError('mla distill: give --out DIR for a new run or --resume DIR to continue one, not both');
   const out = v.resume ?? v.out;
   if (!out) throw new UserError('mla distill: --out DIR is required (or --resume DIR)');
   if (!v.resume && (!v.teacher || !v.student)) throw new UserError('mla distill: --teacher MODEL and --student MODEL are required');

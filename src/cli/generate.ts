@@ -5,6 +5,7 @@ import { commonFlags, nonNegativeInt, numFlag, onePositional, parse, positiveInt
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { generate } from '../model/generate.js';
 import { Progress } from './progress.js';
+import { UserError } from '../errors.js';
 
 export const generateSpec = {
   name: 'generate',
@@ -29,10 +30,21 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
   const tok = requireTokenizer(opened);
   const prompt = tok.encode(values.prompt ?? '', true);
+  if (prompt.length === 0) {
+    throw new UserError(`--prompt: required for this model (its tokenizer has no BOS token to start an empty prompt from)`);
+  }
+  const context = opened.model.config.maxPositions;
+  if (prompt.length >= context) {
+    throw new UserError(`--prompt: ${prompt.length} tokens leave no room in the model's context of ${context} tokens`);
+  }
   const stopIds = [tok.eosId, tok.bosId].filter((x): x is number => x !== null);
   const bar = new Progress('generate', maxTokens, 'tok');
   const ids = generate(opened.model, prompt, { maxTokens, temperature, topP, seed, stopIds, onToken: () => bar.tick() });
   bar.end();
+  // The cache holds the model's context and no more: say so when that, not --max-tokens or EOS, ended the text.
+  if (ids.length < maxTokens && prompt.length + ids.length >= context) {
+    process.stderr.write(`note: stopped at the model's context of ${context} tokens (max_position_embeddings), before --max-tokens ${maxTokens}\n`);
+  }
   process.stdout.write(tok.decode([...prompt, ...ids]));
   if (values.json) process.stdout.write('\n');
 }

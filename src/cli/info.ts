@@ -5,6 +5,7 @@ import { table } from '../report/table.js';
 import { openModel } from '../infer/open.js';
 import { kvBytesPerToken, kvValuesPerToken, type ModelConfig } from '../model/config.js';
 import { parameterCount } from '../model/weights.js';
+import { attentionKind } from '../model/attention/index.js';
 
 export interface InfoResult {
   source: string;
@@ -34,14 +35,7 @@ export function describe(cfg: ModelConfig, source: string, backend: string): Inf
     rope_pairing: cfg.ropePairing,
     cache_dtype: 'f32',
     kv_bytes_per_token: kvBytesPerToken(cfg, 4),
-    layers: cfg.layers.map((a, i) =>
-      a.kind === 'gqa'
-        ? { layer: i, kind: 'gqa', kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias, kv_values_per_token: kvValuesPerToken(a) }
-        : {
-            layer: i, kind: 'mla', kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim,
-            q_rank: a.qRank, latent_norm: a.latentNorm, kv_values_per_token: kvValuesPerToken(a),
-          },
-    ),
+    layers: cfg.layers.map((a, i) => ({ layer: i, kind: a.kind, ...attentionKind(a).describe(a).fields, kv_values_per_token: kvValuesPerToken(a) })),
     backend,
   };
 }
@@ -66,14 +60,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
     '',
     table(
       ['layer', 'attention', 'shape', 'KV values/token'],
-      r.layers.map((l) => [
-        l.layer as number,
-        l.kind as string,
-        l.kind === 'gqa'
-          ? `${l.kv_heads} kv heads × ${l.head_dim}${l.qkv_bias ? ', qkv bias' : ''}`
-          : `r_kv ${l.kv_rank} + d_r ${l.rope_dim}, d_n ${l.nope_dim}, d_v ${l.v_dim}, q ${l.q_rank === null ? 'full' : 'rank ' + l.q_rank}${l.latent_norm ? ', latent norm' : ''}`,
-        l.kv_values_per_token as number,
-      ]),
+      model.config.layers.map((a, i) => [i, a.kind, attentionKind(a).describe(a).shape, kvValuesPerToken(a)]),
     ),
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -1,6 +1,6 @@
 // mla ppl MODEL --text FILE [--ctx N] [--json]: perplexity over non-overlapping windows of N tokens.
 
-import { commonFlags, num, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
+import { commonFlags, ctxFlag, numFlag, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel, requireTokenizer } from '../infer/open.js';
 import { perplexity } from '../eval/perplexity.js';
 import { windows } from '../eval/perplexity.js';
@@ -23,13 +23,11 @@ export async function pplCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, pplSpec);
   const path = onePositional(positionals, 'MODEL', 'ppl');
   if (!values.text) throw new UserError('mla ppl: --text FILE is required');
-  const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
-  const ctx = num(values.ctx, 'ctx', Math.min(256, opened.model.config.maxPositions), positiveInt, 'a positive integer');
-  if (ctx < 2 || ctx > opened.model.config.maxPositions) {
-    throw new UserError(`--ctx: expected 2..${opened.model.config.maxPositions} (the model's context), got ${ctx}`);
-  }
   const batch = numFlag(values.batch, 'batch', positiveInt, 'a positive integer');
-  const ids = requireTokenizer(opened).encode(readText(values.text), true);
+  const text = readText(values.text);
+  const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
+  const ctx = ctxFlag(values.ctx, opened.model.config.maxPositions, path);
+  const ids = requireTokenizer(opened).encode(text, true);
   if (windows(ids, ctx).length === 0) throw new UserError(`--text ${values.text}: fewer than 2 tokens`);
   const bar = new Progress('ppl', ids.length, 'tok');
   const r = perplexity(opened.model, ids, ctx, batch, bar);

@@ -2,7 +2,6 @@
 // x = RMSNorm(h) (the vector every q/k/v projection reads), from teacher forward passes over calibration tokens.
 // Every energy the converter needs is a quadratic form in these moments: E[(w·x+b)(w'·x+b')] = wᵀSw' + b(w'·μ) + b'(w·μ) + bb'.
 
-import { readFileSync } from 'node:fs';
 import { noGrad } from '../autograd/var.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Var } from '../autograd/var.js';
@@ -11,6 +10,7 @@ import { forward } from '../model/forward.js';
 import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { OptionError, UserError } from '../errors.js';
+import { readUtf8File } from '../io/text.js';
 import { NonFiniteError } from '../model/finite.js';
 import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { layerPrefix } from '../model/weights.js';
@@ -48,12 +48,7 @@ export function calibrationSequences(
   const len = Math.min(opts.length, model.config.maxPositions);
   if (opts.file) {
     if (!tokenizer) throw new OptionError('calib.file', opts.file, 'the model has no tokenizer (give {tokenizer})');
-    let text: string;
-    try {
-      text = readFileSync(opts.file, 'utf8');
-    } catch (e) {
-      throw new OptionError('calib.file', opts.file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-    }
+    const text = readUtf8File(opts.file, `{calib.file} ${opts.file}`);
     const ids = tokenizer.encode(text, true);
     const seqs: number[][] = [];
     for (let s = 0; s + 2 <= ids.length && seqs.length < opts.samples; s += len) seqs.push(ids.slice(s, s + len));

@@ -141,6 +141,21 @@ export function convert(
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new OptionError('ropeDim', undefined, `expected an even number ≥ 2, got ${ropeDim}`);
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
   const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
+  // Ranks beyond what the factorisation has are refused with the maximum: a clamp would report a rank it did not use.
+  teacherLayers.forEach((a, l) => {
+    if (!convertSet[l]) return;
+    const KD = a.numKvHeads * a.headDim;
+    const maxR = opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
+    const r = planned[l];
+    if (r !== null && r !== undefined && r > maxR) {
+      const [field, value] = opts.plan.kind === 'rank' ? ['plan.rank', undefined] : ['plan.ratio', (opts.plan as { ratio: number }).ratio];
+      throw new OptionError(field, value, `a kv rank of ${r} exceeds the maximum ${maxR} for layer ${l} (2·num_kv_heads·head_dim${opts.basis === 'weight' ? ', at most hidden_size' : ''})`);
+    }
+    const maxQ = Math.min(H * (a.headDim + ropeDim), C);
+    if (opts.qRank !== null && opts.qRank > maxQ) {
+      throw new OptionError('qRank', undefined, `expected at most ${maxQ} (min(heads·(head_dim + rope dims), hidden_size) for layer ${l}), got ${opts.qRank}`);
+    }
+  });
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {

@@ -1,5 +1,5 @@
 // conversion.json: how a model directory was made (options, ranks, per-layer spectra); `mla compare` reads it back
-// (report/report.ts readConversionRecord) to draw the spectra and note the conversion settings.
+// (io/run-files.ts readConversionRecord) to draw the spectra and note the conversion settings.
 
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../io/binfile.js';
@@ -7,17 +7,22 @@ import { saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import type { ConvertOptions, ConvertResult } from './convert.js';
 
-export const CONVERSION_RECORD = 'conversion.json';
+export { CONVERSION_RECORD } from '../io/run-files.js';
+import { CONVERSION_RECORD, writeTextAtomic } from '../io/run-files.js';
 
-/** Write DIR/conversion.json (atomically) for a conversion of `source` with `opts`. */
-export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
+/** The conversion.json text for a conversion of `source` with `opts`. */
+export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertResult): string {
   const rec = {
     source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
     q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
     teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
   };
-  const file = join(dir, CONVERSION_RECORD);
-  writeFileAtomic(file, `${file}.tmp`, (write) => write(new TextEncoder().encode(JSON.stringify(rec) + '\n')));
+  return JSON.stringify(rec) + '\n';
+}
+
+/** Write DIR/conversion.json (atomically) for a conversion of `source` with `opts`. */
+export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
+  writeTextAtomic(join(dir, CONVERSION_RECORD), conversionRecordJson(source, opts, r));
 }
 
 export interface SaveConvertedOptions {
@@ -33,7 +38,8 @@ export interface SaveConvertedOptions {
 /** Save a conversion as a model directory (DeepSeek-V3 layout, written atomically) with its conversion.json. */
 export function saveConverted(dir: string, opts: ConvertOptions, r: ConvertResult, save: SaveConvertedOptions): void {
   saveModelDir(dir, r.config, r.weights, {
-    dtype: save.dtype, overwrite: save.overwrite, copyFiles: save.copyFiles, metadata: { mla_upcycle_source: basename(save.source) }, // base name only: no machine paths in published files
+    dtype: save.dtype, overwrite: save.overwrite, copyFiles: save.copyFiles, metadata: { mla_upcycle_source: basename(save.source) }, // base name only: no machine paths in published files,
+    // Inside the directory before it is moved into place: the model and its record appear together or not at all.
+    extraFiles: { [CONVERSION_RECORD]: conversionRecordJson(save.source, opts, r) },
   });
-  writeConversionRecord(dir, save.source, opts, r);
 }

@@ -2,11 +2,13 @@
 // students on the same held-out text (and tasks), and optionally write report.md with its charts, taking each
 // student's conversion record and distillation curve from its directory.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readLog } from '../io/run-files.js';
 import { join } from 'node:path';
 import type { Model } from '../model/model.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { readConversionRecord, writeReport, type CompareRow, type ConversionRecord } from '../report/report.js';
+import { writeReport, type CompareRow, type ConversionRecord } from '../report/report.js';
+import { readConversionRecord } from '../io/run-files.js';
 import type { ProgressSink } from '../progress.js';
 import { compareModels } from './compare.js';
 import { readTaskFile } from './task-file.js';
@@ -38,9 +40,8 @@ export interface CompareJob {
 
 /** Held-out evaluations of a distillation run directory (its log.jsonl), or null when it has none. */
 export function readCurve(dir: string): { tokens: number; eval_ppl?: number }[] | null {
-  const f = join(dir, 'log.jsonl');
-  if (!existsSync(f)) return null;
-  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { tokens: number; eval_ppl?: number }).filter((l) => l.eval_ppl !== undefined);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return null;
+  return readLog(dir)?.filter((l) => l.eval_ppl !== undefined) ?? null;
 }
 
 /** Measure every model (rows: teacher first) and, with `out`, write the report; returns the rows and the report path. */

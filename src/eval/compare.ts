@@ -13,8 +13,8 @@ import { evaluateTasks } from './tasks.js';
 import type { TaskItem } from './task-file.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import type { CompareRow } from '../report/report.js';
 import { tidy } from '../tensor/storage.js';
+import type { CompareRow } from '../report/report.js';
 
 export type { CompareRow };
 

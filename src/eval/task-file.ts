@@ -12,9 +12,9 @@
 //   target_delimiter (optional)                                 put between the context and each choice; default " "
 // Blank lines are skipped; other fields are ignored.
 
-import { readFileSync } from 'node:fs';
-import { OptionError, UserError } from '../errors.js';
-import { isObject, type JsonObject } from '../io/json.js';
+import { readUtf8File } from '../io/text.js';
+import { UserError } from '../errors.js';
+import { isObject, jsonPreview, type JsonObject } from '../io/json.js';
 
 /** One multiple-choice question. */
 export interface TaskItem {
@@ -26,6 +26,8 @@ export interface TaskItem {
   label: number;
   /** Put between context and choice (lm-eval's target_delimiter); null: the default rule (see tasks.ts). */
   delimiter: string | null;
+  /** "FILE:LINE" of the item, for messages about it found later (scoring). */
+  where?: string;
 }
 
 const CONTEXT_FIELDS = ['context', 'query', 'ctx', 'question'] as const;
@@ -43,7 +45,7 @@ const fields = (names: readonly string[]): string => names.map((n) => `"${n}"`).
 /** Validate one parsed line; `where` is "FILE:LINE". */
 export function parseTaskItem(o: unknown, where: string): TaskItem {
   const fail = (field: string, msg: string): UserError => new UserError(`${where}: ${field}: ${msg}`);
-  if (!isObject(o)) throw new UserError(`${where}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : JSON.stringify(o)}`);
+  if (!isObject(o)) throw new UserError(`${where}: expected a JSON object, got ${Array.isArray(o) ? 'an array' : describe(o)}`);
 
   const ctx = pick(o, CONTEXT_FIELDS);
   if (!ctx) throw fail('context', `missing (expected a string in one of ${fields(CONTEXT_FIELDS)})`);
@@ -61,7 +63,7 @@ export function parseTaskItem(o: unknown, where: string): TaskItem {
       throw fail('choices.label', `expected an array of ${text.length} strings (one per choice), got ${describe(label)}`);
     }
     choices = text;
-    choiceLabels = label as string[];
+    choiceLabels = label;
   }
   if (!Array.isArray(choices)) throw fail(ch.name, `expected an array of strings, got ${describe(choices)}`);
   if (choices.length < 2) throw fail(ch.name, `expected at least 2 choices, got ${choices.length}`);
@@ -110,8 +112,7 @@ function resolveLabel(v: unknown, n: number, choiceLabels: string[] | null): num
 
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
-  const s = JSON.stringify(v);
-  return s.length > 60 ? s.slice(0, 57) + '...' : s;
+  return jsonPreview(v, 60);
 }
 
 /** Parse JSONL text; `file` names it in errors. Throws when a line is malformed or there is no item. */
@@ -127,7 +128,7 @@ export function parseTaskJsonl(text: string, file: string): TaskItem[] {
     } catch (e) {
       throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
     }
-    items.push(parseTaskItem(o, where));
+    items.push({ ...parseTaskItem(o, where), where });
   });
   if (items.length === 0) throw new UserError(`${file}: no items (expected one JSON object per line)`);
   return items;
@@ -135,11 +136,5 @@ export function parseTaskJsonl(text: string, file: string): TaskItem[] {
 
 /** Read and validate a task file. */
 export function readTaskFile(file: string): TaskItem[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new OptionError('tasks', file, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  return parseTaskJsonl(text, file);
+  return parseTaskJsonl(readUtf8File(file, `{tasks} ${file}`), file);
 }

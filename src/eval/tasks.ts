@@ -117,9 +117,14 @@ export function evaluateTasks(model: Model, tokenizer: Tokenizer, items: readonl
   const requests: Request[] = [];
   chosen.forEach((item, i) => {
     item.choices.forEach((choice, c) => {
-      const pair = encodePair(tokenizer, item.context, continuationText(item, choice));
+      const what = `${item.where ?? `item ${i + 1}`}: choice ${c}`;
+      let pair: ReturnType<typeof encodePair>;
+      try {
+        pair = encodePair(tokenizer, item.context, continuationText(item, choice));
+      } catch (e) {
+        throw e instanceof UserError ? new UserError(`${what}: ${e.message}`) : e;
+      }
       const n = pair.continuation.length;
-      const what = `item ${i + 1}, choice ${c}`;
       if (n === 0) throw new UserError(`${what}: the choice adds no tokens after the context`);
       if (n > maxLength) throw new UserError(`${what}: ${n} continuation tokens exceed the model's context of ${maxLength}`);
       const seq = pair.context.concat(pair.continuation).slice(-(maxLength + 1));

@@ -1,13 +1,9 @@
 // Evaluation text from a file, with an error naming the option that gave the file.
 
-import { readFileSync } from 'node:fs';
-import { OptionError } from '../errors.js';
+import { readUtf8File } from '../io/text.js';
 
-/** The whole file as UTF-8; `field` names the option that gave it (for the error). */
+/** The whole file as checked UTF-8 (io/text.ts: a regular file, bounded, valid UTF-8 or the byte offset where it is
+ *  not); `field` names the option that gave it (for the error). */
 export function readText(file: string, field = 'text'): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new OptionError(field, file, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  return readUtf8File(file, `{${field}} ${file}`);
 }

@@ -1,6 +1,7 @@
 // The export job (library entry point of `mla export`): a model directory or llama2.c checkpoint → one GGUF file for
 // llama.cpp (`llama` or `deepseek2`), or a stock DeepSeek-V3 HF directory for transformers / vLLM / SGLang.
 
+import { checkOutput } from '../io/output.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadModel, type Loaded } from '../io/load.js';
@@ -92,12 +93,10 @@ export function dumpLogits(loaded: Loaded, file: string, prompt: string): void {
 /** Export the model at `path`; nothing is left at `out` on failure. */
 export function exportModel(path: string, o: ExportOptions): ExportResult {
   const dtypeName = o.dtype ?? 'f32';
-  if (existsSync(o.out) && !o.overwrite && (o.format === 'gguf' || !statSync(o.out).isDirectory() || readdirSync(o.out).length > 0)) {
-    throw new OptionError('out', o.out, 'already exists (add {overwrite})');
-  }
+  // Before anything is loaded: never an input, writable, and --overwrite only of our own outputs (io/output.ts).
+  checkOutput({ flag: '{out}', out: o.out, inputs: [path, o.tokenizer], kind: o.format === 'gguf' ? 'file' : 'dir', overwrite: o.overwrite ?? false });
   if (o.format === 'gguf') {
     if (!(GGUF_DTYPES as readonly string[]).includes(dtypeName)) throw new OptionError('dtype', undefined, `expected ${GGUF_DTYPES.join(', ')} for GGUF, got '${dtypeName}'`);
-    if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new OptionError('out', o.out, 'is a directory; GGUF is one file');
     const loaded = loadModel(path, { tokenizer: o.tokenizer });
     const plan = exportGguf(o.out, loaded.config, loaded.weights, {
       dtype: dtypeName as GgufDtype, padRanks: o.padRanks ?? false, ropeTolerance: o.ropeTolerance, vocab: ggufVocabFor(loaded, o.tokenizer), source: path,

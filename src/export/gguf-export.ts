@@ -10,6 +10,7 @@
 // Legend: V vocab, C hidden, I intermediate, L layers, H heads, Hkv kv heads, D head dim, R kv rank, Dr rope
 // dims, Dn nope dims, Dv value dims, Rq q rank.
 
+import { GGUF_WRITER_KEY } from '../io/output.js';
 import { basename } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { defaultInvFreq, type GqaAttention, type MlaAttention, type ModelConfig } from '../model/config.js';
@@ -98,6 +99,8 @@ function commonKvs(arch: string, cfg: ModelConfig, dtype: GgufDtype, name: strin
     ['general.name', kv.str(name)],
     ['general.file_type', kv.u32(FILE_TYPE[dtype])],
     ['general.alignment', kv.u32(32)],
+    // Marks the file as ours: --overwrite replaces only GGUF files that carry it (io/output.ts).
+    [GGUF_WRITER_KEY, kv.str('mla-upcycle')],
     [`${arch}.vocab_size`, kv.u32(cfg.vocabSize)],
     [`${arch}.context_length`, kv.u32(cfg.maxPositions)],
     [`${arch}.embedding_length`, kv.u32(cfg.hiddenSize)],

@@ -9,7 +9,7 @@ import { kv, type GgufValue } from '../io/gguf.js';
 import type { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
-import { isObject, readJsonObject } from '../io/json.js';
+import { isObject, jsonPreview, readJsonObject } from '../io/json.js';
 
 export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
@@ -94,7 +94,7 @@ export function hfVocab(file: string, tok: Tokenizer): GgufVocab {
       scoreOf.set(id, e[1]);
     });
   } else {
-    throw new UserError(`${file}: model.type: GGUF export handles BPE and Unigram tokenizers, got ${JSON.stringify(type)}`);
+    throw new UserError(`${file}: model.type: GGUF export handles BPE and Unigram tokenizers, got ${jsonPreview(type)}`);
   }
   const added = new Map<number, { content: string; special: boolean }>();
   for (const a of Array.isArray(j.added_tokens) ? j.added_tokens : []) {

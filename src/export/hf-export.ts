@@ -36,7 +36,7 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
   saveModelDir(dir, eps.config, eps.weights, {
     dtype: opts.dtype ?? 'F32',
     overwrite: opts.overwrite ?? false,
-    writeFiles: opts.writeFiles ?? [],
+    extraFiles: Object.fromEntries((opts.writeFiles ?? []).map((f) => [f.name, f.text])),
     stock: true,
     // The source's base name only: an absolute path would publish the exporting machine's directory layout.
     metadata: { mla_upcycle_source: basename(source) },

@@ -3,7 +3,8 @@
 
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { UserError } from '../errors.js';
+import { UserError, isFsError, userFsError } from '../errors.js';
+import { requireRegularFile } from './text.js';
 
 /** The formats we read are little-endian and are viewed in place through typed arrays. */
 export function assertLittleEndianHost(): void {
@@ -16,11 +17,13 @@ export class BinFile {
   readonly size: number;
 
   constructor(readonly path: string) {
+    // Check the type before opening: opening a FIFO blocks until a writer appears, and a device has no size.
+    requireRegularFile(path, path);
     try {
       this.fd = openSync(path, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new UserError(`${path}: cannot open (${code === 'ENOENT' ? 'file not found' : (code ?? (e as Error).message)})`);
+      throw code === 'ENOENT' ? new UserError(`${path}: cannot open (file not found)`) : userFsError(e);
     }
     const st = fstatSync(this.fd);
     if (!st.isFile()) {
@@ -69,6 +72,8 @@ export function writeFileAtomic(file: string, tmp: string, emit: (write: (bytes:
     closeSync(fd);
     renameSync(tmp, file);
   } catch (err) {
+    // A failed write (full disk, file-size limit) carries no path: name the file being written.
+    if (isFsError(err) && !err.path) err.path = file;
     try {
       closeSync(fd);
     } catch {

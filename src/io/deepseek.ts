@@ -6,13 +6,15 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
-import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
+import type { LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
+import { ATTENTION_KINDS, attentionKind, isAttentionKind } from '../model/attention/index.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
-import { checkpointWeight, readCheckpointTensors, replaceDir, type LoadedModel } from './hf.js';
-import { tempNameFor, writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type LoadedModel } from './hf.js';
+import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { makeParents, replaceDir, tempNameFor } from './output.js';
 
 export const NATIVE_VERSION = 1;
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -67,7 +69,7 @@ function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
   const Dr = 2 * invFreq.length;
   const idx = invFreq.map((f) => teacher.findIndex((t) => Math.abs(t - f) <= 1e-12 * f));
   if (idx[0] !== 0 || idx.some((j) => j < 0)) return null;
-  const s = idx.length > 1 ? idx[1]! - idx[0]! : 1;
+  const s = idx.length > 1 ? idx[1]! - idx[0] : 1;
   if (s < 1) return null;
   const theta = cfg.ropeTheta ** ((s * Dr) / D);
   const want = llama3InvFreq(defaultInvFreq(theta, Dr), sc);
@@ -75,12 +77,7 @@ function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
 }
 
 function layerJson(a: LayerAttention): JsonObject {
-  return a.kind === 'gqa'
-    ? { kind: 'gqa', num_kv_heads: a.numKvHeads, head_dim: a.headDim, qkv_bias: a.qkvBias }
-    : {
-        kind: 'mla', kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank,
-        latent_norm: a.latentNorm, bias: a.bias, rope_inv_freq: a.ropeInvFreq,
-      };
+  return { kind: a.kind, ...attentionKind(a).toJson(a) } as JsonObject;
 }
 
 /** config.json for a model in the DeepSeek-V3 layout (with the mla_upcycle extra key when `native`). */
@@ -147,12 +144,13 @@ export interface SaveOptions {
   overwrite?: boolean;
   /** Files copied into the directory (tokenizer files): source path and name inside the directory. */
   copyFiles?: { from: string; name: string }[];
-  /** Files written into the directory (name inside it, text). */
-  writeFiles?: { name: string; text: string }[];
   /** Write the stock DeepSeek-V3 config only (no mla_upcycle key): the caller checked it is expressible. */
   stock?: boolean;
   /** Extra metadata stored in the safetensors header. */
   metadata?: Record<string, string>;
+  /** Further files written into the directory before it is moved into place (name → contents), e.g. conversion.json
+   *  or an export's tokenizer files. */
+  extraFiles?: Record<string, string>;
 }
 
 /** Save a model in the DeepSeek-V3 layout, atomically (temporary directory, then rename). */
@@ -166,42 +164,37 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
+  const undoParents = makeParents(dir);
   const tmp = tempNameFor(dir);
-  mkdirSync(tmp, { recursive: true });
   try {
+    mkdirSync(tmp);
     writeFileSync(join(tmp, 'config.json'), stringifyWithFloats(cfgJson, FLOAT_FIELDS) + '\n');
     writeSafetensors(join(tmp, 'model.safetensors'), entries, { format: 'pt', ...opts.metadata });
     for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
-    for (const f of opts.writeFiles ?? []) writeFileSync(join(tmp, basename(f.name)), f.text);
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) {
+      if (name !== basename(name)) throw new UserError(`saveModelDir: extra file "${name}" must be a plain file name`);
+      writeFileSync(join(tmp, name), text);
+    }
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
+    undoParents();
     throw e;
   }
 }
 
 function parseLayer(f: Fields, i: number): LayerAttention {
   const kind = f.str('kind');
-  if (kind === 'gqa') {
-    return { kind: 'gqa', numKvHeads: f.int('num_kv_heads'), headDim: f.int('head_dim'), qkvBias: f.bool('qkv_bias') } satisfies GqaAttention;
-  }
-  if (kind !== 'mla') throw f.error('kind', `expected "gqa" or "mla" for layer ${i}, got "${kind}"`);
-  const freqs = f.obj.rope_inv_freq;
-  const ropeDim = f.int('rope_dim');
-  if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
-    throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
-  }
-  const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
-  return {
-    kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
-    latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
-  } satisfies MlaAttention;
+  if (!isAttentionKind(kind)) throw f.error('kind', `expected ${Object.keys(ATTENTION_KINDS).map((k) => `"${k}"`).join(' or ')} for layer ${i}, got "${kind}"`);
+  return ATTENTION_KINDS[kind].fromJson(f);
 }
 
 /** Read a deepseek_v3 directory: ours (with mla_upcycle) or a stock dense one. */
 export function loadDeepseekModel(dir: string): LoadedModel {
   const file = join(dir, 'config.json');
-  const f = new Fields(file, readJsonObject(file));
+  const raw = readJsonObject(file);
+  checkConfigSizes(file, raw, checkpointShapes(dir));
+  const f = new Fields(file, raw);
   const L = f.int('num_hidden_layers');
   const H = f.int('num_attention_heads');
   const ext = f.optObj('mla_upcycle');

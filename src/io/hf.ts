@@ -12,7 +12,8 @@ import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
 import { assertFiniteWeights } from './finite.js';
-import { readSafetensors, readSafetensorsHeader, tempNameFor, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
+import { replaceDir, tempNameFor } from './output.js';
 
 export interface LoadedModel {
   config: ModelConfig;
@@ -86,6 +87,55 @@ function checkShardName(index: string, name: string, shard: string): void {
   }
 }
 
+/** Names and shapes of every tensor of a checkpoint directory, from the headers only (no tensor data is read). */
+export function checkpointShapes(dir: string): Map<string, { shape: number[]; file: string }> {
+  const out = new Map<string, { shape: number[]; file: string }>();
+  const single = join(dir, SINGLE);
+  const index = join(dir, INDEX);
+  const add = (file: string): void => {
+    for (const e of readSafetensorsHeader(file).entries) out.set(e.name, { shape: e.shape, file });
+  };
+  if (existsSync(single)) {
+    add(single);
+  } else if (existsSync(index)) {
+    const map = new Fields(index, readJsonObject(index)).optObj('weight_map');
+    const shards = new Set(Object.values(map?.obj ?? {}).filter((v): v is string => typeof v === 'string'));
+    for (const shard of shards) {
+      checkShardName(index, '(shard)', shard);
+      if (existsSync(join(dir, shard))) add(join(dir, shard));
+    }
+  }
+  return out;
+}
+
+/**
+ * Check a config's sizes against the tensors present, before any allocation sized by the config: a config saying
+ * num_hidden_layers 1e9 or hidden_size 1e12 would otherwise build a billion layer records or allocate until the heap
+ * dies. Compares num_hidden_layers with the layer indices in the tensor names, and hidden_size / vocab_size with the
+ * embedding's shape (V, C). Checks only what is present (a missing embedding is reported later, by name).
+ */
+export function checkConfigSizes(cfgFile: string, raw: Record<string, unknown>, shapes: Map<string, { shape: number[]; file: string }>): void {
+  const f = new Fields(cfgFile, raw);
+  let maxLayer = -1;
+  for (const name of shapes.keys()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) maxLayer = Math.max(maxLayer, Number(m[1]));
+  }
+  if (typeof raw.num_hidden_layers === 'number' && shapes.size > 0 && raw.num_hidden_layers !== maxLayer + 1) {
+    throw f.error('num_hidden_layers', `expected ${maxLayer + 1} (the checkpoint holds tensors for layers 0..${maxLayer}), got ${raw.num_hidden_layers}`);
+  }
+  const emb = shapes.get('model.embed_tokens.weight');
+  if (emb && emb.shape.length === 2) {
+    const [V, C] = emb.shape as [number, number];
+    if (typeof raw.hidden_size === 'number' && raw.hidden_size !== C) {
+      throw f.error('hidden_size', `expected ${C} (model.embed_tokens.weight is [${V}, ${C}]), got ${raw.hidden_size}`);
+    }
+    if (typeof raw.vocab_size === 'number' && raw.vocab_size !== V) {
+      throw f.error('vocab_size', `expected ${V} (model.embed_tokens.weight is [${V}, ${C}]), got ${raw.vocab_size}`);
+    }
+  }
+}
+
 /** Every tensor of a checkpoint directory (single file or sharded), widened to f32; a NaN/±∞ value is a UserError
  *  naming the file, the tensor and the element (io/finite.ts). */
 export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
@@ -144,7 +194,9 @@ const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
 export function loadHfModel(dir: string): LoadedModel {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory`);
   const cfgFile = join(dir, 'config.json');
-  const config = parseHfConfig(readJsonObject(cfgFile), cfgFile);
+  const raw = readJsonObject(cfgFile);
+  checkConfigSizes(cfgFile, raw, checkpointShapes(dir));
+  const config = parseHfConfig(raw, cfgFile);
   const tensors = readCheckpointTensors(dir);
   for (const [name, t] of tensors) {
     if (/(^|\.)(q_norm|k_norm|q_layernorm|k_layernorm)(\.|$)/.test(name)) throw qkNormError(t.file, `tensor ${name}`);
@@ -269,21 +321,4 @@ export function saveHfModel(
   }
 }
 
-/** Move a finished temporary directory into place; an existing non-empty `dir` needs `overwrite`. */
-export function replaceDir(tmp: string, dir: string, overwrite: boolean): void {
-  if (existsSync(dir)) {
-    if (!statSync(dir).isDirectory()) throw new UserError(`${dir}: exists and is not a directory`);
-    if (readdirSync(dir).length === 0) {
-      rmSync(dir, { recursive: true });
-    } else if (!overwrite) {
-      throw new UserError(`${dir}: already exists and is not empty (choose another output or allow overwriting)`);
-    } else {
-      const old = tempNameFor(dir).replace('.tmp-', '.old-');
-      renameSync(dir, old);
-      renameSync(tmp, dir);
-      rmSync(old, { recursive: true, force: true });
-      return;
-    }
-  }
-  renameSync(tmp, dir);
-}
+export { replaceDir } from './output.js';

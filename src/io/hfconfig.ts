@@ -2,9 +2,9 @@
 // Reads both RoPE spellings (top-level rope_theta/rope_scaling, and transformers 5's rope_parameters);
 // refuses what the tool cannot run exactly (QK-norm, other activations, other rope scalings, MLP bias, ...).
 
-import { defaultInvFreq, llama3InvFreq, type Architecture, type GqaAttention, type ModelConfig } from '../model/config.js';
+import { defaultInvFreq, llama3InvFreq, type GqaAttention, type ModelConfig } from '../model/config.js';
 import { UserError } from '../errors.js';
-import { Fields, isObject, type JsonObject } from './json.js';
+import { Fields, isObject, jsonPreview, type JsonObject } from './json.js';
 
 export type HfGqaArch = 'llama' | 'qwen2' | 'mistral';
 
@@ -91,7 +91,7 @@ export function parseHfConfig(raw: unknown, file: string): ModelConfig {
   }
   const archs = f.optStrArray('architectures');
   if (archs && !archs.some((a) => a.endsWith('ForCausalLM'))) {
-    throw f.error('architectures', `expected a ...ForCausalLM class (e.g. ${SUPPORTED[modelType]}), got ${JSON.stringify(archs)}`);
+    throw f.error('architectures', `expected a ...ForCausalLM class (e.g. ${SUPPORTED[modelType]}), got ${jsonPreview(archs)}`);
   }
 
   const vocabSize = f.int('vocab_size');
@@ -125,7 +125,7 @@ export function parseHfConfig(raw: unknown, file: string): ModelConfig {
   const rope = readRope(f, headDim);
   const layer: GqaAttention = { kind: 'gqa', numKvHeads, headDim, qkvBias };
   const cfg: ModelConfig = {
-    arch: modelType as Architecture,
+    arch: modelType,
     vocabSize,
     hiddenSize,
     intermediateSize,
@@ -173,7 +173,7 @@ export function hfConfigJson(cfg: ModelConfig, torchDtype: string): JsonObject {
   if (scaling) delete scaling.rope_theta;
   const base = defaultInvFreq(cfg.ropeTheta, a.headDim);
   const want = scaling ? llama3InvFreq(base, scaling) : base;
-  if (scaling && scaling.rope_type !== 'llama3') throw new UserError(`${what}: rope scaling ${JSON.stringify(scaling)} is not supported`);
+  if (scaling && scaling.rope_type !== 'llama3') throw new UserError(`${what}: rope scaling ${jsonPreview(scaling)} is not supported`);
   if (want.length !== cfg.ropeInvFreq.length || want.some((w, i) => Math.abs(w - cfg.ropeInvFreq[i]!) > 1e-9 * Math.abs(w) + 1e-30)) {
     throw new UserError(`${what}: ropeInvFreq does not match rope_theta ${cfg.ropeTheta}${scaling ? ' with llama3 scaling' : ''}`);
   }

@@ -1,7 +1,8 @@
 // Reading JSON inputs (config.json, tokenizer_config.json, index files) with field-level validation:
 // every getter names the file and the field in its error, so a bad input says exactly where it is wrong.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readUtf8File } from './text.js';
 import { UserError, formatError } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
@@ -10,10 +11,52 @@ export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Parse a JSON file; a missing file or bad JSON is a UserError naming the file. */
+/**
+ * A short, bounded rendering of a JSON value for error messages: at most `maxDepth` levels and `maxLen` characters
+ * (a value nested 100,000 deep or megabytes long must not overflow the stack or flood the terminal).
+ */
+export function jsonPreview(v: unknown, maxLen = 80, maxDepth = 3): string {
+  const render = (x: unknown, depth: number): string => {
+    if (Array.isArray(x)) {
+      if (depth >= maxDepth) return x.length ? '[…]' : '[]';
+      const parts: string[] = [];
+      let len = 0;
+      for (const e of x) {
+        const r = render(e, depth + 1);
+        parts.push(r);
+        len += r.length + 2;
+        if (len > maxLen) {
+          parts.push('…');
+          break;
+        }
+      }
+      return `[${parts.join(', ')}]`;
+    }
+    if (isObject(x)) {
+      if (depth >= maxDepth) return Object.keys(x).length ? '{…}' : '{}';
+      const parts: string[] = [];
+      let len = 0;
+      for (const [k, e] of Object.entries(x)) {
+        const r = `${JSON.stringify(k)}: ${render(e, depth + 1)}`;
+        parts.push(r);
+        len += r.length + 2;
+        if (len > maxLen) {
+          parts.push('…');
+          break;
+        }
+      }
+      return `{${parts.join(', ')}}`;
+    }
+    return JSON.stringify(x) ?? String(x);
+  };
+  const s = render(v, 0);
+  return s.length > maxLen ? s.slice(0, maxLen - 1) + '…' : s;
+}
+
+/** Parse a JSON file; a missing, unreadable or non-UTF-8 file or bad JSON is a UserError naming the file. */
 export function readJsonFile(file: string): unknown {
   if (!existsSync(file)) throw new UserError(`${file}: file not found`);
-  const text = readFileSync(file, 'utf8');
+  const text = readUtf8File(file);
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
@@ -50,7 +93,7 @@ export class Fields {
   }
 
   private describe(v: unknown): string {
-    return v === undefined ? 'missing' : `got ${JSON.stringify(v)}`;
+    return v === undefined ? 'missing' : `got ${jsonPreview(v)}`;
   }
 
   int(key: string, min = 1): number {

@@ -5,7 +5,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
+import { withFile } from './binfile.js';
 import { loadHfModel, type LoadedModel } from './hf.js';
 import { loadDeepseekModel } from './deepseek.js';
 import { loadLlama2c } from './llama2c.js';
@@ -32,7 +33,8 @@ export interface Loaded {
 
 /** A tokenizer from an explicit path: *.bin → llama2.c (needs the model's vocab size), else tokenizer.json. */
 export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
-  if (!existsSync(path)) throw new UserError(`${path}: tokenizer not found`);
+  if (!existsSync(path)) throw new OptionError('tokenizer', path, 'tokenizer not found');
+  if (!statSync(path).isFile() && !statSync(path).isDirectory()) throw new OptionError('tokenizer', path, 'not a regular file or directory');
   if (statSync(path).isFile() && path.endsWith('.bin')) return loadLlama2cTokenizer(path, vocabSize);
   return loadHfTokenizer(path);
 }
@@ -40,6 +42,12 @@ export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
 /** Load a model directory or llama2.c file, with its tokenizer when one is given or present beside it. */
 export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
   if (!existsSync(path)) throw new UserError(`${path}: no such file or directory`);
+  const st = statSync(path);
+  // Checked before opening: opening a FIFO blocks until a writer comes, a device never ends.
+  if (!st.isDirectory() && !st.isFile()) throw new UserError(`${path}: not a model directory or file (a FIFO, socket or device)`);
+  if (st.isFile() && isGguf(path)) {
+    throw new UserError(`${path}: a GGUF file (what mla export writes for llama.cpp); this tool reads HF / DeepSeek-V3 directories and llama2.c .bin checkpoints: give the model it was exported from`);
+  }
   let m: LoadedModel;
   let format: ModelFormat;
   let tokenizer: Tokenizer | null = null;
@@ -57,6 +65,7 @@ export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
     format = 'llama2c';
     m = loadLlama2c(path);
   }
+  checkSpecialTokens(path, m.config);
   if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, m.config.vocabSize);
   if (tokenizer && tokenizer.vocabSize > m.config.vocabSize) {
     throw new UserError(
@@ -64,4 +73,17 @@ export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
     );
   }
   return { config: m.config, weights: m.weights, tokenizer, source: path, format };
+}
+
+/** Whether a file starts with the GGUF magic. */
+function isGguf(path: string): boolean {
+  return withFile(path, (f) => f.size >= 4 && Buffer.from(f.read(0, 4)).toString('latin1') === 'GGUF');
+}
+
+/** bos/eos ids must lie in the vocabulary (else the first forward pass fails on an embedding row that is not there). */
+function checkSpecialTokens(path: string, c: ModelConfig): void {
+  const where = statSync(path).isDirectory() ? join(path, 'config.json') : path;
+  for (const [field, id] of [['bos_token_id', c.bosTokenId], ['eos_token_id', c.eosTokenId]] as const) {
+    if (id !== null && id >= c.vocabSize) throw new UserError(`${where}: ${field}: expected a token id below vocab_size ${c.vocabSize}, got ${id}`);
+  }
 }

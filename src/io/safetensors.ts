@@ -3,12 +3,11 @@
 // then the raw little-endian row-major data (offsets relative to the byte after the header).
 // Reads validate the header completely before touching data; writes go to a temporary name, then rename.
 
-import { randomBytes } from 'node:crypto';
 import { sizeOf } from '../tensor/tensor.js';
 import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
 import { bf16ToF32, bytesPerElement, decodeToF32, encodeFromF32, f16ToF32, type StorageDtype } from './dtype.js';
-import { isObject } from './json.js';
+import { isObject, jsonPreview } from './json.js';
 
 export type SafetensorsDtype = StorageDtype;
 
@@ -130,7 +129,7 @@ function parseHeader(file: string, f: BinFile): SafetensorsHeader {
     if (name === '__metadata__') {
       if (!isObject(v)) throw formatError(file, '__metadata__', 'expected an object of string values');
       for (const [mk, mv] of Object.entries(v)) {
-        if (typeof mv !== 'string') throw formatError(file, `__metadata__.${mk}`, `expected a string, got ${JSON.stringify(mv)}`);
+        if (typeof mv !== 'string') throw formatError(file, `__metadata__.${mk}`, `expected a string, got ${jsonPreview(mv)}`);
         metadata[mk] = mv;
       }
       continue;
@@ -139,11 +138,11 @@ function parseHeader(file: string, f: BinFile): SafetensorsHeader {
     if (!isObject(v)) throw formatError(file, field, 'expected an object {dtype, shape, data_offsets}');
     const dtype = v.dtype;
     if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
-      throw formatError(file, `${field}.dtype`, `expected one of ${DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+      throw formatError(file, `${field}.dtype`, `expected one of ${DTYPES.join(', ')}, got ${jsonPreview(dtype)}`);
     }
     const shape = v.shape;
     if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0)) {
-      throw formatError(file, `${field}.shape`, `expected an array of non-negative integers, got ${JSON.stringify(shape)}`);
+      throw formatError(file, `${field}.shape`, `expected an array of non-negative integers, got ${jsonPreview(shape)}`);
     }
     const offs = v.data_offsets;
     if (
@@ -152,7 +151,7 @@ function parseHeader(file: string, f: BinFile): SafetensorsHeader {
       offs.some((o) => typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0) ||
       (offs[0] as number) > (offs[1] as number)
     ) {
-      throw formatError(file, `${field}.data_offsets`, `expected [begin, end] with 0 ≤ begin ≤ end, got ${JSON.stringify(offs)}`);
+      throw formatError(file, `${field}.data_offsets`, `expected [begin, end] with 0 ≤ begin ≤ end, got ${jsonPreview(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     if (end > dataSize) {
@@ -207,10 +206,8 @@ export function readSafetensors(
   });
 }
 
-/** A unique temporary name beside `path` (same directory, so rename is atomic). */
-export function tempNameFor(path: string): string {
-  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-}
+export { tempNameFor } from './output.js';
+import { tempNameFor } from './output.js';
 
 /**
  * Write tensors (in the given order) to a safetensors file. F16/BF16 round to nearest even.

@@ -2,6 +2,7 @@
 // Each layer declares its attention kind; weights use HF / DeepSeek-V3 tensor names (model/weights.ts).
 
 import type { RopePairing } from '../tensor/ops.js';
+import { attentionKind } from './attention/index.js';
 
 export type Architecture = 'llama' | 'qwen2' | 'mistral' | 'deepseek_v3';
 
@@ -82,7 +83,7 @@ export function llama3InvFreq(base: number[], s: Record<string, unknown>): numbe
 
 /** Values cached per token per layer by the decode cache (the theory the cache's own byte count is tested against). */
 export function kvValuesPerToken(layer: LayerAttention): number {
-  return layer.kind === 'mla' ? layer.kvRank + layer.ropeDim : 2 * layer.numKvHeads * layer.headDim;
+  return attentionKind(layer).kvValuesPerToken(layer);
 }
 
 /** Cache bytes per token over all layers at a given element size (4 for f32). */

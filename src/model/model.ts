@@ -10,6 +10,7 @@ import { Var } from '../autograd/var.js';
 import { Functions } from '../autograd/functions.js';
 import type { ModelConfig } from './config.js';
 import { modelTensors } from './weights.js';
+import { attentionKind } from './attention/index.js';
 import { UserError } from '../errors.js';
 
 export class Model {
@@ -23,7 +24,7 @@ export class Model {
     readonly be: Backend,
   ) {
     this.F = new Functions(be);
-    this.invFreq = config.layers.map((a) => Float64Array.from(a.kind === 'mla' ? a.ropeInvFreq : config.ropeInvFreq));
+    this.invFreq = config.layers.map((a) => Float64Array.from(attentionKind(a).ropeInvFreq(config, a)));
   }
 
   /** Build from named weights, checking every expected tensor is there with its shape. `source` names the origin.

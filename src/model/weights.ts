@@ -2,64 +2,20 @@
 // Legend: V vocab, C hidden, I intermediate, H heads, Hkv kv heads, D head dim, R kv rank, Dr rope dims,
 // Dn nope dims, Dv value dims, Rq q rank.
 
-import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from './config.js';
+import type { LayerAttention, ModelConfig } from './config.js';
+import { layerPrefix } from './names.js';
+import { attentionKind } from './attention/index.js';
 
 export interface TensorSpec {
   name: string;
   shape: number[];
 }
 
-export const layerPrefix = (i: number): string => `model.layers.${i}`;
+export { layerPrefix } from './names.js';
 
-/** Attention tensors of one original (GQA/MHA) layer. */
-export function gqaTensors(cfg: ModelConfig, i: number, a: GqaAttention): TensorSpec[] {
-  const p = `${layerPrefix(i)}.self_attn`;
-  const { numHeads: H, hiddenSize: C } = cfg;
-  const { numKvHeads: Hkv, headDim: D } = a;
-  const specs: TensorSpec[] = [
-    { name: `${p}.q_proj.weight`, shape: [H * D, C] },
-    { name: `${p}.k_proj.weight`, shape: [Hkv * D, C] },
-    { name: `${p}.v_proj.weight`, shape: [Hkv * D, C] },
-    { name: `${p}.o_proj.weight`, shape: [C, H * D] },
-  ];
-  if (a.qkvBias) {
-    specs.push(
-      { name: `${p}.q_proj.bias`, shape: [H * D] },
-      { name: `${p}.k_proj.bias`, shape: [Hkv * D] },
-      { name: `${p}.v_proj.bias`, shape: [Hkv * D] },
-    );
-  }
-  return specs;
-}
-
-/** Attention tensors of one MLA layer (DeepSeek-V3 names). */
-export function mlaTensors(cfg: ModelConfig, i: number, a: MlaAttention): TensorSpec[] {
-  const p = `${layerPrefix(i)}.self_attn`;
-  const { numHeads: H, hiddenSize: C } = cfg;
-  const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank } = a;
-  const specs: TensorSpec[] = [];
-  if (qRank === null) {
-    specs.push({ name: `${p}.q_proj.weight`, shape: [H * (Dn + Dr), C] });
-    if (a.bias) specs.push({ name: `${p}.q_proj.bias`, shape: [H * (Dn + Dr)] });
-  } else {
-    specs.push(
-      { name: `${p}.q_a_proj.weight`, shape: [qRank, C] },
-      { name: `${p}.q_a_layernorm.weight`, shape: [qRank] },
-      { name: `${p}.q_b_proj.weight`, shape: [H * (Dn + Dr), qRank] },
-    );
-  }
-  specs.push({ name: `${p}.kv_a_proj_with_mqa.weight`, shape: [R + Dr, C] });
-  if (a.bias) specs.push({ name: `${p}.kv_a_proj_with_mqa.bias`, shape: [R + Dr] });
-  if (a.latentNorm) specs.push({ name: `${p}.kv_a_layernorm.weight`, shape: [R] });
-  specs.push(
-    { name: `${p}.kv_b_proj.weight`, shape: [H * (Dn + Dv), R] },
-    { name: `${p}.o_proj.weight`, shape: [C, H * Dv] },
-  );
-  return specs;
-}
-
+/** The attention tensors of layer i, from its kind's module (model/attention/). */
 export function attentionTensors(cfg: ModelConfig, i: number, a: LayerAttention): TensorSpec[] {
-  return a.kind === 'mla' ? mlaTensors(cfg, i, a) : gqaTensors(cfg, i, a);
+  return attentionKind(a).tensors(cfg, i, a);
 }
 
 /** Every tensor of a model, in a stable order. */

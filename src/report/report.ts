@@ -1,11 +1,13 @@
 // report.md with its charts: the comparison table, KV size against perplexity, and for converted models the
 // per-layer basis spectra with the kept rank marked. Charts are SVG (open in any browser; GitHub renders them).
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { lineChart, type Series } from './svg.js';
 import { fmtNum } from './table.js';
 
+/** What the spectra charts need of a conversion record (io/run-files.ts reads and validates conversion.json). */
 export interface ConversionRecord {
   rope_method: string;
   basis: string;
@@ -13,14 +15,15 @@ export interface ConversionRecord {
   layers: { layer: number; kind: string; kvRank: number | null; ropeDim: number | null; energyKept: number; spectrum: number[] }[];
 }
 
-/** The conversion record of a model directory, if it has one. */
-export function readConversionRecord(dir: string): ConversionRecord | null {
-  const f = join(dir, 'conversion.json');
-  if (!existsSync(f)) return null;
+/** Write a file under a temporary name beside it, then rename (a failure leaves no partial chart or report). */
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    return JSON.parse(readFileSync(f, 'utf8')) as ConversionRecord;
-  } catch {
-    return null;
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
 }
 
@@ -74,7 +77,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
     inp.rows.map((r) => ({ name: r.name, points: [[r.kvBytesPerToken, r.perplexity]] as [number, number][], markersOnly: true })),
     { title: 'KV cache size vs held-out perplexity', xLabel: 'KV cache bytes per token (f32, all layers)', yLabel: 'perplexity', logY: true, logX: true },
   );
-  writeFileSync(join(dir, 'kv-vs-ppl.svg'), kvSvg);
+  writeAtomic(join(dir, 'kv-vs-ppl.svg'), kvSvg);
   const md: string[] = [
     `# ${inp.title}`,
     '',
@@ -91,7 +94,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
       points: log.filter((l) => l.eval_ppl !== undefined).map((l) => [Math.max(l.tokens, 1), l.eval_ppl!] as [number, number]),
     }));
     series.push({ name: 'teacher', points: series.flatMap((s) => s.points.map(([x]) => [x, teacher.perplexity] as [number, number])).sort((a, b) => a[0] - b[0]), dashed: true });
-    writeFileSync(join(dir, 'distill-curves.svg'), lineChart(series, { title: 'Distillation: held-out perplexity', xLabel: 'training tokens', yLabel: 'perplexity', logY: true }));
+    writeAtomic(join(dir, 'distill-curves.svg'), lineChart(series, { title: 'Distillation: held-out perplexity', xLabel: 'training tokens', yLabel: 'perplexity', logY: true }));
     md.push('## Distillation', '', '![held-out perplexity during distillation](distill-curves.svg)', '');
   }
   for (const [name, rec] of inp.conversions) {
@@ -104,7 +107,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
     });
     const ranks = [...new Set(mla.map((l) => l.kvRank!))];
     const file = `spectra-${slug(name)}.svg`;
-    writeFileSync(join(dir, file), lineChart(series, {
+    writeAtomic(join(dir, file), lineChart(series, {
       title: `${name}: ${rec.basis} basis spectrum per layer (${rec.rope_method} rope)`, xLabel: 'basis direction', yLabel: 'share of energy', logY: true,
       vlines: ranks.map((r) => ({ x: r + 0.5, label: `kept r_kv=${r}` })),
     }));
@@ -112,6 +115,6 @@ export function writeReport(dir: string, inp: ReportInput): string {
   }
   if (inp.notes?.length) md.push('## Notes', '', ...inp.notes, '');
   const path = join(dir, 'report.md');
-  writeFileSync(path, md.join('\n'));
+  writeAtomic(path, md.join('\n'));
   return path;
 }

@@ -1,7 +1,8 @@
 // Training data for distillation: a token stream from text / JSONL files, or samples drawn from the teacher.
 // Batches are windows picked by a generator seeded with (seed, step), so a resumed run sees the same batches.
 
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readUtf8File } from '../io/text.js';
 import { join } from 'node:path';
 import { mulberry32 } from '../tensor/rng.js';
 export { sampleSequences } from '../model/generate.js';
@@ -17,7 +18,7 @@ export function readTexts(path: string, field = 'data'): string[] {
     if (files.length === 0) throw new OptionError(field, path, 'the directory holds no .txt or .jsonl files');
     return files.flatMap((f) => readTexts(join(path, f), field));
   }
-  const raw = readFileSync(path, 'utf8');
+  const raw = readUtf8File(path, `{${field}} ${path}`);
   if (!path.endsWith('.jsonl')) return [raw];
   return raw.split('\n').flatMap((line, i) => {
     if (line.trim() === '') return [];
@@ -60,7 +61,10 @@ export class Batcher {
   get(step: number, micro = 0): { ids: Int32Array; targets: Int32Array; B: number; T: number } {
     const rng = mulberry32((this.seed * 1000003 + step * 131 + micro) >>> 0);
     const picks = Array.from({ length: this.batch }, () => this.seqs[Math.floor(rng() * this.seqs.length)]!);
-    const T = Math.min(this.seq + 1, ...picks.map((s) => s.length)) - 1;
+    // A loop, not Math.min(...picks): a spread of a million rows overflows the call stack.
+    let T = this.seq + 1;
+    for (const s of picks) T = Math.min(T, s.length);
+    T -= 1;
     const B = this.batch;
     const ids = new Int32Array(B * T);
     const targets = new Int32Array(B * T);

@@ -3,7 +3,8 @@
 // AdamW, linear warmup + cosine decay, global-norm clipping, gradient accumulation, held-out evaluation,
 // atomic checkpoints with exact resume (batches are seeded by step), a JSONL log and an SVG curve.
 
-import { appendFileSync, existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, rmSync, renameSync } from 'node:fs';
+import { appendLog, readLog, writeLog, writeTextAtomic, type DistillSettings, type LogLine, type TrainScope } from '../io/run-files.js';
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { isHalf, tidy } from '../tensor/storage.js';
@@ -23,29 +24,10 @@ import { lineChart } from '../report/svg.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 
+export type { DistillSettings, LogLine, TrainScope } from '../io/run-files.js';
+
 /** Said when the teacher's own forward pass went non-finite (its weights were finite at load). */
 const TEACHER_HINT = "the teacher's forward pass overflowed float32 or met a non-finite weight (rerun with {backend} ref to compare)";
-
-export type TrainScope = 'attention' | 'all';
-
-export interface DistillSettings {
-  steps: number;
-  batch: number;
-  seq: number;
-  accum: number;
-  lr: number;
-  warmup: number;
-  minLrRatio: number;
-  clip: number;
-  weightDecay: number;
-  klWeight: number;
-  ceWeight: number;
-  temperature: number;
-  train: TrainScope;
-  seed: number;
-  evalEvery: number;
-  checkpointEvery: number;
-}
 
 /** What distill returns: the final held-out evaluation and the trained student (a new Model; the input is unchanged). */
 export interface DistillResult extends EvalResult {
@@ -56,19 +38,6 @@ export interface EvalResult {
   ppl: number;
   kl: number;
   tokens: number;
-}
-
-export interface LogLine {
-  step: number;
-  tokens: number;
-  lr?: number;
-  loss?: number;
-  kl?: number;
-  ce?: number;
-  grad_norm?: number;
-  tokens_per_s?: number;
-  eval_ppl?: number;
-  eval_kl?: number;
 }
 
 export interface DistillRun {
@@ -137,16 +106,16 @@ export function distill(run: DistillRun): DistillResult {
   // gradient is computed for them; trained ones get their own buffers, since AdamW updates in place and the caller's
   // student may share tensors with the teacher it was converted from. Trained weights are f32 masters even when the
   // student was read in bf16/f16 (frozen ones stay as read).
+  const own = (w: Tensor): Tensor => (isHalf(w.dtype) ? w.to('f32') : w.clone());
   const student = new Model(
     run.student.config,
-    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(isHalf(v.value.dtype) ? v.value.to('f32') : v.value.clone()) : Var.const(v.value)])),
+    new Map([...run.student.params].map(([name, v]) => [name, trainable.has(name) ? Var.param(own(v.value)) : Var.const(v.value)])),
     run.student.be,
   );
   const params = new Map([...student.params].filter(([n]) => trainable.has(n)));
   const opt = new AdamW(student.be, params, { ...defaultAdamW, weightDecay: s.weightDecay });
   let step = 0;
   let tokens = 0;
-  const logFile = join(outDir, 'log.jsonl');
   let log: LogLine[] = [];
   if (run.resume) {
     step = run.resume.state.step;
@@ -160,21 +129,24 @@ export function distill(run: DistillRun): DistillResult {
       opt.v.get(name)!.data.set(v.data);
     }
     // Keep the log up to the checkpoint so the resumed curve continues it exactly.
-    if (existsSync(logFile)) {
-      log = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine).filter((l) => l.step <= step);
-      writeFileSync(logFile, log.map((l) => JSON.stringify(l) + '\n').join(''));
-    }
+    log = (readLog(outDir) ?? []).filter((l) => l.step <= step);
+    writeLog(outDir, log);
   } else {
-    writeFileSync(logFile, '');
+    writeLog(outDir, []);
   }
   const emit = (l: LogLine) => {
     log.push(l);
-    appendFileSync(logFile, JSON.stringify(l) + '\n');
+    appendLog(outDir, l);
     run.onLog?.(l);
   };
   const drawChart = () => writeChart(outDir, log);
   const state = (): TrainState => ({ version: 1, step, tokens, settings: { ...s } });
-  const stopped = () => `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`;
+  const stopped = () =>
+    existsSync(join(outDir, 'checkpoint', 'state.json'))
+      ? `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`
+      : 'stopped before the first checkpoint was written';
+  // Finite teacher and student at step 0 (both evaluated), so later non-finite student logits mean divergence.
+  const studentHint = () => (step === 0 ? FORWARD_HINT : `the student diverged at step ${step} (lower --lr or raise --warmup)`);
   const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
 
   if (step === 0) {
@@ -200,7 +172,7 @@ export function distill(run: DistillRun): DistillResult {
       const at = (bb: number, t: number) => `step ${step + 1}, micro-batch ${micro + 1}, row ${bb}, position ${t}`;
       assertFiniteRows('distill', 'logits from the teacher', tl.data, b.T, tl.dim(-1), `${TEACHER_HINT}; ${stopped()}`, at);
       const sl = forward(student, b.ids, b.B, b.T);
-      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${FORWARD_HINT}; ${stopped()}`, at);
+      assertFiniteRows('distill', 'logits from the student', sl.value.data, b.T, tl.dim(-1), `${studentHint()}; ${stopped()}`, at);
       const F = student.F;
       const tau = s.temperature;
       const scale = 1 / (n * s.accum);
@@ -261,6 +233,7 @@ export function distill(run: DistillRun): DistillResult {
   for (const f of ['config.json', 'model.safetensors', ...run.copyFiles.map((c) => c.name)]) {
     if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(outDir, f));
   }
+  rmSync(tmp, { recursive: true, force: true });
   const last = [...log].reverse().find((l) => l.eval_ppl !== undefined)!;
   return { ppl: last.eval_ppl!, kl: last.eval_kl!, tokens, student };
 }
@@ -300,5 +273,5 @@ export function writeChart(outDir: string, log: LogLine[], extra: { name: string
     ],
     { title: 'Distillation', xLabel: 'training tokens', yLabel: 'held-out perplexity / loss', logY: true },
   );
-  writeFileSync(join(outDir, 'curve.svg'), svg);
+  writeTextAtomic(join(outDir, 'curve.svg'), svg);
 }

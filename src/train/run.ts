@@ -2,7 +2,7 @@
 // corpus or teacher samples, cached in the run directory so a resume trains on the same ones), resolve the settings
 // (explicit > the run's saved ones on resume > defaults), record run.json and run the loop (train/distill.ts).
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../tensor/backend.js';
 import { Model } from '../model/model.js';
@@ -13,8 +13,13 @@ import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
 import { distill, type DistillSettings, type LogLine, type TrainScope } from './distill.js';
-import { loadCheckpoint } from './checkpoint.js';
+import { checkpointDir, loadCheckpoint } from './checkpoint.js';
+import { checkDistillPlan } from './preflight.js';
 import { CONVERSION_RECORD } from '../convert/record.js';
+import { checkOutput } from '../io/output.js';
+import {
+  RUN_RECORD, TRAJECTORY_SETTINGS, checkStateMatchesRun, readRunRecord, readTeacherSamples, writeRunRecord, writeTeacherSamples, type RunRecord,
+} from '../io/run-files.js';
 
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
 export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
@@ -55,17 +60,6 @@ export interface DistillJobResult {
   student: Model;
 }
 
-/** run.json: what a run was started with (read back by resume). */
-interface RunRecord {
-  teacher: string;
-  student: string;
-  tokenizer?: string;
-  data?: string;
-  selfGenerate?: number;
-  evalText?: string;
-  settings: Record<string, unknown>;
-}
-
 type Check = [(n: number) => boolean, string];
 const positiveInt: Check = [(n) => Number.isInteger(n) && n > 0, 'a positive integer'];
 const nonNegativeInt: Check = [(n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'];
@@ -84,7 +78,7 @@ export function resolveSettings(o: DistillOverrides = {}, saved: Record<string, 
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))) throw new OptionError(k, undefined, `expected ${expected}, got '${String(v)}'`);
   }
   if (o.steps !== undefined && o.tokens !== undefined) throw new OptionError('steps', undefined, 'give {steps} or {tokens}, not both');
-  const d = (k: keyof DistillSettings, fallback: number): number => o[k] as number | undefined ?? (typeof saved[k] === 'number' ? (saved[k] as number) : fallback);
+  const d = (k: keyof DistillSettings, fallback: number): number => o[k] as number | undefined ?? (typeof saved[k] === 'number' ? (saved[k]) : fallback);
   const seq = d('seq', DISTILL_DEFAULTS.seq);
   const batch = d('batch', DISTILL_DEFAULTS.batch);
   const accum = d('accum', 1);
@@ -108,13 +102,13 @@ export function resolveSettings(o: DistillOverrides = {}, saved: Record<string, 
   };
 }
 
-function readRunRecord(dir: string): RunRecord {
-  const file = join(dir, 'run.json');
-  if (!existsSync(file)) throw new OptionError('resume', dir, 'no run.json (not a distillation directory)');
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
-  } catch {
-    throw new UserError(`${file}: not valid JSON`);
+/** Settings checked before any work: a loss with nothing to train on, and (on resume) a change of what fixes the
+ *  training trajectory (the checkpoint was made with the saved values). */
+function checkSettings(s: DistillSettings, saved: DistillSettings | null): void {
+  if (s.klWeight === 0 && s.ceWeight === 0) throw new OptionError('klWeight', 0, '{klWeight} and {ceWeight} are both 0: nothing to train on (give one a positive weight)');
+  if (!saved) return;
+  for (const k of TRAJECTORY_SETTINGS) {
+    if (s[k] !== saved[k]) throw new OptionError(k, s[k], `cannot change on {resume} (the run uses ${JSON.stringify(saved[k])})`);
   }
 }
 
@@ -124,64 +118,89 @@ export function runDistill(job: DistillJob): DistillJobResult {
   const progress = job.progress ?? (() => silentProgress);
   let saved: RunRecord | null = null;
   if (job.resume) {
+    if (!existsSync(outDir)) throw new OptionError('resume', outDir, 'no such directory');
     saved = readRunRecord(outDir);
+    for (const k of ['teacher', 'student', 'tokenizer', 'data', 'evalText', 'selfGenerate'] as const) {
+      if (job[k] !== undefined) throw new OptionError(k, undefined, `cannot be given with {resume} (the run's ${RUN_RECORD} fixes it)`);
+    }
   } else {
     if (!job.teacher) throw new OptionError('teacher', undefined, 'required (a model path)');
     if (!job.student) throw new OptionError('student', undefined, 'required (a model path)');
+    if (job.data !== undefined && job.selfGenerate !== undefined) throw new OptionError('data', job.data, 'give {data} or {selfGenerate}, not both');
+    // The output first: never an input, and writable (its nearest existing ancestor a directory).
+    checkOutput({ flag: '{out}', out: outDir, inputs: [job.teacher, job.student, job.tokenizer, job.data, job.evalText], kind: 'dir', overwrite: true, merge: true });
     if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new OptionError('out', outDir, 'already exists and is not empty (use {resume} to continue it)');
   }
   const teacherPath = saved?.teacher ?? job.teacher!;
   const studentPath = saved?.student ?? job.student!;
   const tokenizerPath = saved?.tokenizer ?? job.tokenizer;
-  const settings = resolveSettings(job.settings, saved?.settings);
+  const settings = resolveSettings(job.settings, saved ? (saved.settings as unknown as Record<string, unknown>) : undefined);
+  checkSettings(settings, saved?.settings ?? null);
   if (job.selfGenerate !== undefined && !CHECKS.steps[0](job.selfGenerate)) throw new OptionError('selfGenerate', undefined, `expected a positive integer, got '${job.selfGenerate}'`);
+  // Cheap checks first: the texts are read before a model is loaded and long before any teacher sample is drawn.
+  const dataPath = saved?.data ?? job.data;
+  const evalText = saved?.evalText ?? job.evalText;
+  if (dataPath && !evalText) throw new OptionError('evalText', undefined, 'required with {data}: a training corpus keeps no held-out part');
+  const dataTexts = dataPath ? readTexts(dataPath, 'data') : null;
+  const evalTexts = evalText ? readTexts(evalText, 'evalText') : null;
   const be = job.backend;
   const t = loadModel(teacherPath, { tokenizer: tokenizerPath });
   const teacher = Model.fromWeights(t.config, t.weights, be, t.source);
   const tok = t.tokenizer;
   if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
-  // Read the texts before anything is written, so a bad path leaves no partial run directory.
-  const dataPath = saved?.data ?? job.data;
-  const evalText = saved?.evalText ?? job.evalText;
-  if (dataPath && !evalText) throw new OptionError('evalText', undefined, 'required with {data}: a training corpus keeps no held-out part');
-  const samplesFile = join(outDir, 'teacher-samples.json');
-  const dataTexts = dataPath && !existsSync(samplesFile) ? readTexts(dataPath, 'data') : null;
-  const evalTexts = evalText ? readTexts(evalText, 'evalText') : null;
   const resumeCp = job.resume ? loadCheckpoint(outDir) : null;
   let student: Model;
   if (resumeCp) {
-    student = Model.fromWeights(resumeCp.config, resumeCp.weights, be, join(outDir, 'checkpoint'));
+    checkStateMatchesRun(resumeCp.stateFile, resumeCp.state, join(outDir, RUN_RECORD), saved!.settings);
+    student = Model.fromWeights(resumeCp.config, resumeCp.weights, be, checkpointDir(outDir));
   } else {
-    const s = loadModel(studentPath, { tokenizer: tokenizerPath });
+    // Only the teacher's tokenizer is used: the student is checked against it by vocabulary size.
+    const s = loadModel(studentPath);
     student = Model.fromWeights(s.config, s.weights, be, s.source);
   }
-  mkdirSync(outDir, { recursive: true });
+  checkDistillPlan(teacher.config, student.config, settings, { teacher: teacherPath, student: studentPath });
+  let evalSeqs = evalTexts ? tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacher.config.maxPositions)) : null;
+  if (evalSeqs && evalSeqs.length === 0) throw new OptionError('evalText', evalText, 'no text of at least 2 tokens');
+  let trainSeqs = dataTexts ? tokenizeTexts(dataTexts, tok, settings.seq + 1) : null;
+  if (trainSeqs && trainSeqs.length === 0) throw new OptionError('data', dataPath, 'no text of at least 2 tokens');
+  const cached = job.resume ? readTeacherSamples(outDir, teacher.config.vocabSize) : null;
 
-  // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
-  const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
-  let trainSeqs: number[][];
-  let evalSeqs: number[][];
-  if (existsSync(samplesFile)) {
-    const s = JSON.parse(readFileSync(samplesFile, 'utf8')) as { train: number[][]; eval: number[][] };
-    trainSeqs = s.train;
-    evalSeqs = s.eval;
-  } else {
-    if (dataTexts) {
-      trainSeqs = tokenizeTexts(dataTexts, tok, settings.seq + 1);
-      evalSeqs = [];
-    } else {
+  // From here on the run writes into its directory; a failure before the first checkpoint removes what it made.
+  const created = !existsSync(outDir);
+  mkdirSync(outDir, { recursive: true });
+  try {
+    // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
+    const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
+    if (!trainSeqs && cached) trainSeqs = cached.train;
+    if (!trainSeqs) {
       trainSeqs = sampleSequences(teacher, selfN, settings.seq + 1, settings.seed, 64, progress('teacher samples', selfN));
       // Held-out teacher samples from another seed: never trained on.
-      evalSeqs = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+      const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+      writeTeacherSamples(outDir, { train: trainSeqs, eval: heldOut });
+      evalSeqs ??= heldOut;
     }
-    writeFileSync(samplesFile, JSON.stringify({ train: trainSeqs, eval: evalSeqs }));
+    evalSeqs ??= cached?.eval ?? null;
+    if (!evalSeqs || evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
+    if (!job.resume) {
+      writeRunRecord(outDir, {
+        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings,
+      });
+    }
+    return train(job, outDir, teacher, student, trainSeqs, evalSeqs, settings, teacherPath, tokenizerPath, studentPath, resumeCp, progress);
+  } catch (e) {
+    if (!job.resume && !existsSync(checkpointDir(outDir))) {
+      if (created) rmSync(outDir, { recursive: true, force: true });
+      else for (const n of readdirSync(outDir)) rmSync(join(outDir, n), { recursive: true, force: true });
+    }
+    throw e;
   }
-  if (evalTexts) evalSeqs = tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacher.config.maxPositions));
-  if (evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
-  if (!job.resume) {
-    const rec: RunRecord = { teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings: { ...settings } };
-    writeFileSync(join(outDir, 'run.json'), JSON.stringify(rec, null, 2) + '\n');
-  }
+}
+
+function train(
+  job: DistillJob, outDir: string, teacher: Model, student: Model, trainSeqs: number[][], evalSeqs: number[][], settings: DistillSettings,
+  teacherPath: string, tokenizerPath: string | undefined, studentPath: string, resumeCp: ReturnType<typeof loadCheckpoint> | null,
+  progress: (phase: 'teacher samples' | 'distill', total: number) => ProgressSink,
+): DistillJobResult {
   const result = distill({
     teacher,
     student,

@@ -5,6 +5,10 @@
 // Query t sits at key position qOffset + t and sees keys j ≤ qOffset + t with j < L.
 // The forward returns lse = log Σ_j exp(s_j) so the backward rebuilds the probabilities without a second max pass
 // (flash-attention style). The backward returns fresh gradients; dk and dv sum over the query heads of a group.
+// Non-finite values (the specification the other backends are held to by test/conformance.test.ts): the formulas are
+// evaluated as written in IEEE float64. A NaN score is skipped by the max test but enters Σ exp(s − max), so the
+// whole row (o and lse) is NaN; a +∞ score gives exp(∞ − ∞) = NaN likewise (as torch.softmax does); a row whose
+// visible scores are all −∞ is NaN (0/0); every visible key adds p·v, so p = 0 against v = ±∞ gives NaN.
 
 import { Tensor } from '../../tensor/tensor.js';
 import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';

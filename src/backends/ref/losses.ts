@@ -1,6 +1,8 @@
 // Reference losses: cross-entropy against token targets and forward KL divergence against a teacher, per row.
 // Shape legend: N rows (B·T), V vocabulary.
 // Both use a max-shifted log-sum-exp, so logits of any finite magnitude give finite losses and gradients.
+// A NaN logit makes its row's loss and gradient NaN (Math.max propagates NaN); a +∞ logit makes the row's
+// log-sum-exp exp(∞ − ∞) = NaN rather than +∞: either way the row is non-finite and the jobs stop on it.
 // Reductions over rows (mean, masking weights) belong to the caller, which passes dloss (N) to the backward.
 // The backward kernels return fresh gradients (nothing accumulates in place).
 

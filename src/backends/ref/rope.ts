@@ -5,7 +5,6 @@
 // (start+2j, start+2j+1) (llama2.c, DeepSeek rope_interleave); pair j always uses invFreq[j].
 // Returns a fresh tensor; columns outside the rotated slice are copied unchanged.
 
-import { Tensor } from '../../tensor/tensor.js';
 import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';
 
 /** For each pair (x₁, x₂) of pair index j at position p = positions[t], θ = ±p·invFreq[j] (− when inverse):

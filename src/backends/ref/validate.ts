@@ -286,5 +286,5 @@ export function validateOp<O extends OpName>(backend: string, op: O, inputs: OpI
     if (!half && t.dtype !== dtype) fail(`input ${i} is ${t.dtype} but input ${i === 0 ? 1 : 0} is ${dtype}: all inputs must share a dtype`);
   });
   if (params === null || typeof params !== 'object') fail(`params must be an object`);
-  (validators[op] as (i: OpInputs<O>, p: OpParams<O>, f: Fail) => void)(inputs, params, fail);
+  (validators[op])(inputs, params, fail);
 }

@@ -1,0 +1,63 @@
+// One module per attention kind behind one interface: a layer's config declares its kind, and everything that
+// depends on the kind (its tensors, cache size, rope frequencies, description, decode cache, forward) is looked up
+// here. A new kind (xKV shared latents, an SSM layer) is a new module plus one entry in ATTENTION_KINDS; the mapped
+// type makes a kind without a module a compile error.
+// Legend: B batch, T new positions, P cached positions, N = B·T rows, C hidden.
+
+import type { Var } from '../../autograd/var.js';
+import type { LayerAttention, ModelConfig } from '../config.js';
+import type { Model } from '../model.js';
+import type { TensorSpec } from '../weights.js';
+import { gqa, type GqaLayerCache } from './gqa.js';
+import { mla, type MlaLayerCache } from './mla.js';
+
+export type { GqaLayerCache, MlaLayerCache };
+export type LayerCache = GqaLayerCache | MlaLayerCache;
+export type AttentionKindName = LayerAttention['kind'];
+
+/** A validating reader of one layer's JSON object (io/json.ts Fields is one): errors name the file and field. */
+export interface LayerFields {
+  readonly obj: Readonly<Record<string, unknown>>;
+  int(key: string, min?: number): number;
+  bool(key: string): boolean;
+  optBool(key: string, fallback: boolean): boolean;
+  error(key: string, expected: string): Error;
+}
+
+/** Everything the model layer needs to know about one attention kind. */
+export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
+  kind: A['kind'];
+  /** The attention tensors of layer i (HF / DeepSeek-V3 names and shapes), in a stable order. */
+  tensors(cfg: ModelConfig, i: number, a: A): TensorSpec[];
+  /** Values the decode cache holds per token for this layer (the theory KVCache.bytes is tested against). */
+  kvValuesPerToken(a: A): number;
+  /** Inverse frequencies of the rope pairs this layer rotates. */
+  ropeInvFreq(cfg: ModelConfig, a: A): number[];
+  /** The layer's fields in a saved config (our extra key, mla_upcycle.layers[i], after "kind"), and back. */
+  toJson(a: A): Record<string, unknown>;
+  fromJson(f: LayerFields): A;
+  /** Shape facts for `mla info`: JSON fields and a one-line summary. */
+  describe(a: A): { fields: Record<string, unknown>; shape: string };
+  /** The decode cache of layer i for `batch` rows of up to `capacity` positions. */
+  createCache(model: Model, i: number, a: A, batch: number, capacity: number): C;
+  /** Bytes the cache buffers hold (the cached rows only; derived matrices are not cache). */
+  cacheBytes(c: C): number;
+  /** The attention block: h (N, C) normed input → (N, C) output. With a cache, the T new positions follow P cached
+   *  ones, are appended to the cache and attend over all P + T (decode); without, the T positions attend causally. */
+  forward(model: Model, i: number, a: A, h: Var, B: number, T: number, positions: Int32Array, cache: C | undefined, P: number): Var;
+}
+
+type KindTable = { [K in AttentionKindName]: AttentionKind<Extract<LayerAttention, { kind: K }>, Extract<LayerCache, { kind: K }>> };
+
+export const ATTENTION_KINDS: KindTable = { gqa, mla };
+
+/** Whether a string names an attention kind (for parsing configs). */
+export function isAttentionKind(s: string): s is AttentionKindName {
+  return Object.hasOwn(ATTENTION_KINDS, s);
+}
+
+/** The module of a layer's attention kind. (TypeScript cannot correlate a union value with the table's entry, hence
+ *  the one cast: the table's mapped type guarantees the entry matches the kind.) */
+export function attentionKind(a: LayerAttention): AttentionKind<LayerAttention, LayerCache> {
+  return ATTENTION_KINDS[a.kind] as unknown as AttentionKind<LayerAttention, LayerCache>;
+}

@@ -1,0 +1,144 @@
+// DeepSeek-V3 Multi-head Latent Attention: a rank-R latent c = W_DKV·h plus one rope key shared by the heads; keys
+// and values come back per head through kv_b_proj (training / prefill), or decode attends over the latent rows
+// directly with the up-projections absorbed into the query and the output (a latent-only cache).
+// Legend: B batch, T new positions, P cached positions, C hidden, H heads, R kv rank, Dr rope dims, Dn nope dims,
+// Dv value dims, Rq q rank, N = B·T rows, Smax capacity.
+
+import { Tensor } from '../../tensor/tensor.js';
+import { Var, noGrad } from '../../autograd/var.js';
+import type { MlaAttention, ModelConfig } from '../config.js';
+import { layerPrefix } from '../names.js';
+import type { TensorSpec } from '../weights.js';
+import type { AttentionKind } from './index.js';
+import { writeCache } from './common.js';
+
+export interface MlaLayerCache {
+  kind: 'mla';
+  latent: Tensor; // (B, Smax, 1, R+Dr)
+  wUKt: Tensor; // (H, R, Dn): W_UK per head, transposed, folded into the query
+  wUVt: Tensor; // (H, R, Dv): W_UV per head, transposed, applied after attention
+}
+
+export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
+  kind: 'mla',
+
+  tensors(cfg: ModelConfig, i: number, a: MlaAttention): TensorSpec[] {
+    const p = `${layerPrefix(i)}.self_attn`;
+    const { numHeads: H, hiddenSize: C } = cfg;
+    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank } = a;
+    const specs: TensorSpec[] = [];
+    if (qRank === null) {
+      specs.push({ name: `${p}.q_proj.weight`, shape: [H * (Dn + Dr), C] });
+      if (a.bias) specs.push({ name: `${p}.q_proj.bias`, shape: [H * (Dn + Dr)] });
+    } else {
+      specs.push(
+        { name: `${p}.q_a_proj.weight`, shape: [qRank, C] },
+        { name: `${p}.q_a_layernorm.weight`, shape: [qRank] },
+        { name: `${p}.q_b_proj.weight`, shape: [H * (Dn + Dr), qRank] },
+      );
+    }
+    specs.push({ name: `${p}.kv_a_proj_with_mqa.weight`, shape: [R + Dr, C] });
+    if (a.bias) specs.push({ name: `${p}.kv_a_proj_with_mqa.bias`, shape: [R + Dr] });
+    if (a.latentNorm) specs.push({ name: `${p}.kv_a_layernorm.weight`, shape: [R] });
+    specs.push(
+      { name: `${p}.kv_b_proj.weight`, shape: [H * (Dn + Dv), R] },
+      { name: `${p}.o_proj.weight`, shape: [C, H * Dv] },
+    );
+    return specs;
+  },
+
+  kvValuesPerToken: (a) => a.kvRank + a.ropeDim,
+
+  ropeInvFreq: (_cfg, a) => a.ropeInvFreq,
+
+  toJson: (a) => ({
+    kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank, latent_norm: a.latentNorm, bias: a.bias,
+    rope_inv_freq: a.ropeInvFreq,
+  }),
+
+  fromJson(f) {
+    const freqs = f.obj.rope_inv_freq;
+    const ropeDim = f.int('rope_dim');
+    if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
+      throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
+    }
+    const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
+    return {
+      kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
+      latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
+    };
+  },
+
+  describe: (a) => ({
+    fields: { kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank, latent_norm: a.latentNorm },
+    shape: `r_kv ${a.kvRank} + d_r ${a.ropeDim}, d_n ${a.nopeDim}, d_v ${a.vDim}, q ${a.qRank === null ? 'full' : 'rank ' + a.qRank}${a.latentNorm ? ', latent norm' : ''}`,
+  }),
+
+  createCache(model, i, a, batch, capacity) {
+    const { be } = model;
+    const H = model.config.numHeads;
+    const { kvRank: R, nopeDim: Dn, vDim: Dv } = a;
+    // kv_b (H·(Dn+Dv), R) → per head (H, Dn+Dv, R) → (H, R, Dn+Dv), then split the columns.
+    const kvb = model.p(`${layerPrefix(i)}.self_attn.kv_b_proj.weight`).value.reshape([H, Dn + Dv, R]);
+    const [wUKt, wUVt] = noGrad(() => {
+      const t = be.run('permute', [kvb], { perm: [0, 2, 1] })[0];
+      return [be.run('narrow', [t], { start: 0, len: Dn })[0], be.run('narrow', [t], { start: Dn, len: Dv })[0]];
+    });
+    return { kind: 'mla', latent: Tensor.zeros([batch, capacity, 1, a.kvRank + a.ropeDim], be.dtype), wUKt, wUVt };
+  },
+
+  cacheBytes: (c) => c.latent.data.byteLength,
+
+  forward(model, i, a, h, B, T, positions, cache, P) {
+    const { F, config: cfg, be } = model;
+    const H = cfg.numHeads;
+    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv } = a;
+    const p = `${layerPrefix(i)}.self_attn`;
+    const inv = model.invFreq[i]!;
+    const pairing = cfg.ropePairing;
+    const scale = 1 / Math.sqrt(Dn + Dr);
+
+    // Query (B, T, H, Dn+Dr); rope on the last Dr columns of each head.
+    const bias = (n: string): Var | null => (a.bias ? model.p(`${p}.${n}.bias`) : null);
+    const qFlat =
+      a.qRank === null
+        ? F.linear(h, model.p(`${p}.q_proj.weight`), bias('q_proj'))
+        : F.linear(
+            F.rmsnorm(F.linear(h, model.p(`${p}.q_a_proj.weight`)), model.p(`${p}.q_a_layernorm.weight`), cfg.rmsNormEps),
+            model.p(`${p}.q_b_proj.weight`),
+          );
+    const q = F.rope(F.reshape(qFlat, [B, T, H, Dn + Dr]), positions, inv, pairing, Dn);
+
+    // Latent and shared rope key: kv_a (N, R+Dr) = [c | k_rope].
+    const kva = F.linear(h, model.p(`${p}.kv_a_proj_with_mqa.weight`), bias('kv_a_proj_with_mqa'));
+    let c = F.narrow(kva, 0, R); // (N, R)
+    if (a.latentNorm) c = F.rmsnorm(c, model.p(`${p}.kv_a_layernorm.weight`), cfg.rmsNormEps);
+    const kr = F.rope(F.reshape(F.narrow(kva, R, Dr), [B, T, 1, Dr]), positions, inv, pairing); // (B, T, 1, Dr)
+
+    let o: Var; // (B, T, H, Dv)
+    if (!cache) {
+      // Naive path (training, whole sequences): per-head keys [k_nope | shared k_rope] and values.
+      const kvb = F.reshape(F.linear(c, model.p(`${p}.kv_b_proj.weight`)), [B, T, H, Dn + Dv]);
+      const k = F.concat(F.narrow(kvb, 0, Dn), F.expand(kr, [B, T, H, Dr]));
+      const v = F.narrow(kvb, Dn, Dv);
+      o = F.attention(q, k, v, scale);
+    } else {
+      // Absorbed decode: q̃_h = W_UK,hᵀ q_nope,h lives in latent space; attend over [c | k_rope] rows as MQA.
+      const row = be.run('concat', [c.value.reshape([B, T, 1, R]), kr.value], {})[0]; // (B, T, 1, R+Dr)
+      writeCache(model, cache.latent, row, B, T, P);
+      const qn = be.run('permute', [be.run('narrow', [q.value], { start: 0, len: Dn })[0].reshape([B * T, H, Dn])], {
+        perm: [1, 0, 2],
+      })[0]; // (H, N, Dn)
+      const qLat = be.run('matmul', [qn, cache.wUKt], { transA: false, transB: true })[0]; // (H, N, R)
+      const qAbs = be.run('concat', [
+        be.run('permute', [qLat], { perm: [1, 0, 2] })[0].reshape([B, T, H, R]),
+        be.run('narrow', [q.value], { start: Dn, len: Dr })[0],
+      ], {})[0]; // (B, T, H, R+Dr)
+      const [oLat] = be.run('attention', [qAbs, cache.latent, cache.latent], { scale, qOffset: P, kvLen: P + T, vDim: R });
+      const oh = be.run('permute', [oLat.reshape([B * T, H, R])], { perm: [1, 0, 2] })[0]; // (H, N, R)
+      const ov = be.run('matmul', [oh, cache.wUVt], { transA: false, transB: false })[0]; // (H, N, Dv)
+      o = Var.const(be.run('permute', [ov], { perm: [1, 0, 2] })[0]);
+    }
+    return F.linear(F.reshape(o, [B * T, H * Dv]), model.p(`${p}.o_proj.weight`));
+  },
+};
