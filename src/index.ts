@@ -18,6 +18,7 @@ import { withConvertDefaults, type ConvertSettings } from './convert/defaults.js
 import { saveConverted } from './convert/record.js';
 import { tokenizerFiles } from './io/tokenizer-files.js';
 import { runDistill, type DistillJob, type DistillJobResult } from './train/run.js';
+import { runDistillTorch, type TorchOverrides } from './train/torch-engine.js';
 import { perplexity as perplexityOf, type PerplexityResult } from './eval/perplexity.js';
 import { evaluateTasks, type TaskOptions, type TaskResult } from './eval/tasks.js';
 import { readTaskFile, type TaskItem } from './eval/task-file.js';
@@ -30,6 +31,7 @@ import type { ProgressSink } from './progress.js';
 export { UserError, OptionError } from './errors.js';
 export { CONVERT_DEFAULTS } from './convert/defaults.js';
 export { DISTILL_DEFAULTS } from './train/run.js';
+export type { TorchOverrides, TorchOptions } from './train/torch-engine.js';
 export type {
   Model, Tokenizer, BackendName, ConvertSettings, ConvertResult, DistillJobResult, PerplexityResult, TaskOptions, TaskResult,
   TaskItem, CompareRow, ExportOptions, ExportResult, ProgressSink,
@@ -92,6 +94,14 @@ export interface DistillOptions extends Omit<DistillJob, 'backend'> {
  */
 export function distill(options: DistillOptions): DistillJobResult {
   return runDistill({ ...options, backend: resolveBackend(options.backend) });
+}
+
+/**
+ * The same distillation on PyTorch (python/mla_torch; `mla distill --engine torch`): `torch` picks the device
+ * (cuda / cpu), processes, dtype and memory options; resolves when the Python job has finished.
+ */
+export function distillTorch(options: DistillOptions, torch: TorchOverrides = {}): Promise<{ out: string; ppl: number; kl: number; tokens: number }> {
+  return runDistillTorch({ ...options, backend: resolveBackend(options.backend) }, torch);
 }
 
 /** Measurements: perplexity, zero-shot multiple-choice tasks, and a teacher-vs-students comparison. */

@@ -2,13 +2,16 @@
 //   [--steps N | --tokens N] [--seq T] [--batch B] [--accum K] [--lr X] [--warmup N] [--clip C] [--kl-weight W]
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
+//   [--engine cpu|torch [--device auto|cpu|cuda] [--nproc N] [--dtype f32|bf16] [--python PATH] [--grad-checkpoint]
+//    [--compile] [--kl-chunk ROWS] [--threads N]]
 
 import { commonFlags, num, parse, type CommandSpec } from './args.js';
 import { resolveBackend } from '../infer/open.js';
 import { UserError } from '../errors.js';
-import { DISTILL_DEFAULTS, runDistill, type DistillOverrides } from '../train/run.js';
+import { DISTILL_DEFAULTS, runDistill, type DistillJob, type DistillOverrides } from '../train/run.js';
 import type { TrainScope } from '../train/distill.js';
 import { Progress } from './progress.js';
+import { runDistillTorch, runUsesTorch, type TorchOverrides } from '../train/torch-engine.js';
 
 // Numeric flags carry no parser default: on --resume an absent flag takes the run's saved setting instead.
 export const distillSpec = {
@@ -38,6 +41,16 @@ export const distillSpec = {
     'eval-every': { type: 'string', value: 'N', defaultText: 'steps / 20', doc: 'held-out evaluation every N steps' },
     'checkpoint-every': { type: 'string', value: 'N', defaultText: 'steps / 10', doc: 'write DIR/checkpoint/ every N steps' },
     resume: { type: 'string', value: 'DIR', doc: "continue the run in DIR exactly (its saved settings are the defaults)" },
+    // --engine torch (train/torch-engine.ts, python/mla_torch): the same job on PyTorch.
+    engine: { type: 'string', value: 'cpu|torch', defaultText: 'cpu (on resume: the run\'s)', doc: 'run the job here (cpu) or on PyTorch (torch: GPUs, data-parallel processes)' },
+    device: { type: 'string', value: 'auto|cpu|cuda', defaultText: 'auto', doc: 'torch device (auto: cuda when torch sees a GPU)' },
+    nproc: { type: 'string', value: 'N', defaultText: '1', doc: 'torch: data-parallel processes (one per GPU; gloo on cpu), batch split across them' },
+    dtype: { type: 'string', value: 'f32|bf16', defaultText: 'bf16 on cuda, f32 on cpu', doc: 'torch: bf16 autocast + bf16 frozen teacher, or f32' },
+    python: { type: 'string', value: 'PATH', defaultText: '$MLA_PYTHON, python3, /usr/bin/python3', doc: 'torch: the Python that has torch' },
+    'grad-checkpoint': { type: 'boolean', doc: 'torch: recompute each layer in the backward (activation checkpointing)' },
+    compile: { type: 'boolean', doc: 'torch: torch.compile the student (torch ≥ 2)' },
+    'kl-chunk': { type: 'string', value: 'ROWS', defaultText: '1024', doc: 'torch: loss rows per chunk (bounds the f32 logits in memory)' },
+    threads: { type: 'string', value: 'N', defaultText: "torch's default", doc: 'torch: CPU threads per process' },
     ...commonFlags,
   },
 } as const satisfies CommandSpec;
@@ -63,7 +76,17 @@ export async function distillCommand(argv: string[]): Promise<void> {
   }
   if (v.train !== undefined) settings.train = v.train as TrainScope;
   let lastEval = '';
-  const result = runDistill({
+  const engine = v.engine ?? (v.resume && runUsesTorch(out) ? 'torch' : 'cpu');
+  if (engine !== 'cpu' && engine !== 'torch') throw new UserError(`--engine: expected cpu or torch, got '${engine}'`);
+  const torchFlags = ['device', 'nproc', 'dtype', 'python', 'grad-checkpoint', 'compile', 'kl-chunk', 'threads'] as const;
+  const stray = torchFlags.find((k) => v[k] !== undefined);
+  if (engine === 'cpu' && stray) throw new UserError(`--${stray}: only with --engine torch`);
+  const int = (flag: 'nproc' | 'kl-chunk' | 'threads') => (v[flag] === undefined ? undefined : num(v[flag], flag, Number.NaN));
+  const torch: TorchOverrides = {
+    device: v.device as TorchOverrides['device'], nproc: int('nproc'), dtype: v.dtype as TorchOverrides['dtype'], python: v.python,
+    gradCheckpoint: v['grad-checkpoint'], compile: v.compile, klChunk: int('kl-chunk'), threads: int('threads'),
+  };
+  const job: DistillJob = {
     out, resume: v.resume !== undefined, teacher: v.teacher, student: v.student, tokenizer: v.tokenizer, data: v.data,
     selfGenerate: v['self-generate'] === undefined ? undefined : num(v['self-generate'], 'self-generate', Number.NaN),
     evalText: v['eval-text'], settings, backend: resolveBackend(v.backend),
@@ -74,7 +97,8 @@ export async function distillCommand(argv: string[]): Promise<void> {
     onLog: (l) => {
       if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
     },
-  });
+  };
+  const result = engine === 'torch' ? await runDistillTorch(job, torch) : runDistill(job);
   if (v.json) process.stdout.write(JSON.stringify({ out, eval_ppl: result.ppl, eval_kl: result.kl, tokens: result.tokens }) + '\n');
   else process.stdout.write(`distilled ${result.tokens} tokens: held-out perplexity ${result.ppl.toFixed(4)}, KL to teacher ${result.kl.toFixed(4)}\nwrote ${out} (log.jsonl, curve.svg, checkpoint/)\n`);
 }

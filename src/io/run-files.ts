@@ -77,6 +77,8 @@ export interface RunRecord {
   selfGenerate?: number;
   evalText?: string;
   settings: DistillSettings;
+  /** The torch engine's options when the run uses it (train/torch-engine.ts): resume keeps the engine. */
+  torch?: Record<string, unknown>;
 }
 
 export function readRunRecord(dir: string): RunRecord {
@@ -90,6 +92,7 @@ export function readRunRecord(dir: string): RunRecord {
     teacher: f.str('teacher'), student: f.str('student'), tokenizer: optStr('tokenizer'), data: optStr('data'),
     selfGenerate: f.has('selfGenerate') ? f.int('selfGenerate') : undefined, evalText: optStr('evalText'),
     settings: parseSettings(settings),
+    torch: f.optObj('torch')?.obj,
   };
 }
 

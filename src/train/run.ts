@@ -8,7 +8,7 @@ import type { Backend } from '../tensor/backend.js';
 import { Model } from '../model/model.js';
 import { loadModel } from '../io/load.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
-import { OptionError, UserError } from '../errors.js';
+import { OptionError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
@@ -114,6 +114,34 @@ function checkSettings(s: DistillSettings, saved: DistillSettings | null): void 
 
 /** Run (or, with resume, continue) a distillation; the run directory ends as the distilled model's directory. */
 export function runDistill(job: DistillJob): DistillJobResult {
+  return prepareDistill(job, {}, (p) =>
+    train(job, p.outDir, p.teacher, p.student, p.trainSeqs, p.evalSeqs, p.settings, p.teacherPath, p.tokenizerPath, p.studentPath, p.resumeCp, p.progress));
+}
+
+/** What the training loop needs, as prepareDistill hands it to an engine. */
+export interface PreparedDistill {
+  outDir: string;
+  teacherPath: string;
+  studentPath: string;
+  tokenizerPath: string | undefined;
+  teacher: Model;
+  /** The student as given; on resume with `loadCheckpoint`, the checkpoint's weights. */
+  student: Model;
+  trainSeqs: number[][];
+  evalSeqs: number[][];
+  settings: DistillSettings;
+  resumeCp: ReturnType<typeof loadCheckpoint> | null;
+  progress: (phase: 'teacher samples' | 'distill', total: number) => ProgressSink;
+  /** Files the result directory gets: the tokenizer and the conversion record. */
+  copyFiles: { from: string; name: string }[];
+}
+
+/**
+ * Check everything, open the models, build or reload the data, record run.json (with `record` merged in), then hand
+ * it all to `run` (the engine). `loadCheckpoint: false` leaves a resumed run's checkpoint to an engine that reads it
+ * itself (the torch engine). A synchronous failure before the first checkpoint removes what the run made.
+ */
+export function prepareDistill<R>(job: DistillJob, opts: { loadCheckpoint?: boolean; record?: Partial<RunRecord> }, run: (p: PreparedDistill) => R): R {
   const outDir = job.out;
   const progress = job.progress ?? (() => silentProgress);
   let saved: RunRecord | null = null;
@@ -148,7 +176,7 @@ export function runDistill(job: DistillJob): DistillJobResult {
   const teacher = Model.fromWeights(t.config, t.weights, be, t.source);
   const tok = t.tokenizer;
   if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
-  const resumeCp = job.resume ? loadCheckpoint(outDir) : null;
+  const resumeCp = job.resume && opts.loadCheckpoint !== false ? loadCheckpoint(outDir) : null;
   let student: Model;
   if (resumeCp) {
     checkStateMatchesRun(resumeCp.stateFile, resumeCp.state, join(outDir, RUN_RECORD), saved!.settings);
@@ -183,10 +211,13 @@ export function runDistill(job: DistillJob): DistillJobResult {
     if (!evalSeqs || evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
     if (!job.resume) {
       writeRunRecord(outDir, {
-        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings,
+        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings, ...opts.record,
       });
     }
-    return train(job, outDir, teacher, student, trainSeqs, evalSeqs, settings, teacherPath, tokenizerPath, studentPath, resumeCp, progress);
+    return run({
+      outDir, teacherPath, studentPath, tokenizerPath, teacher, student, trainSeqs, evalSeqs, settings, resumeCp, progress,
+      copyFiles: resultFiles(teacherPath, tokenizerPath, studentPath),
+    });
   } catch (e) {
     if (!job.resume && !existsSync(checkpointDir(outDir))) {
       if (created) rmSync(outDir, { recursive: true, force: true });
@@ -208,14 +239,18 @@ function train(
     evalSeqs,
     settings,
     outDir,
-    copyFiles: [
-      ...tokenizerFiles(teacherPath, tokenizerPath),
-      // Keep how the student was made (spectra for `mla compare`).
-      ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
-    ],
+    copyFiles: resultFiles(teacherPath, tokenizerPath, studentPath),
     resume: resumeCp ? { state: resumeCp.state, moments: resumeCp.moments, adamStep: resumeCp.adamStep } : undefined,
     progress: progress('distill', settings.steps * settings.batch * settings.accum * settings.seq),
     onLog: job.onLog,
   });
   return { out: outDir, ppl: result.ppl, kl: result.kl, tokens: result.tokens, student: result.student };
+}
+
+/** The tokenizer files and the student's conversion record (spectra for `mla compare`), copied into the result. */
+function resultFiles(teacherPath: string, tokenizerPath: string | undefined, studentPath: string): { from: string; name: string }[] {
+  return [
+    ...tokenizerFiles(teacherPath, tokenizerPath),
+    ...(existsSync(join(studentPath, CONVERSION_RECORD)) ? [{ from: join(studentPath, CONVERSION_RECORD), name: CONVERSION_RECORD }] : []),
+  ];
 }

@@ -1,0 +1,337 @@
+"""The distillation job of src/train/distill.ts on torch: loss = klWeight·τ²·KL(p_teacher ‖ p_student) + ceWeight·CE
+(means over tokens), AdamW (β 0.9/0.95, eps 1e-8, decoupled decay), linear warmup + cosine decay, global-norm
+clipping, gradient accumulation, held-out evaluation, log.jsonl, atomic checkpoints and exact --resume, the final
+student written as a model directory. Progress and log lines go to stdout as JSON lines (rank 0 only).
+
+Memory: the teacher is frozen (no gradients; bf16 on --dtype bf16); the loss runs over row chunks of the final hidden
+states (the student's detached into a leaf), so full (N, V) f32 logits of both models never exist at once: each chunk's
+KL/CE is backpropagated into the leaf and the head, then the body backpropagates once from the leaf's gradient."""
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from . import safetensors as st
+from .data import Batcher, read_shard, window_batches
+from .dist import Dist
+from .model import Model, load_weights
+
+BETAS = (0.9, 0.95)
+EPS = 1e-8
+
+
+class JobError(Exception):
+    """A failure the user can act on: the message is printed as one line."""
+
+
+def learning_rate(step, total, lr, warmup, min_ratio=0.1):
+    """src/train/optimizer.ts learningRate: linear warmup to lr, then cosine decay to min_ratio·lr at total."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def trainable_names(cfg, names, scope):
+    """Attention of MLA layers, or everything (src/train/distill.ts trainableNames)."""
+    if scope == "all":
+        return set(names)
+    pre = [f"model.layers.{i}.self_attn." for i, a in enumerate(cfg["layers"]) if a["kind"] == "mla"]
+    return {n for n in names if any(n.startswith(p) for p in pre)}
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def make_optimizer(params, wd, device):
+    kw = dict(lr=0.0, betas=BETAS, eps=EPS, weight_decay=wd)
+    if device == "cuda":
+        try:
+            return torch.optim.AdamW(params, fused=True, **kw)
+        except (TypeError, RuntimeError):
+            pass
+    try:
+        # The single-tensor loop: the same arithmetic as the TS adamw kernel, element by element.
+        return torch.optim.AdamW(params, foreach=False, **kw)
+    except TypeError:
+        return torch.optim.AdamW(params, **kw)
+
+
+class Losses:
+    """KL/CE over row chunks (see the module docstring). All sums are over rows; the caller divides."""
+
+    def __init__(self, chunk):
+        self.chunk = chunk
+
+    def run(self, s_hidden, s_head, t_hidden, t_head, targets, tau, kl_w, ce_w, scale, train):
+        """Returns (kl_sum, ce_sum) tensors (detached, f32); with `train`, backpropagates
+        scale·(kl_w·τ²·kl_sum + ce_w·ce_sum) into s_hidden's graph."""
+        leaf = s_hidden.detach().requires_grad_(train and s_hidden.requires_grad)
+        kl_tot = torch.zeros((), dtype=torch.float32, device=s_hidden.device)
+        ce_tot = torch.zeros((), dtype=torch.float32, device=s_hidden.device)
+        N = leaf.shape[0]
+        for r0 in range(0, N, self.chunk):
+            r1 = min(N, r0 + self.chunk)
+            sl = F.linear(leaf[r0:r1], s_head).float()  # (n, V)
+            with torch.no_grad():
+                tl = F.linear(t_hidden[r0:r1], t_head).float()
+            tg = targets[r0:r1]
+            loss = None
+            if kl_w > 0:
+                ls = torch.log_softmax(sl / tau, -1)
+                lt = torch.log_softmax(tl / tau, -1)
+                kl = (lt.exp() * (lt - ls)).sum(-1)
+                kl = kl[tg >= 0].sum() if not train else kl.sum()
+                kl_tot += kl.detach()
+                loss = kl * (kl_w * tau * tau * scale)
+            if ce_w > 0 or not train:
+                ce = F.cross_entropy(sl, tg, ignore_index=-1, reduction="sum")
+                ce_tot += ce.detach()
+                if ce_w > 0:
+                    term = ce * (ce_w * scale)
+                    loss = term if loss is None else loss + term
+            if train and loss is not None and loss.requires_grad:
+                loss.backward()
+        if train and leaf.grad is not None:
+            s_hidden.backward(leaf.grad)
+        return kl_tot, ce_tot
+
+
+def micro_step(teacher, student, hidden, losses, amp, ids, tgt, tau, kl_w, ce_w, scale):
+    """One micro-batch: teacher forward without gradients, student forward, chunked KL/CE backpropagated with
+    `scale` (1/(global rows·accum)); returns the (kl_sum, ce_sum) of this rank's rows. ids (b, T), tgt (b·T)."""
+    with amp():
+        with torch.no_grad():
+            th = teacher.hidden(ids)
+        sh = hidden(ids)
+        return losses.run(sh, student.head(), th, teacher.head(), tgt, tau, kl_w, ce_w, scale, True)
+
+
+class Job:
+    def __init__(self, spec):
+        self.spec = spec
+        self.s = spec["settings"]
+        self.out = spec["out"]
+        self.device = spec["device"]
+        self.dist = Dist(self.device)
+        if self.device == "cuda":
+            if not torch.cuda.is_available():
+                raise JobError("--device cuda: torch.cuda.is_available() is false (no GPU or no CUDA build of torch)")
+            torch.cuda.set_device(self.dist.local_rank)
+            self.dev = torch.device("cuda", self.dist.local_rank)
+        else:
+            self.dev = torch.device("cpu")
+        if self.s["klWeight"] <= 0 and self.s["ceWeight"] <= 0:
+            raise JobError("distill: --kl-weight and --ce-weight are both 0")
+        if self.s["batch"] % self.dist.world:
+            raise JobError(f"--batch {self.s['batch']} is not divisible by --nproc {self.dist.world}")
+        self.bf16 = spec["dtype"] == "bf16"
+        self.amp = (lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)) if self.bf16 else nullcontext
+        self.losses = Losses(int(spec.get("kl_chunk") or 1024))
+
+    def log_file(self):
+        return os.path.join(self.out, "log.jsonl")
+
+    def load(self):
+        spec = self.spec
+        tdtype = torch.bfloat16 if self.bf16 else torch.float32
+        self.teacher = Model(spec["teacher"]["config"], load_weights(spec["teacher"], tdtype, self.dev), trainable=set())
+        self.teacher.eval()
+        scfg = spec["student"]["config"]
+        names = [t["name"] for t in spec["student"]["tensors"]]
+        self.trainable = trainable_names(scfg, names, self.s["train"])
+        self.cp_state = None
+        override = None
+        if spec.get("resume"):
+            cp = os.path.join(self.out, "checkpoint")
+            if not os.path.exists(os.path.join(cp, "state.json")) and os.path.exists(os.path.join(cp + ".old", "state.json")):
+                cp = cp + ".old"
+            sf = os.path.join(cp, "state.json")
+            if not os.path.exists(sf):
+                raise JobError(f"--resume {self.out}: no checkpoint (expected {sf})")
+            with open(sf) as f:
+                self.cp_state = json.load(f)
+            self.cp_dir = cp
+            override = os.path.join(cp, "model.safetensors")
+        w = load_weights(spec["student"], torch.float32, self.dev, override)
+        self.student = Model(scfg, w, trainable=self.trainable, grad_checkpoint=bool(spec.get("grad_checkpoint")))
+        self.params = [(n, self.student.p(n)) for n in names if n in self.trainable]
+        self.opt = make_optimizer([p for _, p in self.params], self.s["weightDecay"], self.device)
+        self.adam_step = 0
+        if self.cp_state is not None:
+            mom, meta = st.read_tensors(os.path.join(self.cp_dir, "optimizer.safetensors"))
+            self.adam_step = int(meta.get("adam_step", self.cp_state["step"]))
+            for n, p in self.params:
+                if f"m.{n}" not in mom or f"v.{n}" not in mom:
+                    raise JobError(f"--resume: optimizer state for {n} missing")
+                # The fused kernel keeps `step` on the device; the single-tensor loop wants it on the CPU.
+                fused = bool(self.opt.defaults.get("fused"))
+                step_t = torch.tensor(float(self.adam_step), dtype=torch.float32, device=self.dev if fused else "cpu")
+                self.opt.state[p] = {
+                    "step": step_t,
+                    "exp_avg": mom[f"m.{n}"].to(self.dev, torch.float32).clone(),
+                    "exp_avg_sq": mom[f"v.{n}"].to(self.dev, torch.float32).clone(),
+                }
+        self.hidden = self.student.hidden
+        if self.spec.get("compile") and hasattr(torch, "compile"):
+            self.hidden = torch.compile(self.student.hidden)
+        self.train = Batcher(read_shard(spec["train"]), self.s["seq"], self.s["batch"], self.s["seed"])
+        self.eval_seqs = read_shard(spec["eval"])
+
+    def evaluate(self):
+        """Held-out perplexity of the student and mean KL(teacher ‖ student) per scored token (τ = 1)."""
+        nll = kl = 0.0
+        n = 0
+        with torch.no_grad(), self.amp():
+            for ids, tgt in window_batches(self.eval_seqs, 8):
+                ids, tgt = ids.to(self.dev), tgt.to(self.dev).reshape(-1)
+                sh = self.student.hidden(ids)
+                th = self.teacher.hidden(ids)
+                k, c = self.losses.run(sh, self.student.head(), th, self.teacher.head(), tgt, 1.0, 1.0, 0.0, 1.0, False)
+                kl += float(k)
+                nll += float(c)
+                n += int((tgt >= 0).sum())
+        return math.exp(nll / n), kl / n
+
+    def write_log(self, lines):
+        if self.dist.main:
+            with open(self.log_file(), "w") as f:
+                f.write("".join(json.dumps(l) + "\n" for l in lines))
+
+    def emit_line(self, line):
+        if self.dist.main:
+            with open(self.log_file(), "a") as f:
+                f.write(json.dumps(line) + "\n")
+            emit({"type": "log", "line": line})
+
+    def student_tensors(self):
+        return [(n, self.student.p(n)) for n in self.student.names]
+
+    def save_model_dir(self, d):
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            f.write(self.spec["student_config_json"])
+        st.write_tensors(os.path.join(d, "model.safetensors"), self.student_tensors(), {"format": "pt"})
+        for c in self.spec.get("copy_files", []):
+            shutil.copyfile(c["from"], os.path.join(d, os.path.basename(c["name"])))
+
+    def checkpoint(self, step, tokens):
+        """DIR/checkpoint.new written whole, then swapped in by renames (src/train/checkpoint.ts)."""
+        if self.dist.main:
+            final = os.path.join(self.out, "checkpoint")
+            fresh, old = final + ".new", final + ".old"
+            shutil.rmtree(fresh, ignore_errors=True)
+            self.save_model_dir(fresh)
+            moments = []
+            for n, p in self.params:
+                s = self.opt.state.get(p, {})
+                z = torch.zeros_like(p)
+                moments.append((f"m.{n}", s.get("exp_avg", z)))
+                moments.append((f"v.{n}", s.get("exp_avg_sq", z)))
+            st.write_tensors(os.path.join(fresh, "optimizer.safetensors"), moments, {"adam_step": str(self.adam_step)})
+            state = {"version": 1, "step": step, "tokens": tokens, "settings": self.s}
+            with open(os.path.join(fresh, "state.json"), "w") as f:
+                f.write(json.dumps(state, indent=2) + "\n")
+            shutil.rmtree(old, ignore_errors=True)
+            if os.path.exists(final):
+                os.replace(final, old)
+            os.replace(fresh, final)
+            shutil.rmtree(old, ignore_errors=True)
+        self.dist.barrier()
+
+    def run(self):
+        s = self.s
+        self.load()
+        step = tokens = 0
+        log = []
+        if self.cp_state is not None:
+            step, tokens = self.cp_state["step"], self.cp_state["tokens"]
+            if os.path.exists(self.log_file()):
+                with open(self.log_file()) as f:
+                    log = [json.loads(l) for l in f if l.strip()]
+                log = [l for l in log if l["step"] <= step]
+            self.write_log(log)
+        else:
+            self.write_log([])
+        if self.dist.main:
+            # The worker's pid, for whoever needs to signal it (the kill -9 test, an operator).
+            with open(os.path.join(self.out, "torch", "worker.pid"), "w") as f:
+                f.write(f"{os.getpid()}\n")
+            emit({"type": "start", "step": step, "tokens": tokens, "world": self.dist.world, "device": str(self.dev),
+                  "torch": torch.__version__})
+        if step == 0:
+            ppl, kl = self.evaluate()
+            self.emit_line({"step": 0, "tokens": 0, "eval_ppl": ppl, "eval_kl": kl})
+        lo, hi = self.dist.rows(s["batch"])
+        tau = s["temperature"]
+        plist = [p for _, p in self.params]
+        t0 = time.time()
+        tokens0 = tokens
+        while step < s["steps"]:
+            for p in plist:
+                p.grad = None
+            acc = torch.zeros(3, dtype=torch.float64, device=self.dev)  # Σ loss_m, Σ kl_m/n_m, Σ ce_m/n_m
+            step_tokens = 0
+            for micro in range(s["accum"]):
+                ids, tgt = self.train.get(step, micro)
+                n = ids.numel()
+                ids, tgt = ids[lo:hi].to(self.dev), tgt[lo:hi].to(self.dev).reshape(-1)
+                scale = 1.0 / (n * s["accum"])
+                k, c = micro_step(self.teacher, self.student, self.hidden, self.losses, self.amp, ids, tgt, tau,
+                                  s["klWeight"], s["ceWeight"], scale)
+                k, c = k.double() / n, c.double() / n
+                acc += torch.stack([s["klWeight"] * tau * tau * k + s["ceWeight"] * c, k, c])
+                step_tokens += n
+            self.dist.sum_grads(plist)
+            self.dist.sum_(acc)
+            loss_sum, kl_sum, ce_sum = acc.tolist()
+            sq = [p.grad.float().pow(2).sum(dtype=torch.float64) for p in plist if p.grad is not None]
+            gn = math.sqrt(float(torch.stack(sq).sum())) if sq else 0.0
+            if not math.isfinite(loss_sum) or not math.isfinite(gn):
+                raise JobError(
+                    f"distill: non-finite {'gradient norm' if math.isfinite(loss_sum) else 'loss'} at step {step + 1}; stopped. "
+                    f"The last good checkpoint stays in {os.path.join(self.out, 'checkpoint')} (lower --lr or raise --warmup).")
+            if s["clip"] > 0 and gn > s["clip"]:
+                for p in plist:
+                    if p.grad is not None:
+                        p.grad.mul_(s["clip"] / gn)
+            lr = learning_rate(step, s["steps"], s["lr"], s["warmup"], s["minLrRatio"])
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            self.opt.step()
+            self.adam_step += 1
+            step += 1
+            tokens += step_tokens
+            secs = time.time() - t0
+            line = {"step": step, "tokens": tokens, "lr": lr, "loss": loss_sum / s["accum"], "kl": kl_sum / s["accum"]}
+            if ce_sum:
+                line["ce"] = ce_sum / s["accum"]
+            line["grad_norm"] = gn
+            line["tokens_per_s"] = round((tokens - tokens0) / max(secs, 1e-9))
+            self.emit_line(line)
+            if step % s["evalEvery"] == 0 or step == s["steps"]:
+                ppl, kl = self.evaluate()
+                self.emit_line({"step": step, "tokens": tokens, "eval_ppl": ppl, "eval_kl": kl})
+            if step % s["checkpointEvery"] == 0 or step == s["steps"]:
+                self.checkpoint(step, tokens)
+        # DIR itself becomes a normal model directory (the final student).
+        if self.dist.main:
+            tmp = os.path.join(self.out, ".final.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.save_model_dir(tmp)
+            for f in ["config.json", "model.safetensors"] + [c["name"] for c in self.spec.get("copy_files", [])]:
+                if os.path.exists(os.path.join(tmp, f)):
+                    os.replace(os.path.join(tmp, f), os.path.join(self.out, f))
+            shutil.rmtree(tmp, ignore_errors=True)
+            with open(self.log_file()) as f:
+                last = [json.loads(l) for l in f if l.strip() and "eval_ppl" in l][-1]
+            emit({"type": "done", "eval_ppl": last["eval_ppl"], "eval_kl": last["eval_kl"], "tokens": tokens})
+        self.dist.barrier()
+        self.dist.close()
