@@ -447,7 +447,7 @@ function runCli(args: string[], fileLimitKb?: number): Promise<{ status: number 
   });
 }
 
-const PROGRESS_LINE = /^[^\[\n]+ \[[#.]+\] \d+\/\d+ \S+ [\d.]+ \S+\/s ETA /;
+const PROGRESS_LINE = /^[^[\n]+ \[[#.]+\] \d+\/\d+ \S+ [\d.]+ \S+\/s ETA /;
 
 async function checkCase(c: Case, root: string): Promise<string | null> {
   const dir = join(root, c.name.replace(/[^A-Za-z0-9]+/g, '-'));

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FIXTURES, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 
 function losses(dir: string): string[] {
   return readFileSync(join(dir, 'log.jsonl'), 'utf8')
@@ -74,10 +75,8 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     // It names the checkpoint it keeps, or says none was written yet (the blow-up can come at step 1).
     assert.match(r.stderr, /last good checkpoint stays in|stopped before the first checkpoint was written/);
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:')).length, 1);
-    if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) {
-      const ok = mla(['ppl', join(out, 'checkpoint'), '--text', join(FIXTURES, 'heldout', 'stories-heldout.txt'), '--ctx', '64']);
-      assert.equal(ok.status, 0, `the kept checkpoint must load and score: ${ok.stderr}`);
-    }
+    // A kept checkpoint loads for --resume: its weights and moments are finite (checked at load).
+    if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) assert.doesNotThrow(() => loadCheckpoint(out));
   } finally {
     cleanup();
   }

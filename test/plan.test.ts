@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { getBackend } from '../src/backends/index.js';
 import type { MlaAttention } from '../src/model/config.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { planTarget, servingVerdicts } from '../src/convert/plan.js';
@@ -13,6 +12,8 @@ import { readTeacherConfig } from '../src/cli/plan.js';
 import { UserError } from '../src/errors.js';
 import { stockMlaProblems } from '../src/export/stock.js';
 import { mla, mlaOk, tempDir } from './helpers.js';
+import { convertOptionsFrom, convertSpec } from '../src/cli/convert.js';
+import { parse } from '../src/cli/args.js';
 import { randomLlama } from './models.js';
 
 const LLAMA_32_1B = {
@@ -84,7 +85,6 @@ test('mla plan: a SmolLM-135M-shaped model is too small for the stock MLA shapes
   }
 });
 
-const be = getBackend('ref');
 const base = (over: Partial<ConvertOptions>): ConvertOptions => ({
   plan: { kind: 'ratio', ratio: 4 }, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, nopeInit: 'mean-rotation', keepLayers: [],
   calib: { samples: 3, length: 32, seed: 7 }, ...over,
@@ -99,6 +99,10 @@ test('convert --target: stock targets get the latent norm and an exportable rope
   // vLLM's 256+64 / 512+64 do not fit a model with 2 kv heads × 12.
   assert.throws(() => convert(teacher, null, base({ target: 'vllm' })), (e: unknown) => e instanceof UserError && /accepts only 512\+64, 256\+64 .*none fits/.test(e.message));
   assert.throws(() => convert(teacher, null, base({ target: 'transformers', plan: { kind: 'energy', delta: 0.9 } })), /one kv_lora_rank/);
+  // The CLI maps --target to the rope rule: native keeps the per-layer choice, vLLM needs rope_theta alone.
+  const rule = (t: string) => convertOptionsFrom(parse(['--target', t], convertSpec).values).ropeRule;
+  assert.deepEqual(['native', 'gguf', 'transformers', 'vllm'].map(rule), ['free', 'geometric', 'hf', 'unscaled']);
+  assert.equal(convertOptionsFrom(parse([], convertSpec).values).ropeRule, 'geometric');
 });
 
 test('export verdicts: which engine refuses which shape', () => {

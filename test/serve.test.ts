@@ -10,7 +10,7 @@ import { defaultInvFreq, llama3InvFreq, type MlaAttention } from '../src/model/c
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { geometricFit } from '../src/io/deepseek.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
-import { ROPE_METHODS, nearestGeometric, geometricDeviation, sharedPairs } from '../src/convert/rope-select.js';
+import { ROPE_METHODS, nearestGeometric, geometricDeviation, leastSquaresGeometric, sharedPairs } from '../src/convert/rope-select.js';
 import { ropeAccepts } from '../src/convert/targets.js';
 import { stockMlaProblems } from '../src/export/stock.js';
 import { STORIES_BIN } from './helpers.js';
@@ -63,12 +63,14 @@ test('shared pairs under llama3 rope scaling: an exportable run is chosen when o
   assert.ok(u.exact && u.pairs[0] === 0, u.pairs.join(','));
 });
 
-test('nearest geometric run: exact on a geometric run, least squares in log frequency otherwise', () => {
+test('nearest geometric runs: exact on a geometric run; otherwise the run through the most pairs, and least squares', () => {
   const g = defaultInvFreq(10000, 8).map((f) => f / 3);
   nearestGeometric(g).forEach((x, i) => assert.ok(Math.abs(x - g[i]!) <= 1e-12 * g[i]!));
   assert.ok(geometricDeviation(g) < 1e-12);
   const bent = [1, 0.5, 0.2, 0.125];
-  const fit = nearestGeometric(bent);
-  assert.ok(geometricFit(fit));
+  // The run through the most pairs moves only the odd one; least squares moves every pair a little.
+  nearestGeometric(bent).forEach((x, i) => assert.ok(Math.abs(x - [1, 0.5, 0.25, 0.125][i]!) < 1e-12));
+  const ls = leastSquaresGeometric(bent);
+  assert.ok(geometricFit(ls) && ls.every((x, i) => Math.abs(x - bent[i]!) > 1e-6));
   assert.ok(geometricDeviation(bent) > 0.05);
 });

@@ -3,7 +3,6 @@
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
-import { existsSync, statSync } from 'node:fs';
 import { checkOutput } from '../io/output.js';
 import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';

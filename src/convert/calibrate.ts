@@ -9,7 +9,7 @@ import type { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import { sampleSequences } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { OptionError, UserError } from '../errors.js';
+import { OptionError } from '../errors.js';
 import { readUtf8File } from '../io/text.js';
 import { NonFiniteError } from '../model/finite.js';
 import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';

@@ -111,8 +111,8 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
     out.plan = { kind: 'rank', rank: c.kvRank };
     out.ropeDim = c.ropeDim;
     notes.push(`--target ${opts.target}: kv rank ${c.kvRank} + rope dims ${c.ropeDim} (${c.compression.toFixed(2)}× of the teacher's cache), the accepted shape with the highest compression (${rules.shapeWhy})`);
-    if (opts.plan.kind === 'ratio' && opts.plan.ratio > c.compression + 1e-9 && opts.plan.ratio !== 4) {
-      notes.push(`--kv-ratio ${opts.plan.ratio} cannot be reached on ${rules.engine}: its shapes give at most ${c.compression.toFixed(2)}× for this model`);
+    if (opts.plan.kind === 'ratio' && opts.plan.ratio > c.compression + 1e-9) {
+      notes.push(`a KV compression of ${opts.plan.ratio}× cannot be reached on ${rules.engine}: its shapes give at most ${c.compression.toFixed(2)}× for this model`);
     }
   }
   if (!opts.latentNorm && rules.latentNorm) notes.push(`--target ${opts.target}: --latent-norm added (${rules.engine} always applies kv_a_layernorm)`);

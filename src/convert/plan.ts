@@ -8,7 +8,7 @@
 import type { GqaAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { stockRopeParams } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
-import { sharedPairs } from './rope-select.js';
+import { geometricDeviation, sharedPairs } from './rope-select.js';
 import { ropeAccepts, TARGET_RULES, type RopeRule, type Target, type TargetRules } from './targets.js';
 
 export interface ShapeOption {
@@ -85,10 +85,12 @@ export function planTarget(cfg: ModelConfig, target: Target, req: ShapeRequest =
   for (let Dr = 2; Dr <= D; Dr += 2) if (exactRun(cfg, rules, Dr)) exactRopeDims.push(Dr);
   const notes: string[] = [];
   if (chosen && !chosen.exactPairs && rules.rope !== 'free') {
+    const near = sharedPairs([cfg.ropeInvFreq.map(() => 1)], chosen.ropeDim / 2, cfg.ropeInvFreq, () => false);
+    const dev = Math.expm1(geometricDeviation(near.pairs.map((j) => cfg.ropeInvFreq[j]!)));
     notes.push(
       `rope dims ${chosen.ropeDim}: no run of ${chosen.ropeDim / 2} teacher pairs has frequencies ${rules.engine} can express ` +
-        `(${ROPE_FORMS[rules.rope]}); the export fits the nearest run and ` +
-        `reports its logit error${exactRopeDims.length ? ` (exact rope dims: ${compactList(exactRopeDims)})` : ''}`,
+        `(${ROPE_FORMS[rules.rope]}); the export fits the nearest run (pairs ` +
+        `${near.pairs[0]}…${near.pairs.at(-1)}: frequencies moved by up to ${(100 * dev).toFixed(1)}%) and reports its logit error${exactRopeDims.length ? ` (exact rope dims: ${compactList(exactRopeDims)})` : ''}`,
     );
   }
   if (a.qkvBias && !rules.biases) {

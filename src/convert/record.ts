@@ -2,7 +2,6 @@
 // (io/run-files.ts readConversionRecord) to draw the spectra and note the conversion settings.
 
 import { basename, join } from 'node:path';
-import { writeFileAtomic } from '../io/binfile.js';
 import { saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import type { ConvertOptions, ConvertResult } from './convert.js';

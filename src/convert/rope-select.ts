@@ -223,8 +223,8 @@ export function sharedPairs(scores: number[][], count: number, invFreq: number[]
   return { pairs: best.pairs, exact: false, acceptedRuns: 0 };
 }
 
-/** Least-squares geometric run through frequencies: log f_i ≈ a + b·i. */
-export function nearestGeometric(invFreq: number[]): number[] {
+/** Least-squares geometric run through frequencies: log f_i ≈ a + b·i (moves every pair a little). */
+export function leastSquaresGeometric(invFreq: number[]): number[] {
   const d = invFreq.length;
   if (d === 1) return invFreq.slice();
   const y = invFreq.map((f) => Math.log(f));
@@ -240,10 +240,40 @@ export function nearestGeometric(invFreq: number[]): number[] {
   return y.map((_, i) => Math.exp(ym + b * (i - xm)));
 }
 
-/** max_i |log f_i − log g_i| against the nearest geometric run g (0 for a geometric run). */
+/**
+ * The geometric run g_i = f_a·(f_b/f_a)^((i−a)/(b−a)) through two of the frequencies that keeps the most of them
+ * exactly (a llama3-bent band moves only the bent pairs), ties broken by Σ (log f − log g)². Exact on a geometric run.
+ */
+export function nearestGeometric(invFreq: number[]): number[] {
+  const d = invFreq.length;
+  if (d === 1) return invFreq.slice();
+  const y = invFreq.map((f) => Math.log(f));
+  let best: { hits: number; sse: number; g: number[] } | null = null;
+  for (let a = 0; a < d; a++) {
+    for (let b = a + 1; b < d; b++) {
+      const slope = (y[b]! - y[a]!) / (b - a);
+      const g = y.map((_, i) => y[a]! + slope * (i - a));
+      let hits = 0;
+      let sse = 0;
+      g.forEach((v, i) => {
+        const e = v - y[i]!;
+        if (Math.abs(e) <= 1e-9) hits++;
+        sse += e * e;
+      });
+      if (!best || hits > best.hits || (hits === best.hits && sse < best.sse - 1e-15)) best = { hits, sse, g };
+    }
+  }
+  return best!.g.map((v) => Math.exp(v));
+}
+
+/** The candidate geometric runs an export tries (it keeps the one whose measured logit error is smaller). */
+export function geometricCandidates(invFreq: number[]): number[][] {
+  return [nearestGeometric(invFreq), leastSquaresGeometric(invFreq)];
+}
+
+/** min over the candidates of max_i |log f_i − log g_i| (0 for a geometric run). */
 export function geometricDeviation(invFreq: number[]): number {
-  const g = nearestGeometric(invFreq);
-  return Math.max(0, ...invFreq.map((f, i) => Math.abs(Math.log(f) - Math.log(g[i]!))));
+  return Math.min(...geometricCandidates(invFreq).map((g) => Math.max(0, ...invFreq.map((f, i) => Math.abs(Math.log(f) - Math.log(g[i]!))))));
 }
 
 /** Whether kept frequencies form a geometric run f_i = f_0·ρ^i (expressible as a base and a linear scale). */

@@ -2,7 +2,7 @@
 // llama.cpp (`llama` or `deepseek2`), or a stock DeepSeek-V3 HF directory for transformers / vLLM / SGLang.
 
 import { checkOutput } from '../io/output.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadModel, type Loaded } from '../io/load.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';

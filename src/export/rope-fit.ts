@@ -3,7 +3,8 @@
 // tensor there, unlike the llama graph), and the stock DeepSeek-V3 config has one rope_theta and one rope_scaling.
 // When the kept frequencies are not a geometric run (a Llama-3 teacher's llama3 scaling bends the band between its
 // low and high frequency limits, and no run of the requested size avoids it), the export rotates with the nearest
-// geometric run instead (least squares in log frequency), measures what that changes in our own forward on
+// geometric run instead (of two candidates: the run keeping the most pairs exact, and least squares in log
+// frequency, the one that changes the logits less), measures what that changes in our own forward on
 // seeded tokens (relative logit error ‖Δ‖/‖logits‖), prints it, and refuses above a tolerance.
 // Legend: Dr rope dims, T tokens, V vocab.
 
@@ -16,7 +17,7 @@ import { Model } from '../model/model.js';
 import { forward } from '../model/forward.js';
 import type { MlaAttention, ModelConfig } from '../model/config.js';
 import { geometricFit, stockRopeParams } from '../io/deepseek.js';
-import { nearestGeometric } from '../convert/rope-select.js';
+import { geometricCandidates } from '../convert/rope-select.js';
 import { UserError } from '../errors.js';
 
 /** Default largest relative logit error a rope fit may cost (`mla export --rope-tolerance`). */
@@ -63,10 +64,14 @@ export function fitStockRope(
       ],
     };
   }
-  const fitted = nearestGeometric(freqs);
-  const config: ModelConfig = { ...cfg, layers: cfg.layers.map((a) => (a.kind === 'mla' ? { ...a, ropeInvFreq: fitted } : a)) };
+  // Two candidates (the run keeping the most pairs exact, and the least-squares run moving every pair a little):
+  // which one disturbs the logits less depends on the model, so both are measured and the better kept.
   const T = Math.min(cfg.maxPositions, 256);
-  const error = configLogitError(cfg, config, weights, T);
+  const tried = geometricCandidates(freqs).map((f) => {
+    const c: ModelConfig = { ...cfg, layers: cfg.layers.map((a) => (a.kind === 'mla' ? { ...a, ropeInvFreq: f } : a)) };
+    return { fitted: f, config: c, error: configLogitError(cfg, c, weights, T) };
+  });
+  const { fitted, config, error } = tried.reduce((a, b) => (b.error < a.error ? b : a));
   const show = (f: number[]): string => f.map((x) => x.toPrecision(4)).join(', ');
   const what =
     `rope frequencies [${show(freqs)}] are not a geometric run (base^(-2i/Dr)/factor), which is all ` +

@@ -3,7 +3,7 @@
 // layout (used by tests and round trips). Every expected tensor is checked by name and shape.
 // Legend: V vocab, C hidden, I intermediate, H heads, Hkv kv heads, D head dim.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';

@@ -243,7 +243,7 @@ function evaluateDuringTraining(run: () => EvalResult, step: number, stopped: st
   try {
     return run();
   } catch (e) {
-    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower --lr or raise --warmup); ${stopped}`);
+    if (e instanceof NonFiniteError) throw new NonFiniteError(`${e.message}; at step ${step} (lower {lr} or raise {warmup}); ${stopped}`);
     throw e;
   }
 }

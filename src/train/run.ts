@@ -8,7 +8,7 @@ import type { Backend } from '../tensor/backend.js';
 import { Model } from '../model/model.js';
 import { loadModel } from '../io/load.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
-import { OptionError, UserError } from '../errors.js';
+import { OptionError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
