@@ -311,7 +311,13 @@ export function resolveTorchOptions(o: TorchOverrides, saved: Partial<TorchOptio
 
 /** Whether the run in `dir` was started on the torch engine (its run.json records the options). */
 export function runUsesTorch(dir: string): boolean {
-  return readRunRecord(dir).torch !== undefined;
+  // A missing or broken run.json is runDistill's to report (with its own checks and messages).
+  if (!existsSync(join(dir, 'run.json'))) return false;
+  try {
+    return readRunRecord(dir).torch !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** `mla distill --engine torch` as a library call: runDistill's job (same checks, data, settings, run.json, resume) on
