@@ -14,7 +14,7 @@
 
 import { readUtf8File } from '../io/text.js';
 import { UserError } from '../errors.js';
-import { isObject, jsonPreview, type JsonObject } from '../io/json.js';
+import { isObject, jsonPreview, parseJsonLines, type JsonObject } from '../io/json.js';
 
 /** One multiple-choice question. */
 export interface TaskItem {
@@ -119,17 +119,7 @@ function describe(v: unknown): string {
 export function parseTaskJsonl(text: string, file: string): TaskItem[] {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   const items: TaskItem[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    const where = `${file}:${i + 1}`;
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch (e) {
-      throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
-    }
-    items.push({ ...parseTaskItem(o, where), where });
-  });
+  for (const { value, where } of parseJsonLines(lines, file)) items.push({ ...parseTaskItem(value, where), where });
   if (items.length === 0) throw new UserError(`${file}: no items (expected one JSON object per line)`);
   return items;
 }

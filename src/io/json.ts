@@ -53,6 +53,21 @@ export function jsonPreview(v: unknown, maxLen = 80, maxDepth = 3): string {
   return s.length > maxLen ? s.slice(0, maxLen - 1) + '…' : s;
 }
 
+/** The non-blank lines of JSONL `lines`, each parsed, with "file:line" for messages; a malformed line is a UserError. */
+export function parseJsonLines(lines: readonly string[], file: string): { value: unknown; where: string }[] {
+  const out: { value: unknown; where: string }[] = [];
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return;
+    const where = `${file}:${i + 1}`;
+    try {
+      out.push({ value: JSON.parse(line) as unknown, where });
+    } catch (e) {
+      throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
+    }
+  });
+  return out;
+}
+
 /** Parse a JSON file; a missing, unreadable or non-UTF-8 file or bad JSON is a UserError naming the file. */
 export function readJsonFile(file: string): unknown {
   if (!existsSync(file)) throw new UserError(`${file}: file not found`);

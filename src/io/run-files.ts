@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, formatError, userFsError } from '../errors.js';
 import { writeFileAtomic } from './binfile.js';
-import { Fields, isObject, readJsonObject, type JsonObject } from './json.js';
+import { Fields, isObject, parseJsonLines, readJsonObject, type JsonObject } from './json.js';
 import { tempNameFor } from './output.js';
 import { readUtf8File } from './text.js';
 
@@ -137,15 +137,7 @@ export function readLog(dir: string): LogLine[] | null {
     }
   }
   const out: LogLine[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    const where = `${file}:${i + 1}`;
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch (e) {
-      throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
-    }
+  for (const { value: o, where } of parseJsonLines(lines, file)) {
     if (!isObject(o)) throw new UserError(`${where}: expected a JSON object`);
     const f = new Fields(where, o);
     const l: LogLine = { step: f.int('step', 0), tokens: f.int('tokens', 0) };
@@ -156,7 +148,7 @@ export function readLog(dir: string): LogLine[] | null {
       l[k] = v;
     }
     out.push(l);
-  });
+  }
   return out;
 }
 
