@@ -332,16 +332,24 @@ function compare(name: string, got: Tensor, want: Tensor, tol: number): string |
   return `${name}: rel error ${err.toExponential(2)} > ${tol}, max |diff| ${maxDiff.toExponential(2)}${at}`;
 }
 
-/** Runs one case on `be` and on ref; returns failure lines (empty when it passes). */
-function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number): string[] {
+type Compare = (name: string, got: Tensor, want: Tensor, tol: number) => string | null;
+
+/**
+ * Runs one case on `be` and on ref and compares every output (in-place ops: every input after the call) with
+ * `cmp`; `plantInto` may change the random inputs before `build`. Returns failure lines (empty when it passes).
+ */
+function runOnBoth<O extends OpName>(
+  be: Backend, op: O, c: Case<O>, seed: number, label: string, cmp: Compare, plantInto?: (inputs: Tensor[]) => void,
+): string[] {
   const rng = mulberry32(seed);
   let inputs = c.inputs.map((s) => Tensor.rand(s.shape, rng, s.range?.[0] ?? -1, s.range?.[1] ?? 1));
   const params = typeof c.params === 'function' ? c.params(rng) : c.params;
+  plantInto?.(inputs);
   if (c.build) inputs = c.build(inputs, params);
   const refIn = inputs.map((t) => t.to('f64'));
   const beIn = inputs.map((t) => t.clone());
   const tol = c.tol ?? DEFAULT_TOL;
-  const head = `${be.name}.${op} [${c.label}] inputs ${inputs.map((t) => `[${t.shape.join(', ')}]`).join(' ')} params ${describeParams(params)}`;
+  const head = `${be.name}.${op} [${label}] inputs ${inputs.map((t) => `[${t.shape.join(', ')}]`).join(' ')} params ${describeParams(params)}`;
   let want: Tensor[];
   let got: Tensor[];
   try {
@@ -350,17 +358,21 @@ function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number)
   } catch (e) {
     return [`${head}: threw ${(e as Error).message}`];
   }
-  // In-place ops return nothing: compare every input after the call instead.
+  if (got.length !== want.length) return [`${head}: ${got.length} outputs, want ${want.length}`];
   const pairs: [string, Tensor, Tensor][] =
     want.length > 0 ? got.map((g, i) => [`output ${i}`, g, want[i]!]) : beIn.map((g, i) => [`input ${i}`, g, refIn[i]!]);
-  if (got.length !== want.length) return [`${head}: ${got.length} outputs, want ${want.length}`];
   const bad: string[] = [];
   for (const [name, g, w] of pairs) {
     if (g.dtype !== 'f32') bad.push(`${name}: dtype ${g.dtype}, want f32`);
-    const r = compare(name, g, w, tol);
+    const r = cmp(name, g, w, tol);
     if (r) bad.push(r);
   }
   return bad.map((b) => `${head}: ${b}`);
+}
+
+/** Runs one case on `be` and on ref; returns failure lines (empty when it passes). */
+function runCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number): string[] {
+  return runOnBoth(be, op, c, seed, c.label, compare);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -416,31 +428,8 @@ function compareNonFinite(name: string, got: Tensor, want: Tensor, tol: number):
 
 /** Runs one case with planted non-finite inputs on `be` and on ref; returns failure lines. */
 function runNonFiniteCase<O extends OpName>(be: Backend, op: O, c: Case<O>, seed: number, variant: Kind | 'mixed'): string[] {
-  const rng = mulberry32(seed);
-  let inputs = c.inputs.map((s) => Tensor.rand(s.shape, rng, s.range?.[0] ?? -1, s.range?.[1] ?? 1));
-  const params = typeof c.params === 'function' ? c.params(rng) : c.params;
-  plant(inputs, variant, mulberry32(seed * 7919 + VARIANTS.indexOf(variant)));
-  if (c.build) inputs = c.build(inputs, params);
-  const refIn = inputs.map((t) => t.to('f64'));
-  const beIn = inputs.map((t) => t.clone());
-  const tol = c.tol ?? DEFAULT_TOL;
-  const head = `${be.name}.${op} [${c.label}, ${variant}] params ${describeParams(params)}`;
-  let want: Tensor[];
-  let got: Tensor[];
-  try {
-    want = refBackend.run(op, refIn as unknown as OpInputs<O>, params) as Tensor[];
-    got = be.run(op, beIn as unknown as OpInputs<O>, params) as Tensor[];
-  } catch (e) {
-    return [`${head}: threw ${(e as Error).message}`];
-  }
-  const pairs: [string, Tensor, Tensor][] =
-    want.length > 0 ? got.map((g, i) => [`output ${i}`, g, want[i]!]) : beIn.map((g, i) => [`input ${i}`, g, refIn[i]!]);
-  const bad: string[] = [];
-  for (const [name, g, w] of pairs) {
-    const r = compareNonFinite(name, g, w, tol);
-    if (r) bad.push(r);
-  }
-  return bad.map((b) => `${head}: ${b}`);
+  const plantInto = (inputs: Tensor[]) => plant(inputs, variant, mulberry32(seed * 7919 + VARIANTS.indexOf(variant)));
+  return runOnBoth(be, op, c, seed, `${c.label}, ${variant}`, compareNonFinite, plantInto);
 }
 
 const others = availableBackends().filter((n) => n !== 'ref');

@@ -12,7 +12,7 @@
 
 import { formatError } from '../errors.js';
 import { BinFile, assertLittleEndianHost, withFile, writeFileAtomic } from './binfile.js';
-import { bf16ToF32, f16ToF32, f32BitsToF16, f32ToBf16, f32ToF16 } from './dtype.js';
+import { bf16ToF32, encodeFromF32, f16ToF32, f32BitsToF16 } from './dtype.js';
 import { tempNameFor } from './safetensors.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -152,15 +152,9 @@ export function dequantizeQ8_0(bytes: Uint8Array, n: number): Float32Array {
 export function encodeGgmlTensor(type: GgmlTypeName, data: Float32Array): Uint8Array {
   switch (type) {
     case 'F32':
-      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    case 'F16': {
-      const u = f32ToF16(data);
-      return new Uint8Array(u.buffer);
-    }
-    case 'BF16': {
-      const u = f32ToBf16(data);
-      return new Uint8Array(u.buffer);
-    }
+    case 'F16':
+    case 'BF16':
+      return encodeFromF32(type, data); // the same bytes safetensors stores
     case 'Q8_0':
       return quantizeQ8_0(data);
     default: {
