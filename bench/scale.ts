@@ -1,0 +1,277 @@
+// Real-size checkpoints (issue 12, item 5): random-weight HF checkpoints of real model shapes, and one table per shape
+// of `mla info` time / peak RSS, weight-basis convert time / peak RSS, default convert time / peak RSS, and prefill
+// tokens/s. Every measurement is its own child process, so its peak RSS (VmHWM, polled from /proc every 0.2 s) is its
+// own. The checkpoints have no tokenizer, so `mla ppl --text` cannot run on them: prefill tokens/s is measured through
+// the library (perplexity() over random token ids, ctx 256) in a child process instead, and the table says so.
+// Weights ~N(0, 0.02), norms 1, stored bf16. The generator writes one safetensors shard per layer (the project's
+// writer, with an index), so it never holds more than one layer (or the embedding) in f32.
+// Not a test; never gates on a time.
+// Usage: node dist/bench/scale.js [--shapes smollm2-135m,qwen2.5-0.5b,llama-3.2-1b] [--cache DIR (/tmp/mla-scale)]
+//        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json]
+//        (shape mistral-7b is generated and converted only: no ppl)
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { mulberry32, gaussian, type Rng } from '../src/tensor/rng.js';
+import { getBackend } from '../src/backends/index.js';
+import { Model } from '../src/model/model.js';
+import { defaultInvFreq, llama3InvFreq, type ModelConfig } from '../src/model/config.js';
+import { modelTensors, parameterCount, type TensorSpec } from '../src/model/weights.js';
+import { loadHfModel } from '../src/io/hf.js';
+import { hfConfigJson } from '../src/io/hfconfig.js';
+import { writeSafetensors, type SafetensorsWriteEntry } from '../src/io/safetensors.js';
+import { perplexity } from '../src/eval/perplexity.js';
+import { table } from '../src/report/table.js';
+import type { CpuBackend } from '../src/backends/cpu/index.js';
+
+const { values } = parseArgs({
+  options: {
+    shapes: { type: 'string', default: 'smollm2-135m,qwen2.5-0.5b,llama-3.2-1b' },
+    cache: { type: 'string', default: '/tmp/mla-scale' },
+    'skip-default': { type: 'boolean', default: false },
+    'default-timeout': { type: 'string', default: '480' },
+    quick: { type: 'boolean', default: false },
+    threads: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    'child-ppl': { type: 'string' },
+    windows: { type: 'string', default: '2' },
+  },
+});
+
+interface Shape {
+  name: string;
+  config: ModelConfig;
+  /** Convert only (too large for a forward-pass bench on this box). */
+  convertOnly: boolean;
+}
+
+function gqa(arch: ModelConfig['arch'], o: {
+  V: number; C: number; I: number; L: number; H: number; Hkv: number; D: number; bias: boolean; theta: number;
+  eps: number; maxPos: number; tied: boolean; scaling?: Record<string, unknown>;
+}): ModelConfig {
+  const base = defaultInvFreq(o.theta, o.D);
+  return {
+    arch, vocabSize: o.V, hiddenSize: o.C, intermediateSize: o.I, numLayers: o.L, numHeads: o.H, rmsNormEps: o.eps,
+    ropePairing: 'half', ropeInvFreq: o.scaling ? llama3InvFreq(base, o.scaling) : base, ropeTheta: o.theta,
+    ropeScaling: o.scaling ?? null, maxPositions: o.maxPos, tieEmbeddings: o.tied, bosTokenId: 1, eosTokenId: 2,
+    layers: Array.from({ length: o.L }, () => ({ kind: 'gqa' as const, numKvHeads: o.Hkv, headDim: o.D, qkvBias: o.bias })),
+  };
+}
+
+/** The published configs (config.json of each model on the Hub), weights random. */
+const SHAPES: Record<string, Shape> = {
+  'smollm2-135m': {
+    name: 'smollm2-135m', convertOnly: false,
+    config: gqa('llama', { V: 49152, C: 576, I: 1536, L: 30, H: 9, Hkv: 3, D: 64, bias: false, theta: 100000, eps: 1e-5, maxPos: 8192, tied: true }),
+  },
+  'qwen2.5-0.5b': {
+    name: 'qwen2.5-0.5b', convertOnly: false,
+    config: gqa('qwen2', { V: 151936, C: 896, I: 4864, L: 24, H: 14, Hkv: 2, D: 64, bias: true, theta: 1000000, eps: 1e-6, maxPos: 32768, tied: true }),
+  },
+  'llama-3.2-1b': {
+    name: 'llama-3.2-1b', convertOnly: false,
+    config: gqa('llama', {
+      V: 128256, C: 2048, I: 8192, L: 16, H: 32, Hkv: 8, D: 64, bias: false, theta: 500000, eps: 1e-5, maxPos: 131072, tied: true,
+      scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    }),
+  },
+  // Mistral-7B-v0.1.
+  'mistral-7b': {
+    name: 'mistral-7b', convertOnly: true,
+    config: gqa('mistral', { V: 32000, C: 4096, I: 14336, L: 32, H: 32, Hkv: 8, D: 128, bias: false, theta: 10000, eps: 1e-5, maxPos: 32768, tied: false }),
+  },
+};
+
+/** Random values for one tensor: norms 1, everything else (weights and biases) ~N(0, 0.02). */
+function randomTensor(spec: TensorSpec, rng: Rng): Float32Array {
+  const n = spec.shape.reduce((a, b) => a * b, 1);
+  const d = new Float32Array(n);
+  if (spec.name.endsWith('layernorm.weight') || spec.name.endsWith('norm.weight')) {
+    d.fill(1);
+  } else {
+    for (let i = 0; i < n; i++) d[i] = 0.02 * gaussian(rng);
+  }
+  return d;
+}
+
+/** The shard a tensor goes to: 0 the embedding, 1 + i layer i, L + 1 the final norm and lm_head. */
+function shardOf(name: string, L: number): number {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  if (m) return 1 + Number(m[1]);
+  return name === 'model.embed_tokens.weight' ? 0 : L + 1;
+}
+
+/**
+ * Write a random bf16 checkpoint of `shape` to `dir` (config.json, one shard per layer, index), under a temporary
+ * name renamed into place. Peak memory: the largest shard in f32 (the embedding) plus its bf16 encoding.
+ */
+function generate(shape: Shape, dir: string): void {
+  const cfg = shape.config;
+  const L = cfg.numLayers;
+  const specs = modelTensors(cfg);
+  const groups: TensorSpec[][] = Array.from({ length: L + 2 }, () => []);
+  for (const s of specs) groups[shardOf(s.name, L)]!.push(s);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const rng = mulberry32(12);
+  const pad = (k: number): string => String(k).padStart(5, '0');
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  groups.forEach((g, k) => {
+    const file = `model-${pad(k + 1)}-of-${pad(groups.length)}.safetensors`;
+    const entries: SafetensorsWriteEntry[] = g.map((s) => ({ name: s.name, shape: s.shape, data: randomTensor(s, rng), dtype: 'BF16' }));
+    writeSafetensors(join(tmp, file), entries, { format: 'pt' });
+    for (const e of entries) {
+      weightMap[e.name] = file;
+      total += e.data.length * 2;
+    }
+    process.stderr.write(`\r${shape.name}: shard ${k + 1}/${groups.length}`);
+  });
+  process.stderr.write('\n');
+  writeFileSync(join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify(hfConfigJson(cfg, 'bfloat16'), null, 2) + '\n');
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+}
+
+interface Measured {
+  seconds: number;
+  peak_rss_mb: number;
+  ok: boolean;
+  /** Timed out (killed) or failed: the last progress line on stderr. */
+  note: string;
+  stdout: string;
+}
+
+function vmHwmKb(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Run `node args` as a child; wall time and the child's own peak RSS (VmHWM polled every 0.2 s). */
+function measure(args: string[], timeoutS: number): Promise<Measured> {
+  return new Promise((done) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let peak = 0;
+    let out = '';
+    let err = '';
+    let killed = false;
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-4000); });
+    const poll = setInterval(() => { peak = Math.max(peak, vmHwmKb(child.pid!)); }, 200);
+    const timer = setTimeout(() => { killed = true; child.kill('SIGKILL'); }, timeoutS * 1000);
+    child.on('close', (code) => {
+      clearInterval(poll);
+      clearTimeout(timer);
+      const seconds = (performance.now() - t0) / 1000;
+      const lines = err.split(/[\r\n]+/).map((s) => s.trim()).filter((s) => s !== '');
+      const last = lines[lines.length - 1] ?? '';
+      const note = killed ? `killed after ${Math.round(timeoutS)} s; last progress: ${last}` : code === 0 ? '' : `exit ${code}: ${last}`;
+      done({ seconds, peak_rss_mb: Math.round(peak / 1024), ok: code === 0 && !killed, note, stdout: out });
+    });
+  });
+}
+
+interface PplResult { tokens_per_s: number; tokens: number; peak_rss_mb: number; load_s: number }
+
+/** Child: load the checkpoint through the library and time perplexity() over random ids (ctx 256). */
+function childPpl(dir: string): PplResult {
+  const be = getBackend('cpu');
+  if (values.threads !== undefined) (be as CpuBackend).setThreads(Number(values.threads));
+  const t0 = performance.now();
+  const loaded = loadHfModel(dir);
+  const model = Model.fromWeights(loaded.config, loaded.weights, be, dir);
+  const loadS = (performance.now() - t0) / 1000;
+  const ctx = 256;
+  const windows = Number(values.windows);
+  const rng = mulberry32(7);
+  const V = loaded.config.vocabSize;
+  const ids = Array.from({ length: windows * ctx + 1 }, () => 3 + Math.floor(rng() * (V - 3)));
+  perplexity(model, ids.slice(0, 65), 64, 1); // warm-up
+  const t1 = performance.now();
+  const r = perplexity(model, ids, ctx, 1);
+  const secs = (performance.now() - t1) / 1000;
+  return { tokens_per_s: r.tokens / secs, tokens: r.tokens, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), load_s: loadS };
+}
+
+interface Row {
+  shape: string;
+  parameters: number;
+  info: Measured;
+  convert_weight: Measured;
+  convert_default: Measured | null;
+  ppl: (PplResult & { note: string }) | null;
+}
+
+async function main(): Promise<void> {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const cli = resolve(here, '../src/cli/main.js');
+  const self = fileURLToPath(import.meta.url);
+  const names = values.shapes.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const n of names) {
+    if (!SHAPES[n]) throw new Error(`--shapes: unknown shape "${n}" (expected some of ${Object.keys(SHAPES).join(', ')})`);
+  }
+  const rows: Row[] = [];
+  for (const n of names) {
+    const shape = SHAPES[n]!;
+    const dir = join(values.cache, n);
+    if (!existsSync(join(dir, 'config.json'))) {
+      process.stderr.write(`writing a random bf16 ${n} checkpoint to ${dir}\n`);
+      generate(shape, dir);
+    }
+    const outW = `${dir}-mla-weight`;
+    const outD = `${dir}-mla-default`;
+    process.stderr.write(`${n}: mla info\n`);
+    const info = await measure([cli, 'info', dir], 600);
+    process.stderr.write(`${n}: mla convert (weight basis) ${info.note}\n`);
+    const weightArgs = ['--kv-ratio', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--nope-init', 'identity'];
+    const convertWeight = await measure([cli, 'convert', dir, '--out', outW, '--overwrite', ...weightArgs], 3600);
+    rmSync(outW, { recursive: true, force: true });
+    let convertDefault: Measured | null = null;
+    if (!values['skip-default']) {
+      process.stderr.write(`${n}: mla convert (defaults) ${convertWeight.note}\n`);
+      const extra = values.quick ? ['--calib-samples', '4', '--calib-len', '64'] : [];
+      convertDefault = await measure([cli, 'convert', dir, '--out', outD, '--overwrite', '--kv-ratio', '4', ...extra], Number(values['default-timeout']));
+      rmSync(outD, { recursive: true, force: true });
+    }
+    let ppl: Row['ppl'] = null;
+    if (!shape.convertOnly) {
+      process.stderr.write(`${n}: prefill through the library\n`);
+      const childArgs = [self, '--child-ppl', dir, '--windows', values.quick ? '1' : values.windows];
+      if (values.threads !== undefined) childArgs.push('--threads', values.threads);
+      const m = await measure(childArgs, 3600);
+      ppl = m.ok ? { ...(JSON.parse(m.stdout.trim()) as PplResult), note: '' } : { tokens_per_s: NaN, tokens: 0, peak_rss_mb: m.peak_rss_mb, load_s: NaN, note: m.note };
+    }
+    const row: Row = { shape: n, parameters: parameterCount(shape.config), info, convert_weight: convertWeight, convert_default: convertDefault, ppl };
+    rows.push(row);
+    if (values.json) {
+      const strip = (m: Measured | null): Omit<Measured, 'stdout'> | null => m && { seconds: m.seconds, peak_rss_mb: m.peak_rss_mb, ok: m.ok, note: m.note };
+      process.stdout.write(JSON.stringify({ ...row, info: strip(info), convert_weight: strip(convertWeight), convert_default: strip(convertDefault) }) + '\n');
+    }
+  }
+  if (values.json) return;
+  const cell = (m: Measured | null): string => !m ? 'skipped' : m.ok ? `${m.seconds.toFixed(1)} s / ${m.peak_rss_mb} MB` : `${m.seconds.toFixed(0)} s / ${m.peak_rss_mb} MB (${m.note})`;
+  process.stdout.write(table(
+    ['shape', 'params', 'mla info (time / peak RSS)', 'convert, weight basis', 'convert, defaults', 'prefill tokens/s (library, random ids, ctx 256)'],
+    rows.map((r) => [
+      r.shape, `${(r.parameters / 1e6).toFixed(0)}M`, cell(r.info), cell(r.convert_weight), cell(r.convert_default),
+      !r.ppl ? 'n/a (convert only)' : r.ppl.note !== '' ? r.ppl.note : `${r.ppl.tokens_per_s.toFixed(1)} (${r.ppl.tokens} tokens; peak ${r.ppl.peak_rss_mb} MB)`,
+    ]),
+  ) + '\n');
+  process.stdout.write('random bf16 weights, no tokenizer: `mla ppl --text` cannot run, so prefill is perplexity() over random ids through the library.\n');
+}
+
+if (values['child-ppl']) {
+  process.stdout.write(JSON.stringify(childPpl(values['child-ppl'])) + '\n');
+} else {
+  await main();
+}
