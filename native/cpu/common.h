@@ -32,6 +32,14 @@ struct Error : std::runtime_error {
     if (!(cond)) throw ::mla::Error(std::string(msg) + " (" __FILE__ ":" + std::to_string(__LINE__) + ")"); \
   } while (0)
 
+/** Every token id in [0, V): the embedding kernels (and their backward) index rows with them. */
+inline void check_ids(const char* op, const int32_t* ids, int64_t N, int64_t V) {
+  for (int64_t n = 0; n < N; n++) {
+    MLA_CHECK(ids[n] >= 0 && ids[n] < V, std::string(op) + ": id " + std::to_string(ids[n]) + " at " + std::to_string(n) +
+                                             " outside [0, " + std::to_string(V) + ")");
+  }
+}
+
 /** A 64-byte aligned float buffer that grows on demand (one per thread where it is thread_local). */
 template <class T>
 struct Scratch {

@@ -17,10 +17,7 @@ void op_embedding(const Call& c) {
   const float* table = c.f32(0, static_cast<size_t>(V * C));
   const int32_t* ids = c.i32(1, static_cast<size_t>(N));
   float* out = c.f32(2, static_cast<size_t>(N * C));
-  for (int64_t n = 0; n < N; n++) {
-    MLA_CHECK(ids[n] >= 0 && ids[n] < V, "embedding: id " + std::to_string(ids[n]) + " at " + std::to_string(n) +
-                                             " outside [0, " + std::to_string(V) + ")");
-  }
+  check_ids("embedding", ids, N, V);
   if (C == 0) return;
   parallel_for(N, std::max<int64_t>(1, 32768 / C), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; n++) {
@@ -35,10 +32,7 @@ void op_embedding_backward(const Call& c) {
   const float* dy = c.f32(0, static_cast<size_t>(N * C));
   const int32_t* ids = c.i32(1, static_cast<size_t>(N));
   float* out = c.f32(2, static_cast<size_t>(V * C));
-  for (int64_t n = 0; n < N; n++) {
-    MLA_CHECK(ids[n] >= 0 && ids[n] < V, "embeddingBackward: id " + std::to_string(ids[n]) + " at " +
-                                             std::to_string(n) + " outside [0, " + std::to_string(V) + ")");
-  }
+  check_ids("embeddingBackward", ids, N, V);
   std::memset(out, 0, static_cast<size_t>(V * C) * sizeof(float));
   if (C == 0 || N == 0) return;
   // Counting sort of row indices by id: rows of id v are order[first[v] .. first[v+1]).

@@ -175,10 +175,7 @@ void op_embedding_half(const Call& c) {
   const uint16_t* table = c.u16(0, static_cast<size_t>(V * C));
   const int32_t* ids = c.i32(1, static_cast<size_t>(N));
   float* out = c.f32(2, static_cast<size_t>(N * C));
-  for (int64_t n = 0; n < N; n++) {
-    MLA_CHECK(ids[n] >= 0 && ids[n] < V, "embeddingHalf: id " + std::to_string(ids[n]) + " at " + std::to_string(n) +
-                                             " outside [0, " + std::to_string(V) + ")");
-  }
+  check_ids("embeddingHalf", ids, N, V);
   if (C == 0) return;
   parallel_for(N, std::max<int64_t>(1, 32768 / C), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; n++) widen(table + static_cast<int64_t>(ids[n]) * C, out + n * C, C, bf16);
