@@ -141,13 +141,16 @@ export function distill(run: DistillRun): DistillResult {
   };
   const drawChart = () => writeChart(outDir, log);
   const state = (): TrainState => ({ version: 1, step, tokens, settings: { ...s } });
+  // A resumed run starts from a checkpoint; a fresh one has none until its first save.
+  let checkpointed = run.resume !== undefined;
   const stopped = () =>
-    existsSync(join(outDir, 'checkpoint', 'state.json'))
-      ? `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}`
-      : 'stopped before the first checkpoint was written';
+    checkpointed ? `stopped; the last good checkpoint stays in ${join(outDir, 'checkpoint')}` : 'stopped before the first checkpoint was written';
   // Finite teacher and student at step 0 (both evaluated), so later non-finite student logits mean divergence.
-  const studentHint = () => (step === 0 ? FORWARD_HINT : `the student diverged at step ${step} (lower --lr or raise --warmup)`);
-  const checkpoint = () => saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
+  const studentHint = () => (step === 0 ? FORWARD_HINT : `the student diverged at step ${step} (lower {lr} or raise {warmup})`);
+  const checkpoint = () => {
+    saveCheckpoint(outDir, student.config, student.weights(), opt, state(), run.copyFiles);
+    checkpointed = true;
+  };
 
   if (step === 0) {
     const e = evaluate(teacher, student, run.evalSeqs);
@@ -159,7 +162,6 @@ export function distill(run: DistillRun): DistillResult {
   const tokens0 = tokens;
   while (step < s.steps) tidy(() => {
     // Everything one step makes (activations, gradients, the teacher's logits) is freed when it ends (tidy).
-    student.zeroGrad();
     let lossSum = 0;
     let klSum = 0;
     let ceSum = 0;
@@ -198,13 +200,13 @@ export function distill(run: DistillRun): DistillResult {
     const gn = opt.gradNorm();
     if (!Number.isFinite(lossSum) || !Number.isFinite(gn)) {
       throw new UserError(
-        `distill: non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at step ${step + 1}; stopped. ` +
-          `The last good checkpoint stays in ${join(outDir, 'checkpoint')} (lower {lr} or raise {warmup}).`,
+        `distill: non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at step ${step + 1} (lower {lr} or raise {warmup}); ${stopped()}`,
       );
     }
     if (s.clip > 0 && gn > s.clip) opt.scaleGrads(s.clip / gn);
     const lr = learningRate(step, s.steps, s.lr, s.warmup, s.minLrRatio);
     opt.update(lr);
+    // The gradients die with this step's tidy scope: drop the references, so the next step starts from none.
     student.zeroGrad();
     step++;
     tokens += stepTokens;
@@ -255,7 +257,7 @@ function assertFiniteParams(params: Map<string, Var>, step: number, stopped: str
     if (i >= 0) {
       throw new NonFiniteError(
         `distill: non-finite weight after the update at step ${step} (${nonFiniteName(v.value.data[i]!)} in ${name}); ` +
-          `not saved (lower --lr or raise --warmup); ${stopped}`,
+          `not saved (lower {lr} or raise {warmup}); ${stopped}`,
       );
     }
   }
