@@ -1,16 +1,17 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
 //   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
-//   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
+//   [--calib-len T] [--seed S] [--dtype f32|bf16 (default: the input's)] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
 import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
-import { openModel } from '../infer/open.js';
-import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
+import { openModel, resolveBackend } from '../infer/open.js';
+import { openWeights } from '../io/load.js';
+import { needsCalibration, NOPE_INITS, targetOptions, type ConvertOptions, type ConvertSummary, type NopeInit, type RankPlan } from '../convert/convert.js';
+import { convertToDir } from '../convert/stream.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
-import { saveConverted } from '../convert/record.js';
 import { CONVERT_DEFAULTS } from '../convert/defaults.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
@@ -42,7 +43,10 @@ export const convertSpec = {
     'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
     'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
     seed: { type: 'string', value: 'S', field: 'calib.seed', default: String(CONVERT_DEFAULTS.calib.seed), doc: 'seed of the calibration samples' },
-    dtype: { type: 'string', value: 'f32|bf16', default: 'f32', doc: 'weight dtype written' },
+    dtype: {
+      type: 'string', value: 'f32|bf16', defaultText: "the input's: unchanged tensors as stored, converted ones as their layer's q_proj",
+      doc: 'weight dtype written',
+    },
     overwrite: { type: 'boolean', default: false, doc: 'replace a non-empty --out directory' },
     ...commonFlags,
   },
@@ -90,7 +94,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
 }
 
 /** The per-layer table and totals printed by convert. */
-export function convertReport(r: ConvertResult): string {
+export function convertReport(r: ConvertSummary): string {
   const rows = r.layers.map((l) => [
     l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kind === 'mla' ? `${(100 * l.energyKept).toFixed(2)}%` : '-',
     l.kvValuesPerToken * 4, l.teacherValuesPerToken * 4,
@@ -107,17 +111,29 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, convertSpec);
   const path = onePositional(positionals, 'MODEL', 'convert');
   if (!values.out) throw new UserError('mla convert: --out DIR is required');
-  const dtype = values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
-  if (!dtype) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
+  const dtype = values.dtype === undefined ? undefined : values.dtype === 'bf16' ? 'BF16' : values.dtype === 'f32' ? 'F32' : null;
+  if (dtype === null) throw new UserError(`--dtype: expected f32 or bf16, got '${values.dtype}'`);
   const opts = convertOptionsFrom(values);
   // Everything cheap first: the output must be writable and away from the inputs before minutes of conversion.
   checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
   if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
-  const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
-  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
-  const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
-  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
-  saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
+  const be = resolveBackend(values.backend);
+  // The teacher's tensors are read one layer at a time; the whole model is loaded only for the calibration forward.
+  const opened = openWeights(path, { tokenizer: values.tokenizer });
+  let r: ConvertSummary;
+  try {
+    const calibrate = needsCalibration(targetOptions(opened.config, opts).opts);
+    const model = calibrate ? openModel(path, { tokenizer: values.tokenizer }, be).model : null;
+    const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
+    const layerBar = new Progress('convert', opened.config.numLayers, 'layer');
+    r = convertToDir(
+      { config: opened.config, be, weights: opened.weights, model }, opened.tokenizer, opts, values.out,
+      { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) },
+      { calib: calibrate ? calibBar : { tick() {}, end() {} }, layers: layerBar },
+    );
+  } finally {
+    opened.weights.close();
+  }
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {

@@ -41,7 +41,8 @@ export function energyKept(spectrum: Float64Array, R: number): number {
 }
 
 export interface BasisInput {
-  model: Model;
+  /** The teacher model (its backend computes the calibration moments); null for the weight basis without calibration. */
+  model: Model | null;
   Kn: Float64Array; // (KD, C)
   V: Float64Array; // (KD, C)
   bk: Float64Array | null; // (KD)
@@ -86,7 +87,9 @@ function weightFactorization(inp: BasisInput): Factorization {
 }
 
 function activationFactorization(inp: BasisInput): Factorization {
-  const { Kn, V, KD, C, model, stats } = inp;
+  const { Kn, V, KD, C, stats } = inp;
+  const model = inp.model;
+  if (!model) throw new Error('activation basis: needs the calibrated teacher model');
   const energy = (W: Float64Array, b: Float64Array | null) => {
     const G = crossMoment(model, stats, W, b, KD, W, b, KD);
     let t = 0;

@@ -11,7 +11,10 @@ import { Tensor } from '../tensor/tensor.js';
 import type { GqaAttention, LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { kvValuesPerToken, kvBytesPerToken } from '../model/config.js';
 import type { Model } from '../model/model.js';
-import { layerPrefix } from '../model/weights.js';
+import { layerPrefix, modelTensors } from '../model/weights.js';
+import type { Backend } from '../tensor/backend.js';
+import { MemorySource, type WeightSource } from '../io/source.js';
+import type { StorageDtype } from '../io/dtype.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
@@ -120,11 +123,59 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
   return { opts: out, notes };
 }
 
-export function convert(
-  model: Model, tokenizer: Tokenizer | null, opts0: ConvertOptions,
-  progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
-): ConvertResult {
-  const cfg = model.config;
+/** The teacher a conversion reads: its config, a backend for the linear algebra, its tensors read on demand (a
+ *  checkpoint's files, or a model in memory), and the loaded model when calibration needs its forward pass. */
+export interface Teacher {
+  config: ModelConfig;
+  be: Backend;
+  weights: WeightSource;
+  /** Needed when needsCalibration(opts); null for a data-free conversion, which reads one layer at a time. */
+  model: Model | null;
+}
+
+/** An output tensor as planned before any layer is converted: shapes are upper bounds where a kv rank is chosen from
+ *  the spectrum (an energy plan); dtype is the stored dtype of the teacher tensor it comes from (for a converted one,
+ *  that of the layer's q_proj). */
+export interface PlannedTensor {
+  name: string;
+  shape: number[];
+  dtype: StorageDtype;
+}
+
+/** Where a conversion's tensors go, in the order of `planned` (modelTensors of the converted config). */
+export interface ConvertSink {
+  /** A tensor the conversion made (f32 values). */
+  put(name: string, t: Tensor): void;
+  /** A teacher tensor the conversion leaves unchanged. */
+  copy(name: string): void;
+}
+
+/** What a conversion reports (ConvertResult without the weights, for a conversion written straight to files). */
+export type ConvertSummary = Omit<ConvertResult, 'weights'>;
+
+/** A conversion ready to run: options checked, ranks planned, calibration done, rope pairs chosen. */
+export interface PreparedConversion {
+  teacher: Teacher;
+  opts: ConvertOptions;
+  /** Every output tensor in order (see PlannedTensor). */
+  planned: PlannedTensor[];
+  ropeDim: number;
+  convertSet: boolean[];
+  ranks: (number | null)[];
+  stats: LayerStats[] | null;
+  shared: number[] | null;
+  energiesOf: (RopeEnergies | null)[];
+  notes: string[];
+}
+
+/**
+ * Check the options against the teacher, plan every layer's rank, run the calibration when the options need it and
+ * choose the shared rope pairs: everything before the first layer is converted, so a writer can lay out its output.
+ */
+export function prepareConversion(
+  teacher: Teacher, tokenizer: Tokenizer | null, opts0: ConvertOptions, calibProgress: ProgressSink = silentProgress,
+): PreparedConversion {
+  const cfg = teacher.config;
   const targeted = targetOptions(cfg, opts0);
   const opts = targeted.opts;
   const C = cfg.hiddenSize;
@@ -142,10 +193,13 @@ export function convert(
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
   const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
   // Ranks beyond what the factorisation has are refused with the maximum: a clamp would report a rank it did not use.
+  const maxRanks = teacherLayers.map((a) => {
+    const KD = a.numKvHeads * a.headDim;
+    return opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
+  });
   teacherLayers.forEach((a, l) => {
     if (!convertSet[l]) return;
-    const KD = a.numKvHeads * a.headDim;
-    const maxR = opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
+    const maxR = maxRanks[l]!;
     const r = planned[l];
     if (r !== null && r !== undefined && r > maxR) {
       const [field, value] = opts.plan.kind === 'rank' ? ['plan.rank', undefined] : ['plan.ratio', (opts.plan as { ratio: number }).ratio];
@@ -159,8 +213,10 @@ export function convert(
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {
-    const seqs = calibrationSequences(model, tokenizer, opts.calib, progress.calib);
-    stats = collectStats(model, seqs, progress.calib);
+    const model = teacher.model;
+    if (!model) throw new Error('convert: these options need calibration, which needs the teacher model loaded (Teacher.model)');
+    const seqs = calibrationSequences(model, tokenizer, opts.calib, calibProgress);
+    stats = collectStats(model, seqs, calibProgress);
   }
   const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';
@@ -172,9 +228,9 @@ export function convert(
     teacherLayers.forEach((a, l) => {
       if (!convertSet[l]) return;
       if (ropeDim / 2 > a.headDim / 2) throw new OptionError('ropeDim', ropeDim, `at most ${a.headDim} rope dims in layer ${l} (head dim ${a.headDim}) when every layer keeps the same pairs`);
-      const e = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, stats![l]!);
+      const e = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(teacher, l, a, stats![l]!);
       energiesOf[l] = e;
-      scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
+      scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: teacher.be.linalg }));
     });
     const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
     shared = choice.pairs;
@@ -184,32 +240,72 @@ export function convert(
         : `rope: no run of ${ropeDim / 2} teacher pairs has frequencies expressible as ${ROPE_FORMS[rule]} (rope scaling bends them); kept pairs ${shared.join(', ')}, the nearest run: export fits the nearest geometric run and reports its logit error.`,
     );
   }
-  const weights = new Map<string, Tensor>();
-  // Copies: the converted model must not share buffers with its teacher (training updates weights in place).
-  for (const [k, v] of model.params) weights.set(k, v.value.clone());
+
+  // The output's tensors, laid out before any layer is converted: a rank chosen from the spectrum is at most maxRanks.
+  const bound: LayerAttention[] = teacherLayers.map((a, l) => {
+    if (!convertSet[l]) return a;
+    const Dq = a.headDim + ropeDim;
+    return {
+      kind: 'mla', kvRank: planned[l] ?? maxRanks[l]!, ropeDim, nopeDim: a.headDim, vDim: a.headDim,
+      qRank: opts.qRank === null ? null : Math.min(opts.qRank, H * Dq, C), latentNorm: opts.latentNorm, bias: a.qkvBias, ropeInvFreq: [],
+    };
+  });
+  const outputTensors = modelTensors({ ...cfg, layers: bound }).map((spec) => {
+    const m = /^model\.layers\.(\d+)\.self_attn\.(?!o_proj\.)/.exec(spec.name);
+    const from = m && convertSet[Number(m[1])] ? `${layerPrefix(Number(m[1]))}.self_attn.q_proj.weight` : spec.name;
+    return { name: spec.name, shape: spec.shape, dtype: teacher.weights.info(from).dtype };
+  });
+  return { teacher, opts, planned: outputTensors, ropeDim, convertSet, ranks: planned, stats, shared, energiesOf, notes };
+}
+
+/**
+ * Convert the prepared teacher layer by layer: each converted layer's attention is read, converted and handed to
+ * `sink` with the layer's other tensors (copied), in output order, before the next layer is read; the embedding goes
+ * first and the final norm and head last. Memory: one layer's attention in f64 plus what the sink holds.
+ */
+export function runConversion(prep: PreparedConversion, sink: ConvertSink, progress: ProgressSink = silentProgress): ConvertSummary {
+  const { teacher, opts, ropeDim, convertSet, stats, shared, energiesOf } = prep;
+  const cfg = teacher.config;
+  const C = cfg.hiddenSize;
+  const teacherLayers = cfg.layers as GqaAttention[];
+  const notes = [...prep.notes];
+  const rule = opts.ropeRule ?? 'geometric';
   const layers: LayerAttention[] = [];
   const reports: LayerReport[] = [];
   const geometric = new Set<string>();
+  let next = 0; // index into prep.planned of the next tensor to emit
+  /** Emit planned tensors up to (not including) the first of layer `upTo` (all of them for upTo = L). */
+  const emit = (upTo: number, made: Map<string, Tensor> | null): void => {
+    const stop = upTo < cfg.numLayers ? `${layerPrefix(upTo)}.` : null;
+    for (; next < prep.planned.length; next++) {
+      const name = prep.planned[next]!.name;
+      if (stop !== null && name.startsWith(stop)) break;
+      const t = made?.get(name);
+      if (t) sink.put(name, t);
+      else sink.copy(name);
+    }
+  };
+  emit(0, null);
 
   teacherLayers.forEach((a, l) => {
     const teacherValues = kvValuesPerToken(a);
     if (!convertSet[l]) {
+      emit(l + 1, null);
       layers.push(a);
       reports.push({ layer: l, kind: 'gqa', kvRank: null, ropeDim: null, energyKept: 1, spectrum: [], kvValuesPerToken: teacherValues, teacherValuesPerToken: teacherValues });
-      progress.layers.tick(1);
+      progress.tick(1);
       return;
     }
     const st = stats?.[l] ?? identityStats(C);
     let out: LayerOut;
     try {
-      out = convertLayer(model, l, a, st, opts, ropeDim, planned[l]!, shared, energiesOf[l] ?? null);
+      out = convertLayer(teacher, l, a, st, opts, ropeDim, prep.ranks[l]!, shared, energiesOf[l] ?? null);
     } catch (e) {
       // An SVD/eigh input went non-finite (an energy overflowed float32 in crossMoment, say): name the layer.
       if (e instanceof NonFiniteInputError) throw new NonFiniteError(`convert: layer ${l}: ${e.message} (built from the layer's weights and calibration statistics)`);
       throw e;
     }
-    for (const name of attentionNames(l, a)) weights.delete(name);
-    for (const [k, t] of out.tensors) weights.set(k, t);
+    emit(l + 1, out.tensors);
     layers.push(out.attn);
     const expr = ropeExpressibility(out.attn.ropeInvFreq);
     geometric.add(expr.geometric ? 'geometric' : expr.why!);
@@ -217,9 +313,10 @@ export function convert(
       layer: l, kind: 'mla', kvRank: out.attn.kvRank, ropeDim, energyKept: out.energyKept, spectrum: out.spectrum,
       kvValuesPerToken: kvValuesPerToken(out.attn), teacherValuesPerToken: teacherValues,
     });
-    progress.layers.tick(1);
+    progress.tick(1);
   });
-  progress.layers.end();
+  emit(cfg.numLayers, null);
+  progress.end();
 
   const config: ModelConfig = { ...cfg, arch: 'deepseek_v3', layers };
   if (opts.latentNorm) {
@@ -238,14 +335,30 @@ export function convert(
   if (opts.keepLayers.length) notes.push(`layers ${opts.keepLayers.join(', ')} kept as original attention (hybrid): a stock DeepSeek-V3 export cannot express it.`);
   const teacherBytes = kvBytesPerToken(cfg, 4);
   const studentBytes = kvBytesPerToken(config, 4);
-  return { config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes };
+  return { config, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes };
 }
 
-function attentionNames(l: number, a: GqaAttention): string[] {
-  const p = `${layerPrefix(l)}.self_attn`;
-  const names = ['q_proj', 'k_proj', 'v_proj', 'o_proj'].map((n) => `${p}.${n}.weight`);
-  if (a.qkvBias) names.push(...['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.${n}.bias`));
-  return names;
+/** A model in memory as a conversion's teacher (its parameters as the tensors; it also serves calibration). */
+export function teacherOf(model: Model): Teacher {
+  return { config: model.config, be: model.be, weights: new MemorySource(model.weights(), 'model'), model };
+}
+
+/**
+ * Convert a GQA/MHA model in memory into MLA (the steps in the file header), returning the converted weights in
+ * memory. The converted model shares no buffer with its teacher (training updates weights in place).
+ */
+export function convert(
+  model: Model, tokenizer: Tokenizer | null, opts0: ConvertOptions,
+  progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
+): ConvertResult {
+  const teacher = teacherOf(model);
+  const prep = prepareConversion(teacher, tokenizer, opts0, progress.calib);
+  const weights = new Map<string, Tensor>();
+  const r = runConversion(prep, {
+    put: (name, t) => weights.set(name, t),
+    copy: (name) => weights.set(name, teacher.weights.read(name).clone()),
+  }, progress.layers);
+  return { ...r, weights };
 }
 
 /** Per-layer kv rank from the plan (null: chosen later from the spectrum by energy). */
@@ -273,6 +386,7 @@ export function planRanks(cfg: ModelConfig, plan: RankPlan, ropeDim: number, con
 
 interface LayerOut {
   attn: MlaAttention;
+  /** The tensors the conversion made (o_proj, unchanged, is copied from the teacher). */
   tensors: Map<string, Tensor>;
   energyKept: number;
   spectrum: number[];
@@ -280,32 +394,40 @@ interface LayerOut {
 
 const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0) };
 
+/** The teacher model, for the energies that need calibration moments (prepareConversion loaded it when they do). */
+function calibrated(teacher: Teacher): Model {
+  if (!teacher.model) throw new Error('convert: calibration moments need the teacher model (Teacher.model)');
+  return teacher.model;
+}
+
 /** A teacher layer's rope energies from its calibration moments (rope-select.ts ropeEnergies). */
-function layerEnergies(model: Model, l: number, a: GqaAttention, st: LayerStats): RopeEnergies {
+function layerEnergies(teacher: Teacher, l: number, a: GqaAttention, st: LayerStats): RopeEnergies {
   const p = `${layerPrefix(l)}.self_attn`;
-  const get = (n: string) => f64(model.p(`${p}.${n}`).value);
+  const get = (n: string) => f64(teacher.weights.read(`${p}.${n}`));
   const { numKvHeads: Hkv, headDim: D } = a;
-  const H = model.config.numHeads;
+  const H = teacher.config.numHeads;
+  const model = calibrated(teacher);
   const Wq = get('q_proj.weight');
   const Wk = get('k_proj.weight');
   const bq = a.qkvBias ? get('q_proj.bias') : null;
   const bk = a.qkvBias ? get('k_proj.bias') : null;
   const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
   const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
-  return ropeEnergies(model.config.ropePairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, Hkv * D, Wk, bk, Hkv * D));
+  return ropeEnergies(teacher.config.ropePairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, Hkv * D, Wk, bk, Hkv * D));
 }
 
 function convertLayer(
-  model: Model, l: number, a: GqaAttention, st: LayerStats, opts: ConvertOptions, Dr: number, plannedRank: number | null,
+  teacher: Teacher, l: number, a: GqaAttention, st: LayerStats, opts: ConvertOptions, Dr: number, plannedRank: number | null,
   shared: number[] | null, sharedEnergies: RopeEnergies | null,
 ): LayerOut {
-  const cfg = model.config;
+  const cfg = teacher.config;
+  const linalg = teacher.be.linalg;
   const { hiddenSize: C, numHeads: H, ropePairing: pairing } = cfg;
   const { numKvHeads: Hkv, headDim: D } = a;
   const KD = Hkv * D;
   const p = `${layerPrefix(l)}.self_attn`;
   const get = (n: string) => {
-    const w = model.p(`${p}.${n}`).value;
+    const w = teacher.weights.read(`${p}.${n}`);
     const vals = f64(w); // bf16/f16 weights widen exactly
     // Weights read from files were checked at load; a model built in code may still carry NaN/±∞ into svd/eigh.
     const i = firstNonFinite(vals);
@@ -325,14 +447,14 @@ function convertLayer(
   let comps: RopeComponent[];
   if (shared) {
     const energies = sharedEnergies ?? emptyEnergies;
-    comps = shared.map((j) => componentFor({ method: opts.ropeMethod, H, Hkv, D, energies, linalg: model.be.linalg }, j));
+    comps = shared.map((j) => componentFor({ method: opts.ropeMethod, H, Hkv, D, energies, linalg }, j));
   } else {
     const maxPairs = (D / 2) * (opts.ropeMethod === 'transmla' ? Hkv : 1);
     if (Dr / 2 > maxPairs) {
       throw new OptionError('ropeDim', Dr, `${opts.ropeMethod} can keep at most ${2 * maxPairs} rope dims in layer ${l} (head dim ${D}, ${Hkv} kv heads)`);
     }
-    const energies = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(model, l, a, st);
-    comps = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg: model.be.linalg });
+    const energies = opts.ropeMethod === 'ecomla' ? emptyEnergies : layerEnergies(teacher, l, a, st);
+    comps = selectRope({ method: opts.ropeMethod, count: Dr / 2, H, Hkv, D, energies, linalg });
   }
 
   // 2. Shared rope key rows and the no-rope remainder of each kv head's keys.
@@ -362,7 +484,7 @@ function convertLayer(
   });
 
   // 3. Latent basis and rank.
-  const fact = factorize(opts.basis, { model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg: model.be.linalg });
+  const fact = factorize(opts.basis, { model: teacher.model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg });
   let R = plannedRank ?? Math.max(8, roundUp(energyRank(fact.spectrum, (opts.plan as { delta: number }).delta), 8));
   R = Math.min(R, fact.maxRank);
   const { A, a: aBias, Bk, Bv } = fact.build(R);
@@ -391,7 +513,7 @@ function convertLayer(
   }
   put('kv_b_proj.weight', [H * 2 * D, R], kvb);
   if (opts.latentNorm) {
-    const m = crossMoment(model, st, A, aBias, R, A, aBias, R);
+    const m = crossMoment(calibrated(teacher), st, A, aBias, R, A, aBias, R);
     let tr = 0;
     for (let i = 0; i < R; i++) tr += m[i * R + i]!;
     put('kv_a_layernorm.weight', [R], new Float64Array(R).fill(Math.sqrt(tr / R) || 1));
@@ -424,19 +546,18 @@ function convertLayer(
   } else {
     if (qb) throw new OptionError('qRank', undefined, "a low-rank query cannot carry the teacher's q bias; convert without {qRank}");
     const Rq = Math.min(opts.qRank, H * Dq, C);
-    const { u, s, vt, k } = model.be.linalg.svd(Q, H * Dq, C);
+    const { u, s, vt, k } = linalg.svd(Q, H * Dq, C);
     const qa = new Float64Array(Rq * C);
     for (let r = 0; r < Rq; r++) for (let c = 0; c < C; c++) qa[r * C + c] = s[r]! * vt[r * C + c]!;
     const qbW = new Float64Array(H * Dq * Rq);
     for (let i = 0; i < H * Dq; i++) for (let r = 0; r < Rq; r++) qbW[i * Rq + r] = u[i * k + r]!;
-    const m = crossMoment(model, st, qa, null, Rq, qa, null, Rq);
+    const m = crossMoment(calibrated(teacher), st, qa, null, Rq, qa, null, Rq);
     let tr = 0;
     for (let i = 0; i < Rq; i++) tr += m[i * Rq + i]!;
     put('q_a_proj.weight', [Rq, C], qa);
     put('q_a_layernorm.weight', [Rq], new Float64Array(Rq).fill(Math.sqrt(tr / Rq) || 1));
     put('q_b_proj.weight', [H * Dq, Rq], qbW);
   }
-  tensors.set(`${p}.o_proj.weight`, model.p(`${p}.o_proj.weight`).value);
 
   const invFreq = cfg.ropeInvFreq;
   const attn: MlaAttention = {

@@ -4,13 +4,13 @@
 import { basename, join } from 'node:path';
 import { saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
-import type { ConvertOptions, ConvertResult } from './convert.js';
+import type { ConvertOptions, ConvertResult, ConvertSummary } from './convert.js';
 
 export { CONVERSION_RECORD } from '../io/run-files.js';
 import { CONVERSION_RECORD, writeTextAtomic } from '../io/run-files.js';
 
 /** The conversion.json text for a conversion of `source` with `opts`. */
-export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertResult): string {
+export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertSummary): string {
   const rec = {
     source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, latent_norm: opts.latentNorm,
     q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
@@ -20,7 +20,7 @@ export function conversionRecordJson(source: string, opts: ConvertOptions, r: Co
 }
 
 /** Write DIR/conversion.json (atomically) for a conversion of `source` with `opts`. */
-export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertResult): void {
+export function writeConversionRecord(dir: string, source: string, opts: ConvertOptions, r: ConvertSummary): void {
   writeTextAtomic(join(dir, CONVERSION_RECORD), conversionRecordJson(source, opts, r));
 }
 

@@ -13,7 +13,8 @@ import { ATTENTION_KINDS, attentionKind, isAttentionKind } from '../model/attent
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
 import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type HeaderTensor, type LoadedModel } from './hf.js';
-import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
+import { writeSafetensors, type SafetensorsDtype, type SafetensorsHeaderEntry } from './safetensors.js';
+import { SafetensorsStreamWriter } from './safetensors-stream.js';
 import { makeParents, replaceDir, tempNameFor } from './output.js';
 
 export const NATIVE_VERSION = 1;
@@ -177,6 +178,49 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     }
     replaceDir(tmp, dir, opts.overwrite ?? false);
   } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    undoParents();
+    throw e;
+  }
+}
+
+/** What a streamed save writes after its tensors: the final config, the dtype config.json names, further files. */
+export interface StreamedModel {
+  config: ModelConfig;
+  /** torch_dtype in config.json (the dtype of most of the weights). */
+  dtype: SafetensorsDtype;
+  /** Files written into the directory beside the model (e.g. conversion.json), name → contents. */
+  extraFiles?: Record<string, string>;
+}
+
+/**
+ * Save a model in the DeepSeek-V3 layout tensor by tensor, for models larger than memory: `body` writes the tensors
+ * `planned` (in order, shapes as upper bounds: io/safetensors-stream.ts) into model.safetensors and returns the final
+ * config. Atomic like saveModelDir: everything goes into a temporary directory renamed into place at the end; a
+ * failure anywhere (in `body` too) removes it, so `dir` is never partial.
+ */
+export function streamModelDir(
+  dir: string, planned: readonly SafetensorsHeaderEntry[], opts: Omit<SaveOptions, 'dtype' | 'extraFiles'>,
+  body: (w: SafetensorsStreamWriter) => StreamedModel,
+): StreamedModel {
+  const undoParents = makeParents(dir);
+  const tmp = tempNameFor(dir);
+  let w: SafetensorsStreamWriter | null = null;
+  try {
+    mkdirSync(tmp);
+    w = new SafetensorsStreamWriter(join(tmp, 'model.safetensors'), planned, { format: 'pt', ...opts.metadata });
+    const r = body(w);
+    w.finish();
+    writeFileSync(join(tmp, 'config.json'), stringifyWithFloats(deepseekConfigJson(r.config, TORCH_DTYPE[r.dtype], !opts.stock), FLOAT_FIELDS) + '\n');
+    for (const f of opts.copyFiles ?? []) copyFileSync(f.from, join(tmp, basename(f.name)));
+    for (const [name, text] of Object.entries(r.extraFiles ?? {})) {
+      if (name !== basename(name)) throw new UserError(`streamModelDir: extra file "${name}" must be a plain file name`);
+      writeFileSync(join(tmp, name), text);
+    }
+    replaceDir(tmp, dir, opts.overwrite ?? false);
+    return r;
+  } catch (e) {
+    w?.abort();
     rmSync(tmp, { recursive: true, force: true });
     undoParents();
     throw e;

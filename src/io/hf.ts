@@ -5,14 +5,17 @@
 
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, sizeOf } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import { hfConfigJson, parseHfConfig, qkNormError, uniformGqaLayer } from './hfconfig.js';
 import { Fields, readJsonObject } from './json.js';
 import { assertFiniteWeights } from './finite.js';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
+import { readSafetensorsHeader, tensorOf, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
+import { BinFile } from './binfile.js';
+import { bytesPerElement } from './dtype.js';
+import { FileSource, type StoredRef } from './source.js';
 import { replaceDir, tempNameFor } from './output.js';
 
 export interface LoadedModel {
@@ -143,17 +146,23 @@ export function checkConfigSizes(cfgFile: string, raw: Record<string, unknown>, 
   }
 }
 
-/** Every tensor of a checkpoint directory (single file or sharded), widened to f32; a NaN/±∞ value is a UserError
- *  naming the file, the tensor and the element (io/finite.ts). */
-export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
-  const out = new Map<string, CheckpointTensor>();
+/**
+ * Where every tensor of a checkpoint directory (single file or sharded) lies, from the headers and the index only
+ * (no tensor data is read): the index is checked (shard names inside the directory, every shard present, every listed
+ * tensor in its shard). Entries come shard by shard, in file order.
+ */
+export function checkpointRefs(dir: string): Map<string, StoredRef> {
+  const out = new Map<string, StoredRef>();
   const single = join(dir, SINGLE);
   const index = join(dir, INDEX);
-  if (existsSync(single)) {
-    for (const [name, t] of readSafetensors(single).tensors) {
-      assertFiniteCheckpoint(single, name, t);
-      out.set(name, checkpointTensor(t, single));
+  const addFile = (file: string, keep: (name: string) => boolean): void => {
+    const h = readSafetensorsHeader(file);
+    for (const e of h.entries) {
+      if (keep(e.name)) out.set(e.name, { shape: e.shape, dtype: e.dtype, file, offset: h.dataStart + e.begin });
     }
+  };
+  if (existsSync(single)) {
+    addFile(single, () => true);
     return out;
   }
   if (!existsSync(index)) {
@@ -180,10 +189,26 @@ export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor
     for (const n of names) {
       if (!inFile.has(n)) throw new UserError(`${index}: weight_map.${n}: tensor not found in shard ${shard}`);
     }
-    for (const [name, t] of readSafetensors(file, (n) => names.has(n)).tensors) {
-      assertFiniteCheckpoint(file, name, t);
-      out.set(name, checkpointTensor(t, file));
+    addFile(file, (n) => names.has(n));
+  }
+  return out;
+}
+
+/** Every tensor of a checkpoint directory (single file or sharded), widened to f32; a NaN/±∞ value is a UserError
+ *  naming the file, the tensor and the element (io/finite.ts). */
+export function readCheckpointTensors(dir: string): Map<string, CheckpointTensor> {
+  const out = new Map<string, CheckpointTensor>();
+  const files = new Map<string, BinFile>();
+  try {
+    for (const [name, r] of checkpointRefs(dir)) {
+      let f = files.get(r.file);
+      if (!f) files.set(r.file, (f = new BinFile(r.file)));
+      const t = tensorOf(r.dtype, r.shape, f.read(r.offset, sizeOf(r.shape) * bytesPerElement[r.dtype]));
+      assertFiniteCheckpoint(r.file, name, t);
+      out.set(name, checkpointTensor(t, r.file));
     }
+  } finally {
+    for (const f of files.values()) f.close();
   }
   return out;
 }
@@ -211,11 +236,41 @@ export function readHfConfig(dir: string): { config: ModelConfig; headers: Map<s
 export function loadHfModel(dir: string): LoadedModel {
   const config = readHfConfig(dir).config;
   const tensors = readCheckpointTensors(dir);
+  checkHfTensors(dir, config, tensors, (name) => tensors.get(name)!.data);
+  const weights = new Map<string, Tensor>();
+  for (const spec of expectedGqaTensors(config)) weights.set(spec.name, checkpointWeight(spec.shape, tensors.get(spec.name)!));
+  return { config, weights };
+}
+
+/**
+ * An HF llama / qwen2 / mistral directory opened for reading tensor by tensor (io/source.ts): the config and every
+ * tensor's name, shape and place checked as loadHfModel checks them, no weight read yet (values are checked as they
+ * are read). The caller closes the source.
+ */
+export function openHfCheckpoint(dir: string): { config: ModelConfig; source: FileSource } {
+  const config = readHfConfig(dir).config;
+  const refs = checkpointRefs(dir);
+  const source = new FileSource(refs);
+  try {
+    checkHfTensors(dir, config, refs, (name) => source.read(name).toF32());
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+  return { config, source };
+}
+
+/**
+ * The tensors of an HF directory against its config: no QK norms, every expected tensor present with its shape, nothing
+ * unexpected but ignorable buffers, a duplicate tied head or an all-zero Llama o_proj bias (read through `values`).
+ */
+function checkHfTensors(
+  dir: string, config: ModelConfig, tensors: ReadonlyMap<string, { shape: readonly number[]; file: string }>, values: (name: string) => Float32Array,
+): void {
   for (const [name, t] of tensors) {
     if (/(^|\.)(q_norm|k_norm|q_layernorm|k_layernorm)(\.|$)/.test(name)) throw qkNormError(t.file, `tensor ${name}`);
   }
-
-  const weights = new Map<string, Tensor>();
+  const expected = new Set<string>();
   for (const spec of expectedGqaTensors(config)) {
     const t = tensors.get(spec.name);
     if (!t) {
@@ -225,18 +280,17 @@ export function loadHfModel(dir: string): LoadedModel {
     if (!sameShape(t.shape, spec.shape)) {
       throw new UserError(`${t.file}: tensor ${spec.name}: expected shape ${fmt(spec.shape)}, found ${fmt(t.shape)}`);
     }
-    weights.set(spec.name, checkpointWeight(spec.shape, t));
-    tensors.delete(spec.name);
+    expected.add(spec.name);
   }
 
   const unexpected: string[] = [];
   for (const [name, t] of tensors) {
-    if (IGNORABLE.test(name)) continue;
+    if (expected.has(name) || IGNORABLE.test(name)) continue;
     // Tied models sometimes also store the (identical) head: the embedding is used.
     if (name === 'lm_head.weight' && config.tieEmbeddings) continue;
     // Llama's attention_bias adds an o_proj bias the schema has no place for: accept it only when it is zero.
     if (/\.self_attn\.o_proj\.bias$/.test(name) && config.arch === 'llama') {
-      if (t.data.every((x) => x === 0)) continue;
+      if (values(name).every((x) => x === 0)) continue;
       throw new UserError(`${t.file}: tensor ${name}: a non-zero o_proj bias is not supported`);
     }
     unexpected.push(name);
@@ -245,7 +299,6 @@ export function loadHfModel(dir: string): LoadedModel {
     const list = unexpected.slice(0, 5).join(', ') + (unexpected.length > 5 ? `, … (${unexpected.length} in all)` : '');
     throw new UserError(`${dir}: unexpected tensors for a ${config.arch} model: ${list}`);
   }
-  return { config, weights };
 }
 
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };

@@ -7,7 +7,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { OptionError, UserError } from '../errors.js';
 import { withFile } from './binfile.js';
-import { loadHfModel, readHfConfig, type LoadedModel } from './hf.js';
+import { loadHfModel, openHfCheckpoint, readHfConfig, type LoadedModel } from './hf.js';
+import { MemorySource, type WeightSource } from './source.js';
 import { loadDeepseekModel, readDeepseekConfig } from './deepseek.js';
 import { loadLlama2c, readLlama2cConfig } from './llama2c.js';
 import { modelTensors } from '../model/weights.js';
@@ -45,23 +46,63 @@ export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
 export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
   const format = detectFormat(path);
   let m: LoadedModel;
+  if (format !== 'llama2c') m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
+  else m = loadLlama2c(path);
+  const tokenizer = tokenizerFor(path, format, m.config, opts);
+  return { config: m.config, weights: m.weights, tokenizer, source: path, format };
+}
+
+/** A model opened for reading tensor by tensor (io/source.ts): what a job that must not hold the whole model reads. */
+export interface OpenedWeights {
+  config: ModelConfig;
+  /** The tensors: an HF directory's safetensors read by position; other formats (small, or already MLA) in memory. */
+  weights: WeightSource;
+  tokenizer: Tokenizer | null;
+  source: string;
+  format: ModelFormat;
+}
+
+/**
+ * Open a model for reading one tensor at a time: an HF directory's headers and index are checked as loadModel checks
+ * them and no weight is read yet; a llama2.c checkpoint or a DeepSeek-V3-layout directory is loaded whole. Close
+ * `weights` when done.
+ */
+export function openWeights(path: string, opts: LoadOptions = {}): OpenedWeights {
+  const format = detectFormat(path);
+  let config: ModelConfig;
+  let weights: WeightSource;
+  if (format === 'hf') {
+    ({ config, source: weights } = openHfCheckpoint(path));
+  } else {
+    const m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadLlama2c(path);
+    config = m.config;
+    weights = new MemorySource(m.weights, path);
+  }
+  try {
+    const tokenizer = tokenizerFor(path, format, config, opts);
+    return { config, weights, tokenizer, source: path, format };
+  } catch (e) {
+    weights.close();
+    throw e;
+  }
+}
+
+/** The tokenizer given, or the one beside the model; checks the special tokens and the vocabulary size. */
+function tokenizerFor(path: string, format: ModelFormat, config: ModelConfig, opts: LoadOptions): Tokenizer | null {
   let tokenizer: Tokenizer | null = null;
   if (format !== 'llama2c') {
-    m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
     if (!opts.tokenizer && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
     // A model converted from a llama2.c checkpoint carries its tokenizer as tokenizer.bin.
-    else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), m.config.vocabSize);
-  } else {
-    m = loadLlama2c(path);
+    else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), config.vocabSize);
   }
-  checkSpecialTokens(path, m.config);
-  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, m.config.vocabSize);
-  if (tokenizer && tokenizer.vocabSize > m.config.vocabSize) {
+  checkSpecialTokens(path, config);
+  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, config.vocabSize);
+  if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
     throw new UserError(
-      `${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${m.config.vocabSize}`,
+      `${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`,
     );
   }
-  return { config: m.config, weights: m.weights, tokenizer, source: path, format };
+  return tokenizer;
 }
 
 /** What the weights of a model are, from the file headers only. */

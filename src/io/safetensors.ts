@@ -22,7 +22,7 @@ export interface SafetensorsTensor {
 }
 
 /** A tensor over freshly read bytes; F16/BF16 keep their bits and widen lazily. */
-function tensorOf(dtype: SafetensorsDtype, shape: number[], bytes: Uint8Array): SafetensorsTensor {
+export function tensorOf(dtype: SafetensorsDtype, shape: number[], bytes: Uint8Array): SafetensorsTensor {
   if (dtype === 'F32') return { dtype, shape, data: decodeToF32(dtype, bytes) };
   const bits = bytes.byteOffset % 2 === 0
     ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2)
@@ -216,6 +216,33 @@ import { tempNameFor } from './output.js';
  */
 export function writeSafetensors(file: string, entries: readonly SafetensorsWriteEntry[], metadata?: Record<string, string>): void {
   assertLittleEndianHost();
+  for (const e of entries) {
+    if (sizeOf(e.shape) !== e.data.length) {
+      throw new Error(`writeSafetensors: ${e.name}: shape [${e.shape.join(', ')}] needs ${sizeOf(e.shape)} values, got ${e.data.length}`);
+    }
+  }
+  const head = safetensorsHeader(entries.map((e) => ({ name: e.name, shape: e.shape, dtype: e.dtype ?? 'F32' })), metadata);
+  const tmp = tempNameFor(file);
+  writeFileAtomic(file, tmp, (write) => {
+    write(head);
+    for (const e of entries) write(encodeFromF32(e.dtype ?? 'F32', e.data));
+  });
+}
+
+/** A tensor's header entry: name, shape and stored dtype (its bytes follow the previous tensor's). */
+export interface SafetensorsHeaderEntry {
+  name: string;
+  shape: readonly number[];
+  dtype: SafetensorsDtype;
+}
+
+/**
+ * The bytes before the data area: u64 LE header length N, then the JSON header {metadata, name: {dtype, shape,
+ * data_offsets}} for `entries` laid out back to back in order, padded with spaces so the data starts 8-byte aligned,
+ * or to exactly `length` bytes in all when given (a writer that reserved room for the header before it knew every
+ * shape: io/safetensors-stream.ts).
+ */
+export function safetensorsHeader(entries: readonly SafetensorsHeaderEntry[], metadata?: Record<string, string>, length?: number): Buffer {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -228,23 +255,15 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsWrit
     if (e.name === '' || e.name === '__metadata__') throw new Error(`writeSafetensors: invalid tensor name "${e.name}"`);
     if (Object.hasOwn(header, e.name)) throw new Error(`writeSafetensors: tensor "${e.name}" given twice`);
     if (e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new Error(`writeSafetensors: ${e.name}: bad shape [${e.shape.join(', ')}]`);
-    if (sizeOf(e.shape) !== e.data.length) {
-      throw new Error(`writeSafetensors: ${e.name}: shape [${e.shape.join(', ')}] needs ${sizeOf(e.shape)} values, got ${e.data.length}`);
-    }
-    const dtype = e.dtype ?? 'F32';
-    const nbytes = e.data.length * bytesPerElement[dtype];
-    header[e.name] = { dtype, shape: [...e.shape], data_offsets: [offset, offset + nbytes] };
+    const nbytes = sizeOf(e.shape) * bytesPerElement[e.dtype];
+    header[e.name] = { dtype: e.dtype, shape: [...e.shape], data_offsets: [offset, offset + nbytes] };
     offset += nbytes;
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const pad = (8 - ((8 + json.length) % 8)) % 8;
-  const head = Buffer.alloc(8 + json.length + pad, 0x20);
-  head.writeBigUInt64LE(BigInt(json.length + pad), 0);
+  const total = length ?? 8 + json.length + ((8 - ((8 + json.length) % 8)) % 8);
+  if (total < 8 + json.length || total % 8 !== 0) throw new Error(`safetensorsHeader: ${json.length} bytes of header do not fit ${total} (8-aligned)`);
+  const head = Buffer.alloc(total, 0x20);
+  head.writeBigUInt64LE(BigInt(total - 8), 0);
   json.copy(head, 8);
-
-  const tmp = tempNameFor(file);
-  writeFileAtomic(file, tmp, (write) => {
-    write(head);
-    for (const e of entries) write(encodeFromF32(e.dtype ?? 'F32', e.data));
-  });
+  return head;
 }
