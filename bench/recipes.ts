@@ -66,8 +66,9 @@ for (const recipe of recipes) {
       const p = perplexity(student, t.ids, ctx).perplexity;
       row.push(p.toFixed(2));
       const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
-      if (values.json) process.stdout.write(JSON.stringify({ recipe, text: t.name, ratio: r.compression, kv_rank: rank, rope_dim: ropeDim, ppl: p }) + '\n');
-      process.stderr.write(`${recipe} ${r.compression.toFixed(2)}× (${rank}+${ropeDim}) ${t.name}: ${p.toFixed(3)}\n`);
+      const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
+      if (values.json) process.stdout.write(JSON.stringify({ recipe, text: t.name, ratio: r.compression, kv_rank: rank, rope_dim: dr, ppl: p }) + '\n');
+      process.stderr.write(`${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr}) ${t.name}: ${p.toFixed(3)}\n`);
     });
   }
   rows.push(row);
