@@ -75,6 +75,7 @@ test('streamed conversion writes the in-memory conversion byte for byte (bf16 HF
       ['llama', false, {}],
       ['qwen2 bias, kept layer 1, rank plan', true, { plan: { kind: 'rank', rank: 12 }, keepLayers: [1] }],
       ['calibrated defaults', false, { ropeMethod: 'transmla', basis: 'activation', nopeInit: 'mean-rotation', latentNorm: true, qRank: 24 }],
+      ['no-rope keys dropped', true, { nopeKeys: 'drop', plan: { kind: 'rank', rank: 16 } }],
     ];
     cases.forEach(([what, bias, over], k) => {
       const src = join(dir, `hf${k}`);

@@ -11,7 +11,7 @@ import { streamModelDir } from '../io/deepseek.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import { prepareConversion, runConversion, type ConvertOptions, type ConvertSummary, type Teacher } from './convert.js';
+import { prepareConversion, runConversion, type ConvertGiven, type ConvertOptions, type ConvertSummary, type Teacher } from './convert.js';
 import { CONVERSION_RECORD, conversionRecordJson } from './record.js';
 
 /** Largest piece of an unchanged tensor held at once while it is copied. */
@@ -35,9 +35,9 @@ export interface ConvertToDirOptions {
  */
 export function convertToDir(
   teacher: Teacher, tokenizer: Tokenizer | null, opts: ConvertOptions, dir: string, save: ConvertToDirOptions,
-  progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
+  progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress }, given: ConvertGiven = {},
 ): ConvertSummary {
-  const prep = prepareConversion(teacher, tokenizer, opts, progress.calib);
+  const prep = prepareConversion(teacher, tokenizer, opts, progress.calib, given);
   const planned = prep.planned.map((p) => ({ name: p.name, shape: p.shape, dtype: save.dtype ?? p.dtype }));
   const dtype = planned[0]!.dtype; // the embedding's: most of the weights
   let summary: ConvertSummary | null = null;
