@@ -8,7 +8,7 @@
 // Not a test; never gates on a time.
 // Usage: node dist/bench/scale.js [--shapes smollm2-135m,qwen2.5-0.5b,llama-3.2-1b] [--cache DIR (/tmp/mla-scale)]
 //        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json] [--generate-only]
-//        (shape mistral-7b is generated and converted only: no ppl)
+//        (shape mistral-7b is generated and converted with the weight basis only: no default convert, no ppl)
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,7 +45,7 @@ const { values } = parseArgs({
 interface Shape {
   name: string;
   config: ModelConfig;
-  /** Convert only (too large for a forward-pass bench on this box). */
+  /** Weight-basis convert only (too large for a forward pass on this box: no default convert, no ppl). */
   convertOnly: boolean;
 }
 
@@ -239,7 +239,8 @@ async function main(): Promise<void> {
     const convertWeight = await measure([cli, 'convert', dir, '--out', outW, '--overwrite', ...weightArgs], 3600);
     rmSync(outW, { recursive: true, force: true });
     let convertDefault: Measured | null = null;
-    if (!values['skip-default']) {
+    // A convert-only shape gets the weight-basis conversion alone: calibration would hold the whole teacher.
+    if (!values['skip-default'] && !shape.convertOnly) {
       process.stderr.write(`${n}: mla convert (defaults) ${convertWeight.note}\n`);
       const extra = values.quick ? ['--calib-samples', '4', '--calib-len', '64'] : [];
       convertDefault = await measure([cli, 'convert', dir, '--out', outD, '--overwrite', '--kv-ratio', '4', ...extra], Number(values['default-timeout']));

@@ -20,6 +20,7 @@ import type { SafetensorsDtype } from '../src/io/safetensors.js';
 import { UserError } from '../src/errors.js';
 import { convert, needsCalibration, type ConvertOptions } from '../src/convert/convert.js';
 import { convertToDir } from '../src/convert/stream.js';
+import { checkHalf } from '../src/io/source.js';
 import { saveConverted } from '../src/convert/record.js';
 import { STORIES_BIN, tempDir } from './helpers.js';
 
@@ -146,5 +147,28 @@ test('a NaN in layer 2 stops the streamed conversion with the tensor named, and 
     }
   } finally {
     cleanup();
+  }
+});
+
+test('checkHalf flags exactly the non-finite bf16 and f16 patterns, at aligned and unaligned offsets', () => {
+  const bf16 = new Float32Array(1);
+  const u = new Uint32Array(bf16.buffer);
+  for (const dtype of ['BF16', 'F16'] as const) {
+    for (let b = 0; b < 65536; b++) {
+      u[0] = b << 16;
+      const finite = dtype === 'BF16' ? Number.isFinite(bf16[0]!) : (b & 0x7c00) !== 0x7c00;
+      for (const off of [0, 1, 2]) {
+        const arr = new Uint16Array(6).fill(0x3c00);
+        arr[off + 2] = b;
+        const piece = arr.subarray(off, off + 5); // off 1: not 4-byte aligned
+        let threw = false;
+        try {
+          checkHalf('f', 'w', [20], dtype, piece, 10);
+        } catch (e) {
+          threw = e instanceof UserError && /at element \[12\]/.test(e.message);
+        }
+        if (threw === finite) assert.fail(`${dtype} 0x${b.toString(16)} at offset ${off}: ${finite ? 'flagged' : 'missed'}`);
+      }
+    }
   }
 });

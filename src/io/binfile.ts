@@ -35,7 +35,12 @@ export class BinFile {
 
   /** Exactly `length` bytes starting at `position` (the caller has checked the range). */
   read(position: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+    return this.readInto(position, new Uint8Array(length));
+  }
+
+  /** Fill `out` with the bytes starting at `position` (a reused buffer: no fresh pages per read); returns `out`. */
+  readInto(position: number, out: Uint8Array): Uint8Array {
+    const length = out.byteLength;
     let done = 0;
     while (done < length) {
       const chunk = Math.min(length - done, 1 << 30);

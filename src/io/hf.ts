@@ -15,7 +15,7 @@ import { assertFiniteWeights } from './finite.js';
 import { readSafetensorsHeader, tensorOf, writeSafetensors, type SafetensorsDtype, type SafetensorsTensor } from './safetensors.js';
 import { BinFile } from './binfile.js';
 import { bytesPerElement } from './dtype.js';
-import { FileSource, type StoredRef } from './source.js';
+import { FileSource, checkHalf, type StoredRef } from './source.js';
 import { replaceDir, tempNameFor } from './output.js';
 
 export interface LoadedModel {
@@ -53,12 +53,7 @@ function assertFiniteCheckpoint(file: string, name: string, t: SafetensorsTensor
     assertFiniteWeights(file, name, t.shape, t.data);
     return;
   }
-  const mask = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
-  const bits = t.bits;
-  for (let i = 0; i < bits.length; i++) {
-    // Only a tensor that holds a non-finite value is widened, for the message.
-    if ((bits[i]! & mask) === mask) assertFiniteWeights(file, name, t.shape, t.data);
-  }
+  checkHalf(file, name, t.shape, t.dtype, t.bits, 0);
 }
 
 /** The weight as a Tensor in its file dtype (bf16/f16 bits adopted, no f32 copy). */

@@ -35,16 +35,25 @@ export interface WeightSource {
   close(): void;
 }
 
-/** A stored NaN/±∞ in `bits` (F16/BF16 patterns, an all-ones exponent): UserError naming the element. */
-function checkHalf(file: string, name: string, shape: readonly number[], dtype: StorageDtype, bits: Uint16Array, start: number): void {
+/**
+ * A stored NaN/±∞ in `bits` (F16/BF16 patterns, an all-ones exponent): UserError naming the element. Two values per
+ * 32-bit word: the exponent bits plus one at the exponent's lowest bit carry into bit 15 of a half exactly when that
+ * exponent is all ones (0x7f80 + 0x80 = 0x8000 for bf16, 0x7c00 + 0x400 for f16), and never into the other half.
+ */
+export function checkHalf(file: string, name: string, shape: readonly number[], dtype: StorageDtype, bits: Uint16Array, start: number): void {
   const mask = dtype === 'BF16' ? 0x7f80 : 0x7c00;
-  for (let i = 0; i < bits.length; i++) {
-    // Only a piece that holds a non-finite value is widened, for the message.
-    if ((bits[i]! & mask) === mask) {
-      const wide = dtype === 'BF16' ? bf16ToF32(bits) : f16ToF32(bits);
-      assertFiniteWeights(file, name, shape, wide, start);
-    }
+  const low = dtype === 'BF16' ? 0x0080 : 0x0400;
+  const mask2 = (mask | (mask << 16)) >>> 0;
+  const low2 = (low | (low << 16)) >>> 0;
+  const even = bits.byteOffset % 4 === 0;
+  const words = even ? new Uint32Array(bits.buffer, bits.byteOffset, bits.length >>> 1) : null;
+  let bad = 0;
+  if (words) {
+    for (let i = 0; i < words.length; i++) bad |= ((words[i]! & mask2) + low2) & 0x80008000;
   }
+  for (let i = words ? 2 * words.length : 0; i < bits.length; i++) bad |= ((bits[i]! & mask) + low) & 0x8000;
+  // Only a piece that holds a non-finite value is widened, for the message.
+  if (bad !== 0) assertFiniteWeights(file, name, shape, dtype === 'BF16' ? bf16ToF32(bits) : f16ToF32(bits), start);
 }
 
 /** Bytes of `dtype` for stored `bytes` of `from` (the same bytes when the dtypes agree). */
@@ -55,6 +64,7 @@ function transcode(from: StorageDtype, to: StorageDtype, bytes: Uint8Array): Uin
 /** Tensors of safetensors files, read by position (pread) when asked for. */
 export class FileSource implements WeightSource {
   private readonly files = new Map<string, BinFile>();
+  private scratch: Uint8Array | null = null;
 
   constructor(private readonly refs: ReadonlyMap<string, StoredRef>) {}
 
@@ -85,9 +95,11 @@ export class FileSource implements WeightSource {
     const n = sizeOf(r.shape);
     const step = Math.max(1, Math.floor(maxBytes / bpe));
     const f = this.file(r.file);
+    // One buffer for every piece: fresh buffers would cost a page fault per 4 KiB of the model.
+    if (!this.scratch || this.scratch.byteLength < Math.min(n, step) * bpe) this.scratch = new Uint8Array(Math.min(n, step) * bpe);
     for (let s = 0; s < n; s += step) {
       const m = Math.min(step, n - s);
-      const bytes = f.read(r.offset + s * bpe, m * bpe);
+      const bytes = f.readInto(r.offset + s * bpe, this.scratch.subarray(0, m * bpe));
       if (r.dtype === 'F32') assertFiniteWeights(r.file, name, r.shape, decodeToF32('F32', bytes), s);
       else checkHalf(r.file, name, r.shape, r.dtype, new Uint16Array(bytes.buffer, bytes.byteOffset, m), s);
       emit(transcode(r.dtype, dtype, bytes));
@@ -97,6 +109,7 @@ export class FileSource implements WeightSource {
   close(): void {
     for (const f of this.files.values()) f.close();
     this.files.clear();
+    this.scratch = null;
   }
 
   private ref(name: string): StoredRef {
