@@ -8,8 +8,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { MlaAttention, ModelConfig } from '../model/config.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
-import { toStockMla } from './stock.js';
-import { servingVerdicts } from '../convert/plan.js';
+import { servingVerdicts, toStockMla } from './kinds/mla-stock.js';
 import { rescaleNormEps, TRANSFORMERS_LATENT_EPS } from './norm-eps.js';
 
 export interface HfExportOptions {
@@ -19,7 +18,7 @@ export interface HfExportOptions {
   /** Tokenizer files to write (hf-tokenizer.ts hfTokenizerFiles). */
   writeFiles?: { name: string; text: string }[];
   source?: string;
-  /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
+  /** Largest relative logit error a rope fit may cost (kinds/mla-rope-fit.ts). */
   ropeTolerance?: number;
 }
 
