@@ -59,6 +59,15 @@ test('kind tests (`a.kind === "mla"`) only in the per-kind modules and the liste
       else bad.push(`${rel}:${n + 1}: ${line.trim()}`);
     });
   }
+  // The PyTorch engine mirrors model/ and train/ (python/mla_torch): its per-kind tables are ATTENTION_KINDS and
+  // TRAINS_ATTENTION there, and no `a["kind"] == "mla"` test elsewhere.
+  const pyTest = new RegExp(`\\[["']kind["']\\]\\s*[!=]=\\s*${lit}|${lit}\\s*[!=]=\\s*\\w+\\[["']kind["']\\]`);
+  assert.match('a["kind"] == "mla"', pyTest);
+  for (const file of readdirSync(join(ROOT, 'python', 'mla_torch')).filter((f) => f.endsWith('.py'))) {
+    readFileSync(join(ROOT, 'python', 'mla_torch', file), 'utf8').split('\n').forEach((line, n) => {
+      if (pyTest.test(line)) bad.push(`python/mla_torch/${file}:${n + 1}: ${line.trim()}`);
+    });
+  }
   assert.deepEqual(bad, [], `kind tests outside the per-kind modules (move the behaviour into the kind's module, keyed by AttentionKindName):\n${bad.join('\n')}`);
   // The list stays short and true: every entry still needs its exemption.
   assert.deepEqual([...used].sort(), Object.keys(ALLOWED).sort(), 'an ALLOWED entry no longer tests a kind: remove it');

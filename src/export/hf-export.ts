@@ -5,7 +5,8 @@
 
 import { basename } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
-import type { MlaAttention, ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
+import { attentionKind } from '../model/attention/index.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import { servingVerdicts, toStockMla } from './kinds/mla-stock.js';
@@ -47,7 +48,8 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
         `and latent rows scaled by ${eps.alpha.toPrecision(6)}, exact in every engine${cfg.tieEmbeddings ? '; lm_head untied from the embeddings' : ''}`,
     );
   }
-  const fit = geometricFit((stock.config.layers[0] as MlaAttention).ropeInvFreq);
+  const first = stock.config.layers[0]!; // every layer MLA with one frequency set (toStockMla checked)
+  const fit = geometricFit(attentionKind(first).ropeInvFreq(stock.config, first));
   if (fit && Math.abs(fit.factor - 1) > 1e-9) {
     notes.push(
       `rope: rope_theta ${fit.base.toPrecision(6)} with rope_scaling linear factor ${fit.factor.toPrecision(6)}; transformers applies it ` +
