@@ -25,7 +25,7 @@ function need(weights: Map<string, Tensor>, name: string): Tensor {
   return t;
 }
 
-/** All layers MLA with one geometry apart from the kv rank (the caller checked). */
+/** The MLA layers (after assertStockMla: every layer, one geometry apart from the kv rank). */
 function mlaLayers(cfg: ModelConfig): MlaAttention[] {
   return cfg.layers.filter((a): a is MlaAttention => a.kind === 'mla');
 }
