@@ -5,6 +5,9 @@
 //      B (repeated per query head) forms kv_b_proj with per-head rows [k_nope (D) | v (D)];
 //   4. query: the teacher's rows for the no-rope part and u-weighted pair rows for the rope part, scaled so the
 //      student's 1/sqrt(Dn+Dr) softmax scale equals the teacher's 1/sqrt(D); o_proj is unchanged.
+// One path for every caller: prepareConversion (options, ranks, calibration, rope pairs: the output's layout) then
+// runConversion, which reads one teacher layer at a time (Teacher.weights) and hands the output tensors in order to a
+// sink: convert() keeps them in memory, convert/stream.ts writes them to a model directory as they come.
 // Legend: C hidden, H heads, Hkv kv heads, D head dim, KD = Hkv·D, R kv rank, Dr rope dims, Rq q rank.
 
 import { Tensor } from '../tensor/tensor.js';
