@@ -62,13 +62,19 @@ export interface LoadedCheckpoint {
   stateFile: string;
 }
 
+/** The last whole checkpoint of a run directory (checkpoint/, or checkpoint.old/ when a kill fell between the two
+ *  renames of a save) and its validated state.json; no weight is read. */
+export function readCheckpointState(dir: string): { dir: string; file: string; state: TrainState } {
+  let cp = checkpointDir(dir);
+  if (!existsSync(join(cp, STATE_FILE)) && existsSync(join(`${cp}.old`, STATE_FILE))) cp = `${cp}.old`;
+  const file = join(cp, STATE_FILE);
+  if (!existsSync(file)) throw new OptionError('resume', dir, `no checkpoint (expected ${file})`);
+  return { dir: cp, file, state: readTrainState(file) };
+}
+
 /** Load the last whole checkpoint of a run directory. */
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
-  let cp = checkpointDir(dir);
-  if (!existsSync(join(cp, 'state.json')) && existsSync(join(`${cp}.old`, 'state.json'))) cp = `${cp}.old`;
-  const stateFile = join(cp, STATE_FILE);
-  if (!existsSync(stateFile)) throw new OptionError('resume', dir, `no checkpoint (expected ${stateFile})`);
-  const state = readTrainState(stateFile);
+  const { dir: cp, file: stateFile, state } = readCheckpointState(dir);
   const { config, weights } = loadDeepseekModel(cp);
   const opt = readSafetensors(join(cp, 'optimizer.safetensors'));
   const moments = new Map<string, Tensor>();

@@ -1,5 +1,6 @@
 // Checks a distillation plan before anything slow happens (teacher sampling, training): the models must share a
-// vocabulary, the sequence length must fit both contexts, and one micro-batch's logits must fit in memory.
+// vocabulary, the sequence length must fit both contexts, and one micro-batch's logits must fit in memory
+// (unless the engine computes the loss in row chunks).
 
 import type { ModelConfig } from '../model/config.js';
 import { OptionError } from '../errors.js';
@@ -14,7 +15,9 @@ export const MAX_MICROBATCH_LOGIT_BYTES = 8 * 2 ** 30;
  * context; batch·seq·V·4 bytes ·3 (teacher logits, student logits, their gradient) exceeds MAX_MICROBATCH_LOGIT_BYTES.
  * Messages name the option (seq, batch, student; the CLI shows the flag).
  */
-export function checkDistillPlan(teacher: ModelConfig, student: ModelConfig, s: DistillSettings, paths: { teacher: string; student: string }): void {
+export function checkDistillPlan(
+  teacher: ModelConfig, student: ModelConfig, s: DistillSettings, paths: { teacher: string; student: string }, opts: { chunkedLoss?: boolean } = {},
+): void {
   if (teacher.vocabSize !== student.vocabSize) {
     throw new OptionError('student', paths.student, `vocabulary ${student.vocabSize} ≠ the teacher's ${teacher.vocabSize} (they must share a tokenizer)`);
   }
@@ -22,8 +25,9 @@ export function checkDistillPlan(teacher: ModelConfig, student: ModelConfig, s: 
   if (s.seq > ctx) {
     throw new OptionError('seq', undefined, `expected at most ${ctx} (the ${teacher.maxPositions <= student.maxPositions ? "teacher's" : "student's"} context), got ${s.seq}`);
   }
+  // An engine that computes the loss over row chunks (the torch engine's --kl-chunk) never holds them all.
   const bytes = 3 * 4 * s.batch * s.seq * teacher.vocabSize;
-  if (bytes > MAX_MICROBATCH_LOGIT_BYTES) {
+  if (!opts.chunkedLoss && bytes > MAX_MICROBATCH_LOGIT_BYTES) {
     throw new OptionError(
       'batch',
       undefined,
