@@ -32,6 +32,8 @@ export interface TorchPython {
   torch: string;
   cuda: boolean;
   devices: number;
+  /** Whether torch has torch.compile (≥ 2.0); without it --compile runs eager, with a note. */
+  compile: boolean;
 }
 
 /** Environment for a child that imports mla_torch from this checkout. */
@@ -52,7 +54,7 @@ function probeOnce(python: string): TorchPython | null {
   const r = spawnSync(python, ['-m', 'mla_torch', 'probe'], { encoding: 'utf8', env: torchEnv(), timeout: 120_000 });
   if (r.status !== 0 || !r.stdout) return null;
   try {
-    const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; cuda: boolean; devices: number };
+    const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; cuda: boolean; devices: number; compile: boolean };
     return { python, ...o };
   } catch {
     return null;
