@@ -1,13 +1,16 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--recipe x-ecomla|mha2mla|transmla] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
 import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
-import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
+import {
+  convert, needsCalibration, NOPE_INITS, NOPE_KEYS, type ConvertOptions, type ConvertResult, type NopeInit, type NopeKeys, type RankPlan,
+} from '../convert/convert.js';
+import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { saveConverted } from '../convert/record.js';
@@ -27,16 +30,24 @@ export const convertSpec = {
     'kv-ratio': { type: 'string', value: 'X', field: 'plan.ratio', defaultText: `${CONVERT_DEFAULTS.plan.ratio} (when neither --kv-rank nor --energy)`, doc: "whole-cache KV compression against the teacher" },
     energy: { type: 'string', value: 'δ', field: 'plan.delta', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
     'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
-    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
+    recipe: {
+      type: 'string', value: 'x-ecomla|mha2mla|transmla', defaultText: 'none: ours (the defaults below)',
+      doc: "a seed paper's recipe exactly: sets --rope-method, --basis, --nope-init and --nope-keys (README: Conversion recipes)",
+    },
+    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', defaultText: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
     target: {
       type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
       defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
       doc: "plan the shapes the engine's fast kernels accept (mla plan); native: per-layer rope choice, native format only",
     },
-    basis: { type: 'string', value: 'weight|activation', default: CONVERT_DEFAULTS.basis, doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
+    basis: { type: 'string', value: 'weight|activation', defaultText: CONVERT_DEFAULTS.basis, doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
     'q-rank': { type: 'string', value: 'R', defaultText: 'full-rank query', doc: 'low-rank query (q_a_proj / q_a_layernorm / q_b_proj)' },
     'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
-    'nope-init': { type: 'string', value: 'mean-rotation|identity', default: CONVERT_DEFAULTS.nopeInit, doc: 'no-rope path init of a rotary pair that leaves the rope key' },
+    'nope-init': { type: 'string', value: 'mean-rotation|identity', defaultText: CONVERT_DEFAULTS.nopeInit, doc: 'no-rope path init of a rotary pair that leaves the rope key' },
+    'nope-keys': {
+      type: 'string', value: 'residual|drop', defaultText: CONVERT_DEFAULTS.nopeKeys,
+      doc: "the rope pairs' dims in the no-rope path: kept minus what the rope key carries (d_n = head dim), or dropped (d_n = head dim − rope dims)",
+    },
     'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
     'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
@@ -58,14 +69,25 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (v['kv-rank'] !== undefined) plan = { kind: 'rank', rank: num(v['kv-rank'], 'kv-rank', 0, positiveInt, 'a positive integer') };
   if (v['kv-ratio'] !== undefined) plan = { kind: 'ratio', ratio: num(v['kv-ratio'], 'kv-ratio', 0, (n) => n >= 1, 'a compression ≥ 1') };
   if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
-  const ropeMethod = v['rope-method'] as RopeMethod;
+  // A recipe fixes its fields; the same field from a flag too would silently make it someone else's recipe.
+  let recipe: (typeof RECIPE_OPTIONS)[keyof typeof RECIPE_OPTIONS] | undefined;
+  if (v.recipe !== undefined) {
+    if (!isRecipe(v.recipe)) throw new UserError(`--recipe: expected ${RECIPES.join(', ')}, got '${v.recipe}'`);
+    recipe = RECIPE_OPTIONS[v.recipe];
+    for (const flag of ['rope-method', 'basis', 'nope-init', 'nope-keys'] as const) {
+      if (v[flag] !== undefined) throw new UserError(`--recipe ${v.recipe} sets --${flag} itself; drop --${flag} (or --recipe and give every option)`);
+    }
+  }
+  const ropeMethod = (v['rope-method'] ?? recipe?.ropeMethod ?? CONVERT_DEFAULTS.ropeMethod) as RopeMethod;
   if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
   const target = v.target as Target | undefined;
   if (target !== undefined && !TARGETS.includes(target)) throw new UserError(`--target: expected ${TARGETS.join(', ')}, got '${target}'`);
-  const basis = v.basis as BasisMethod;
+  const basis = (v.basis ?? recipe?.basis ?? CONVERT_DEFAULTS.basis) as BasisMethod;
   if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
-  const nopeInit = v['nope-init'] as NopeInit;
+  const nopeInit = (v['nope-init'] ?? recipe?.nopeInit ?? CONVERT_DEFAULTS.nopeInit) as NopeInit;
   if (!NOPE_INITS.includes(nopeInit)) throw new UserError(`--nope-init: expected ${NOPE_INITS.join(', ')}, got '${nopeInit}'`);
+  const nopeKeys = (v['nope-keys'] ?? recipe?.nopeKeys ?? CONVERT_DEFAULTS.nopeKeys) as NopeKeys;
+  if (!NOPE_KEYS.includes(nopeKeys)) throw new UserError(`--nope-keys: expected ${NOPE_KEYS.join(', ')}, got '${nopeKeys}'`);
   const keepLayers = v['keep-layers']
     ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices'))
     : [];
@@ -79,6 +101,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
     nopeInit,
+    nopeKeys,
     keepLayers,
     calib: {
       file: v.calib,
