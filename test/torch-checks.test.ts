@@ -100,3 +100,18 @@ test('torch engine: --resume refuses a checkpoint whose settings are not the run
     cleanup();
   }
 });
+
+test('torch engine: --teacher-device own-gpu without --device cuda is one clear error before any work', { skip }, () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const out = join(dir, 'run');
+    const r = mla([
+      'distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', STORIES_BIN, '--out', out, '--steps', '1',
+      '--engine', 'torch', '--device', 'cpu', '--teacher-device', 'own-gpu',
+    ]);
+    assert.equal(oneError(r), 'error: --teacher-device own-gpu: needs --device cuda (two GPUs per process)');
+    assert.ok(!existsSync(out));
+  } finally {
+    cleanup();
+  }
+});
