@@ -11,6 +11,7 @@ import {
   convert, needsCalibration, NOPE_INITS, NOPE_KEYS, type ConvertOptions, type ConvertResult, type NopeInit, type NopeKeys, type RankPlan,
 } from '../convert/convert.js';
 import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
+import { PlanSearch, SEARCH_DEFAULTS, type SearchResult } from '../convert/search.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { saveConverted } from '../convert/record.js';
@@ -18,6 +19,7 @@ import { CONVERT_DEFAULTS } from '../convert/defaults.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
+import type { LayerStats } from '../convert/calibrate.js';
 import { Progress } from './progress.js';
 import { table } from '../report/table.js';
 
@@ -48,7 +50,9 @@ export const convertSpec = {
       type: 'string', value: 'residual|drop', defaultText: CONVERT_DEFAULTS.nopeKeys,
       doc: "the rope pairs' dims in the no-rope path: kept minus what the rope key carries (d_n = head dim), or dropped (d_n = head dim − rope dims)",
     },
-    'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
+    'keep-layers': { type: 'string', value: 'I,J,...|auto:K', doc: 'layers kept as original attention (a hybrid model); auto:K keeps the K layers whose conversion costs most calibration KL' },
+    search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
+    'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
     'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
     'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
@@ -88,8 +92,9 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (!NOPE_INITS.includes(nopeInit)) throw new UserError(`--nope-init: expected ${NOPE_INITS.join(', ')}, got '${nopeInit}'`);
   const nopeKeys = (v['nope-keys'] ?? recipe?.nopeKeys ?? CONVERT_DEFAULTS.nopeKeys) as NopeKeys;
   if (!NOPE_KEYS.includes(nopeKeys)) throw new UserError(`--nope-keys: expected ${NOPE_KEYS.join(', ')}, got '${nopeKeys}'`);
-  const keepLayers = v['keep-layers']
-    ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices'))
+  const auto = v['keep-layers']?.startsWith('auto:') ?? false;
+  const keepLayers = v['keep-layers'] && !auto
+    ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices or auto:K'))
     : [];
   return {
     plan,
@@ -110,6 +115,27 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
       seed: numFlag(v.seed, 'seed', nonNegativeInt, 'a non-negative integer'),
     },
   };
+}
+
+/** --keep-layers auto:K → K (null when the layers are given). */
+function autoKeepCount(v: ConvertValues): number | null {
+  const s = v['keep-layers'];
+  if (!s?.startsWith('auto:')) return null;
+  return num(s.slice(5), 'keep-layers', 0, positiveInt, 'auto:K with K a positive integer');
+}
+
+/** The search's candidates, the chosen plan against the uniform one. */
+function searchReport(r: SearchResult): string {
+  const ranks = (c: SearchResult['chosen']) => {
+    const rs = c.ranks.map((x) => x ?? 'kept');
+    return rs.every((x) => x === rs[0]) ? String(rs[0]) : rs.join(',');
+  };
+  const rows = r.tried.map((c) => [c.ropeDim, ranks(c), c.nopeInit, c.compression.toFixed(2) + '×', c.kl.toFixed(5), c === r.chosen ? 'chosen' : c === r.uniform ? 'uniform (no search)' : '']);
+  return [
+    table(['d_r', 'r_kv', 'no-rope init', 'compression', 'calibration KL', ''], rows),
+    `search: d_r ${r.chosen.ropeDim}, r_kv ${ranks(r.chosen)}, ${r.chosen.nopeInit}: calibration KL ${r.chosen.kl.toFixed(5)} against ${r.uniform.kl.toFixed(5)} for the uniform plan (${(100 * (1 - r.chosen.kl / r.uniform.kl)).toFixed(1)}% lower)`,
+    '',
+  ].join('\n');
 }
 
 /** The per-layer table and totals printed by convert. */
@@ -137,13 +163,36 @@ export async function convertCommand(argv: string[]): Promise<void> {
   checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
   if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
-  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
+  const searchSamples = numFlag(values['search-samples'], 'search-samples', positiveInt, 'a positive integer');
+  // Sampled sequences tick once when drawn and once when their statistics are taken; the search draws its own too.
+  const calibBar = (extra = 0) => new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2) + extra, 'seq');
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
-  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
+  const K = autoKeepCount(values);
+  let stats: LayerStats[] | undefined;
+  let before = '';
+  const extraJson: Record<string, unknown> = {};
+  if (K !== null || values.search) {
+    const s = new PlanSearch(opened.model, opened.tokenizer, opts, { samples: searchSamples }, calibBar(opts.calib.file ? 0 : searchSamples));
+    stats = s.stats;
+    if (K !== null) {
+      const auto = s.autoKeep(opts, K, new Progress(`keep-layers auto:${K}`, opened.model.config.numLayers + 1, 'conversion'));
+      opts.keepLayers = auto.keep;
+      extraJson.auto_keep = { keep: auto.keep, layer_kl: auto.cost };
+      before += `auto:${K}: keeping layers ${auto.keep.join(', ')} as original attention; calibration KL of converting each layer alone: ${auto.cost.map((c, l) => `${l}: ${c.toFixed(5)}`).join(', ')}\n`;
+    }
+    if (values.search) {
+      const bar = new Progress('search', s.planScores(opts), 'conversion');
+      const found = s.plan(opts, bar);
+      Object.assign(opts, found.options);
+      extraJson.search = { chosen: found.chosen, uniform: found.uniform, tried: found.tried };
+      before += searchReport(found);
+    }
+  }
+  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibBar() : { tick() {}, end() {} }, layers: layerBar }, { stats });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
-    process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
+    process.stdout.write(before + convertReport(r) + `\nwrote ${values.out}\n`);
   }
 }

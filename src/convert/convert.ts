@@ -38,7 +38,12 @@ export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
 export type NopeKeys = 'residual' | 'drop';
 export const NOPE_KEYS: readonly NopeKeys[] = ['residual', 'drop'];
 
-export type RankPlan = { kind: 'rank'; rank: number } | { kind: 'ratio'; ratio: number } | { kind: 'energy'; delta: number };
+export type RankPlan =
+  | { kind: 'rank'; rank: number }
+  | { kind: 'ratio'; ratio: number }
+  | { kind: 'energy'; delta: number }
+  /** One kv rank per layer (kept layers' entries are ignored): what `--search` chooses. */
+  | { kind: 'ranks'; ranks: number[] };
 
 export interface ConvertOptions {
   plan: RankPlan;
@@ -88,6 +93,16 @@ export interface ConvertResult {
   /** Facts the user must know (function-changing options, export limits). */
   /** What the conversion changed; option references are written {field} (errors.ts renderOptionRefs). */
   notes: string[];
+  /** The teacher rope pairs every converted layer keeps (null: each layer its own, rope rule 'free'). */
+  ropePairs: number[] | null;
+}
+
+/** Work a caller already did for this model and options (a search converts the same teacher many times). */
+export interface ConvertGiven {
+  /** Calibration statistics per layer (used when the options need calibration). */
+  stats?: LayerStats[];
+  /** The shared rope pairs (instead of choosing them from the converted layers' scores). */
+  ropePairs?: number[];
 }
 
 /** Does this conversion need calibration activations? */
@@ -103,8 +118,8 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
   if (!opts.target) return { opts, notes: [] };
   const rules = TARGET_RULES[opts.target];
   const notes: string[] = [];
-  if (opts.plan.kind === 'energy' && rules.uniformRank) {
-    throw new UserError(`--energy gives each layer its own kv rank, but ${rules.engine} has one kv_lora_rank: use --kv-rank or --kv-ratio with --target ${opts.target}`);
+  if ((opts.plan.kind === 'energy' || opts.plan.kind === 'ranks') && rules.uniformRank) {
+    throw new OptionError(opts.plan.kind === 'energy' ? 'plan.delta' : 'plan.ranks', undefined, `gives each layer its own kv rank, but ${rules.engine} has one kv_lora_rank: use {plan.rank} or {plan.ratio} with {target} ${opts.target}`);
   }
   const plan = planTarget(cfg, opts.target, {
     kvRank: opts.plan.kind === 'rank' ? opts.plan.rank : undefined, ratio: opts.plan.kind === 'ratio' ? opts.plan.ratio : undefined, ropeDim: opts.ropeDim,
@@ -131,6 +146,7 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
 export function convert(
   model: Model, tokenizer: Tokenizer | null, opts0: ConvertOptions,
   progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
+  given: ConvertGiven = {},
 ): ConvertResult {
   const cfg = model.config;
   const targeted = targetOptions(cfg, opts0);
@@ -156,7 +172,7 @@ export function convert(
     const maxR = opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
     const r = planned[l];
     if (r !== null && r !== undefined && r > maxR) {
-      const [field, value] = opts.plan.kind === 'rank' ? ['plan.rank', undefined] : ['plan.ratio', (opts.plan as { ratio: number }).ratio];
+      const [field, value] = opts.plan.kind === 'ratio' ? ['plan.ratio', opts.plan.ratio] : [opts.plan.kind === 'ranks' ? 'plan.ranks' : 'plan.rank', undefined];
       throw new OptionError(field, value, `a kv rank of ${r} exceeds the maximum ${maxR} for layer ${l} (2·num_kv_heads·head_dim${opts.basis === 'weight' ? ', at most hidden_size' : ''})`);
     }
     const drop = opts.nopeKeys === 'drop';
@@ -168,8 +184,7 @@ export function convert(
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {
-    const seqs = calibrationSequences(model, tokenizer, opts.calib, progress.calib);
-    stats = collectStats(model, seqs, progress.calib);
+    stats = given.stats ?? collectStats(model, calibrationSequences(model, tokenizer, opts.calib, progress.calib), progress.calib);
   }
   const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';
@@ -185,7 +200,9 @@ export function convert(
       energiesOf[l] = e;
       scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
     });
-    const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
+    const choice = given.ropePairs
+      ? { pairs: given.ropePairs, exact: ropeAccepts(rule, given.ropePairs.map((j) => cfg.ropeInvFreq[j]!), cfg), acceptedRuns: 1 }
+      : sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
     shared = choice.pairs;
     notes.push(
       choice.exact
@@ -247,7 +264,10 @@ export function convert(
   if (opts.keepLayers.length) notes.push(`layers ${opts.keepLayers.join(', ')} kept as original attention (hybrid): a stock DeepSeek-V3 export cannot express it.`);
   const teacherBytes = kvBytesPerToken(cfg, 4);
   const studentBytes = kvBytesPerToken(config, 4);
-  return { config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes };
+  return {
+    config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes,
+    ropePairs: shared,
+  };
 }
 
 function attentionNames(l: number, a: GqaAttention): string[] {
@@ -264,6 +284,13 @@ export function planRanks(cfg: ModelConfig, plan: RankPlan, ropeDim: number, con
   if (plan.kind === 'energy') {
     if (!(plan.delta > 0 && plan.delta <= 1)) throw new OptionError('plan.delta', undefined, `expected a fraction in (0, 1], got ${plan.delta}`);
     return convertSet.map(() => null);
+  }
+  if (plan.kind === 'ranks') {
+    if (plan.ranks.length !== cfg.numLayers) throw new OptionError('plan.ranks', undefined, `expected ${cfg.numLayers} ranks (one per layer), got ${plan.ranks.length}`);
+    plan.ranks.forEach((r, l) => {
+      if (convertSet[l] && (!Number.isInteger(r) || r < 1)) throw new OptionError('plan.ranks', undefined, `layer ${l}: expected a positive integer, got ${r}`);
+    });
+    return convertSet.map((c, l) => (c ? plan.ranks[l]! : null));
   }
   if (plan.kind === 'rank') {
     if (!Number.isInteger(plan.rank) || plan.rank < 1) throw new OptionError('plan.rank', undefined, `expected a positive integer, got ${plan.rank}`);
