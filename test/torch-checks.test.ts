@@ -18,6 +18,8 @@ import { saveModelDir } from '../src/io/deepseek.js';
 import { Model } from '../src/model/model.js';
 import { getBackend } from '../src/backends/index.js';
 import { convert } from '../src/convert/convert.js';
+import { checkDistillPlan } from '../src/train/preflight.js';
+import type { ModelConfig } from '../src/model/config.js';
 
 let skip: string | false = false;
 try {
@@ -111,4 +113,14 @@ test('torch engine: --teacher-device own-gpu without --device cuda, or an unknow
     e instanceof OptionError && e.field === 'teacherDevice' && e.template === '{teacherDevice} own-gpu: needs {device} cuda (two GPUs per process)');
   assert.throws(() => resolveTorchOptions({ device: 'cpu', teacherDevice: 'gpu1' as TeacherDevice }), /'teacherDevice' gpu1: expected same, cpu, own-gpu/);
   assert.equal(resolveTorchOptions({ device: 'cpu' }).teacherDevice, 'same');
+});
+
+test('the torch engine\'s chunked loss lifts the cpu engine\'s limit on one micro-batch of logits (a 128K vocabulary at 4 × 2048)', () => {
+  const cfg = (vocabSize: number): ModelConfig => ({ ...loadModel(STORIES_BIN).config, vocabSize, maxPositions: 131072 });
+  const s = resolveSettings({ steps: 1, batch: 4, seq: 2048 });
+  const paths = { teacher: 't', student: 's' };
+  assert.throws(() => checkDistillPlan(cfg(128256), cfg(128256), s, paths), (e: Error) => e instanceof OptionError && e.field === 'batch');
+  assert.doesNotThrow(() => checkDistillPlan(cfg(128256), cfg(128256), s, paths, { chunkedLoss: true }));
+  // The other checks stay: a vocabulary mismatch is refused either way.
+  assert.throws(() => checkDistillPlan(cfg(128256), cfg(128000), s, paths, { chunkedLoss: true }), /vocabulary 128000 ≠ the teacher's 128256/);
 });
