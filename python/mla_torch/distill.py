@@ -160,6 +160,28 @@ def micro_step(job, ids, tgt, tau, kl_w, ce_w, scale, check):
         return job.losses.run(sh, job.student.head(), th, job.t_head, tgt, tau, kl_w, ce_w, scale, True, check)
 
 
+def compiled_or_eager(fn, note):
+    """torch.compile(fn), or fn itself when compiling fails at the first call (torch.compile compiles lazily; a
+    machine without a C++ toolchain or Python headers for inductor fails there, before anything ran): one note, then
+    the eager module, which computes the same function."""
+    compiled = torch.compile(fn)
+    state = {"fn": None}
+
+    def call(*args):
+        if state["fn"] is None:
+            try:
+                out = compiled(*args)
+                state["fn"] = compiled
+                return out
+            except Exception as e:  # noqa: BLE001 (any backend failure: fall back, saying why)
+                why = (str(e).strip().splitlines() or [""])[0][:200]
+                note(f"{{compile}}: torch.compile failed ({type(e).__name__}: {why}); running eager")
+                state["fn"] = fn
+        return state["fn"](*args)
+
+    return call
+
+
 TEACHER_HINT = "the teacher's forward pass overflowed {fmt} or met a non-finite weight (rerun with {{engine}} cpu to compare)"
 FORWARD_HINT = "the forward pass overflowed {fmt} or met a non-finite weight (rerun with {{engine}} cpu to compare)"
 LOWER_LR = "(lower {lr} or raise {warmup})"
@@ -215,6 +237,10 @@ class Job:
     def log_file(self):
         return os.path.join(self.out, "log.jsonl")
 
+    def note(self, message):
+        if self.dist.main:
+            emit({"type": "note", "message": message})
+
     def stopped(self):
         """src/train/distill.ts stopped(): where the last good checkpoint is, if there is one."""
         if self.checkpointed:
@@ -264,11 +290,10 @@ class Job:
         self.hidden = self.student.hidden
         if self.spec.get("compile"):
             if hasattr(torch, "compile"):
-                self.hidden = torch.compile(self.student.hidden)
-            elif self.dist.main:
+                self.hidden = compiled_or_eager(self.student.hidden, self.note)
+            else:
                 # The exact fallback: the eager module the equivalence tests hold to the cpu engine.
-                emit({"type": "note", "message": f"{{compile}}: torch {torch.__version__} has no torch.compile "
-                                                 "(torch >= 2.0); running eager"})
+                self.note(f"{{compile}}: torch {torch.__version__} has no torch.compile (torch >= 2.0); running eager")
         self.train = Batcher(read_shard(spec["train"]), self.s["seq"], self.s["batch"], self.s["seed"])
         self.eval_seqs = read_shard(spec["eval"])
 
