@@ -141,7 +141,7 @@ function searchReport(r: SearchResult): string {
 /** The per-layer table and totals printed by convert. */
 export function convertReport(r: ConvertResult): string {
   const rows = r.layers.map((l) => [
-    l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kind === 'mla' ? `${(100 * l.energyKept).toFixed(2)}%` : '-',
+    l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kvRank === null ? '-' : `${(100 * l.energyKept).toFixed(2)}%`, // no rank: a kept layer
     l.kvValuesPerToken * 4, l.teacherValuesPerToken * 4,
   ]);
   return [

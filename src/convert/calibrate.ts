@@ -17,6 +17,7 @@ import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { tidy } from '../tensor/storage.js';
+import { teacherAttention } from './kinds.js';
 
 export interface LayerStats {
   /** Tokens seen. */
@@ -67,7 +68,7 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
   const maxDist = Math.max(...seqs.map((q) => q.length));
   const H = cfg.numHeads;
   cfg.layers.forEach((a, l) => {
-    if (a.kind === 'gqa') {
+    if (teacherAttention(a)) {
       stats[l]!.relDist = new Float64Array(H * maxDist);
       stats[l]!.maxDist = maxDist;
     }
@@ -80,7 +81,8 @@ export function collectStats(model: Model, seqs: number[][], progress: ProgressS
         const xv = F.rmsnorm(h, model.p(`${layerPrefix(l)}.input_layernorm.weight`), cfg.rmsNormEps);
         const x = xv.value; // (T, C)
         const attn = cfg.layers[l]!;
-        if (attn.kind === 'gqa') accumulateDistances(model, l, attn.numKvHeads, attn.headDim, attn.qkvBias, xv, stats[l]!.relDist!, maxDist);
+        const t = teacherAttention(attn);
+        if (t) accumulateDistances(model, l, t.numKvHeads, t.headDim, t.qkvBias, xv, stats[l]!.relDist!, maxDist);
         const xtx = be.run('matmul', [x, x], { transA: true, transB: false })[0]; // (C, C)
         const st = stats[l]!;
         for (let i = 0; i < C * C; i++) st.second[i]! += xtx.data[i]!;

@@ -28,6 +28,7 @@ import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { teacherLayer } from './kinds.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
 export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
@@ -157,7 +158,7 @@ export function convert(
     if (!Number.isInteger(l) || l < 0 || l >= cfg.numLayers) throw new OptionError('keepLayers', undefined, `layer ${l} outside 0..${cfg.numLayers - 1}`);
   }
   cfg.layers.forEach((a, i) => {
-    if (a.kind !== 'gqa') throw new UserError(`convert: layer ${i} is already MLA; convert a GQA/MHA model`);
+    teacherLayer(a, i); // a UserError for a kind that cannot be a conversion source (convert/kinds.ts)
   });
   const teacherLayers = cfg.layers as GqaAttention[];
   const D0 = teacherLayers[0]!.headDim;
