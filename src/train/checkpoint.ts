@@ -1,4 +1,4 @@
-// Training checkpoints: DIR/checkpoint/ holds the student (DeepSeek-V3 layout), the AdamW moments and state.json.
+// Training checkpoints: DIR/checkpoint/ holds the student (a model directory: io/deepseek.ts saveModelDir), the AdamW moments and state.json.
 // Written as DIR/checkpoint.new, then swapped in with renames, so a killed run always leaves one whole checkpoint.
 
 import { existsSync, renameSync, rmSync } from 'node:fs';
@@ -6,7 +6,8 @@ import { STATE_FILE, readTrainState, stateJson, type TrainState } from '../io/ru
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
+import { saveModelDir } from '../io/deepseek.js';
+import { loadModel } from '../io/load.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { assertFiniteWeights } from '../io/finite.js';
 import { OptionError, UserError } from '../errors.js';
@@ -75,7 +76,8 @@ export function readCheckpointState(dir: string): { dir: string; file: string; s
 /** Load the last whole checkpoint of a run directory. */
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
   const { dir: cp, file: stateFile, state } = readCheckpointState(dir);
-  const { config, weights } = loadDeepseekModel(cp);
+  // The DeepSeek-V3 layout, or an all-GQA student's own HF layout (io/deepseek.ts modelDirConfigJson).
+  const { config, weights } = loadModel(cp);
   const opt = readSafetensors(join(cp, 'optimizer.safetensors'));
   const moments = new Map<string, Tensor>();
   for (const [name, t] of opt.tensors) {

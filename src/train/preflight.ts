@@ -1,9 +1,11 @@
 // Checks a distillation plan before anything slow happens (teacher sampling, training): the models must share a
 // vocabulary, the sequence length must fit both contexts, and one micro-batch's logits must fit in memory
-// (unless the engine computes the loss in row chunks).
+// (unless the engine computes the loss in row chunks), and the student must have a model-directory form (it is saved at
+// every checkpoint: failing there would lose minutes of training).
 
 import type { ModelConfig } from '../model/config.js';
-import { OptionError } from '../errors.js';
+import { OptionError, UserError } from '../errors.js';
+import { modelDirConfigJson } from '../io/deepseek.js';
 import type { DistillSettings } from '../io/run-files.js';
 
 /** Bytes one micro-batch's logits may take (teacher + student, f32, plus their gradient): beyond this the run would
@@ -20,6 +22,12 @@ export function checkDistillPlan(
 ): void {
   if (teacher.vocabSize !== student.vocabSize) {
     throw new OptionError('student', paths.student, `vocabulary ${student.vocabSize} ≠ the teacher's ${teacher.vocabSize} (they must share a tokenizer)`);
+  }
+  try {
+    modelDirConfigJson(student, 'float32', true);
+  } catch (e) {
+    if (e instanceof UserError) throw new OptionError('student', paths.student, `cannot be saved as a model directory (checkpoints, the result): ${e.message}`);
+    throw e;
   }
   const ctx = Math.min(teacher.maxPositions, student.maxPositions);
   if (s.seq > ctx) {
