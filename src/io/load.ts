@@ -48,7 +48,8 @@ export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
   let m: LoadedModel;
   if (format !== 'llama2c') m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
   else m = loadLlama2c(path);
-  const tokenizer = tokenizerFor(path, format, m.config, opts);
+  checkSpecialTokens(path, m.config);
+  const tokenizer = modelTokenizer(path, format, m.config.vocabSize, opts);
   return { config: m.config, weights: m.weights, tokenizer, source: path, format };
 }
 
@@ -79,7 +80,8 @@ export function openWeights(path: string, opts: LoadOptions = {}): OpenedWeights
     weights = new MemorySource(m.weights, path);
   }
   try {
-    const tokenizer = tokenizerFor(path, format, config, opts);
+    checkSpecialTokens(path, config);
+    const tokenizer = modelTokenizer(path, format, config.vocabSize, opts);
     return { config, weights, tokenizer, source: path, format };
   } catch (e) {
     weights.close();
@@ -87,20 +89,18 @@ export function openWeights(path: string, opts: LoadOptions = {}): OpenedWeights
   }
 }
 
-/** The tokenizer given, or the one beside the model; checks the special tokens and the vocabulary size. */
-function tokenizerFor(path: string, format: ModelFormat, config: ModelConfig, opts: LoadOptions): Tokenizer | null {
+/**
+ * The tokenizer of a model: `opts.tokenizer` when given, else the tokenizer.json (or, for a model converted from a
+ * llama2.c checkpoint, the tokenizer.bin) in its directory; null when there is none. It may not have more tokens than
+ * the model's vocabulary. Reads no weights (a model opened with inspectModel gets its tokenizer here).
+ */
+export function modelTokenizer(path: string, format: ModelFormat, vocabSize: number, opts: LoadOptions = {}): Tokenizer | null {
   let tokenizer: Tokenizer | null = null;
-  if (format !== 'llama2c') {
-    if (!opts.tokenizer && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
-    // A model converted from a llama2.c checkpoint carries its tokenizer as tokenizer.bin.
-    else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), config.vocabSize);
-  }
-  checkSpecialTokens(path, config);
-  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, config.vocabSize);
-  if (tokenizer && tokenizer.vocabSize > config.vocabSize) {
-    throw new UserError(
-      `${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`,
-    );
+  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, vocabSize);
+  else if (format !== 'llama2c' && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
+  else if (format !== 'llama2c' && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), vocabSize);
+  if (tokenizer && tokenizer.vocabSize > vocabSize) {
+    throw new UserError(`${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${vocabSize}`);
   }
   return tokenizer;
 }
