@@ -7,7 +7,7 @@
 // writer, with an index), so it never holds more than one layer (or the embedding) in f32.
 // Not a test; never gates on a time.
 // Usage: node dist/bench/scale.js [--shapes smollm2-135m,qwen2.5-0.5b,llama-3.2-1b] [--cache DIR (/tmp/mla-scale)]
-//        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json]
+//        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json] [--generate-only]
 //        (shape mistral-7b is generated and converted only: no ppl)
 
 import { spawn } from 'node:child_process';
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     'child-ppl': { type: 'string' },
     windows: { type: 'string', default: '2' },
+    'generate-only': { type: 'boolean', default: false },
   },
 });
 
@@ -228,6 +229,7 @@ async function main(): Promise<void> {
       process.stderr.write(`writing a random bf16 ${n} checkpoint to ${dir}\n`);
       generate(shape, dir);
     }
+    if (values['generate-only']) continue;
     const outW = `${dir}-mla-weight`;
     const outD = `${dir}-mla-default`;
     process.stderr.write(`${n}: mla info\n`);
