@@ -217,6 +217,14 @@ const CASES: Table = {
     attnBack('qOffset', 2, 5, 12, 2, 1, 16, 16, 0.25, 7),
     attnBack('threaded, several key blocks', 1, 130, 130, 4, 1, 32, 24, 0.18, 0, true),
   ],
+  // Calibration statistics: the softmax and the sums in double over f32 scores, so the default tolerance holds.
+  attentionDistance: [
+    { label: 'MHA prefill', inputs: [{ shape: [2, 7, 3, 16] }, { shape: [2, 7, 3, 16] }], params: { scale: 0.25, qOffset: 0 } },
+    { label: 'GQA 6/4 (uneven groups), odd dims', inputs: [{ shape: [1, 5, 6, 7] }, { shape: [1, 5, 4, 7] }], params: { scale: 0.4, qOffset: 0 } },
+    { label: 'decode rows at an offset, S > qOffset + T', inputs: [{ shape: [3, 1, 4, 16] }, { shape: [3, 20, 2, 16] }], params: { scale: 0.25, qOffset: 12 } },
+    { label: 'large scores', inputs: [{ shape: [1, 33, 2, 16], range: [-3, 3] }, { shape: [1, 33, 1, 16], range: [-3, 3] }], params: { scale: 1, qOffset: 0 } },
+    { label: 'threaded', inputs: [{ shape: [2, 130, 8, 64] }, { shape: [2, 130, 2, 64] }], params: { scale: 0.125, qOffset: 0 }, big: true },
+  ],
   swiglu: [
     { label: 'odd', inputs: [{ shape: [3, 7] }, { shape: [3, 7] }], params: NONE },
     { label: 'wide range', inputs: [{ shape: [257, 129], range: [-100, 30] }, { shape: [257, 129] }], params: NONE, big: true },

@@ -41,6 +41,7 @@ const std::unordered_map<std::string, OpFn>& op_table() {
       {"rope", mla::op_rope},
       {"attention", mla::op_attention},
       {"attentionBackward", mla::op_attention_backward},
+      {"attentionDistance", mla::op_attention_distance},
       {"swiglu", mla::op_swiglu},
       {"swigluBackward", mla::op_swiglu_backward},
       {"embedding", mla::op_embedding},

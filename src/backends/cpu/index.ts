@@ -242,6 +242,13 @@ function makeKernels(addon: Addon): Kernels {
       run('attention', params, f32(q), f32(k), f32(v), f32(o), f32(lse));
       return [o, lse];
     },
+    attentionDistance([q, k], { scale, qOffset }) {
+      const [B, T, H, Dk] = q.shape as [number, number, number, number];
+      const [, S, Hkv] = k.shape as [number, number, number, number];
+      const dist = zeros([H, S]);
+      run('attentionDistance', P(B, T, H, Dk, S, Hkv, scale, qOffset), f32(q), f32(k), f32(dist));
+      return [dist];
+    },
     attentionBackward([dout, q, k, v, o, lse], { scale, qOffset }) {
       const [B, T, H, Dk] = q.shape as [number, number, number, number];
       const [, S, Hkv] = k.shape as [number, number, number, number];
