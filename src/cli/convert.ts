@@ -8,6 +8,7 @@ import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
 import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
+import { calibrationProgress } from '../convert/calibrate.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { saveConverted } from '../convert/record.js';
@@ -114,7 +115,9 @@ export async function convertCommand(argv: string[]): Promise<void> {
   checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
   if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
-  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2), 'seq');
+  // The bar's first line (after one measured step) carries the calibration's ETA.
+  const calibSteps = calibrationProgress(opened.model.config.maxPositions, opts.calib);
+  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', calibSteps.total, calibSteps.unit);
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
   const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });

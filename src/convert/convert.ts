@@ -17,7 +17,7 @@ import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
-import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
+import { calibrate, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import {
   componentFor, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
@@ -159,8 +159,7 @@ export function convert(
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {
-    const seqs = calibrationSequences(model, tokenizer, opts.calib, progress.calib);
-    stats = collectStats(model, seqs, progress.calib);
+    stats = calibrate(model, tokenizer, opts.calib, progress.calib);
   }
   const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';
