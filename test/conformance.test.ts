@@ -693,8 +693,14 @@ const HALF_MATMUL: HalfCase[] = [
     hm('shared weight (batch folded into M)', 7, 17, 5, tB, [2, 3]),
     hm('batched weight', 7, 17, 5, tB, [2, 3], [2, 3]),
   ]),
-  // N·K past the 8 Mi-float widening tile (native/cpu/half.cpp): two column blocks, the second partial.
-  hm('two widening tiles', 5, 260, 32300, true),
+  // N·K past the 8 Mi-float widening tile (native/cpu/half.cpp): two column blocks, the second partial (M above the
+  // 64 rows that read the weight row by row).
+  hm('two widening tiles', 65, 260, 32300, true),
+  // Decode batches (4 < M ≤ 64 with transB: weight rows read once per block of A rows): partial row and column
+  // blocks, K tails shorter than a vector (AVX-512 16 lanes, AVX2 8).
+  hm('decode batch, K tail', 13, 100, 23, true),
+  hm('decode batch of 64', 64, 33, 14, true),
+  hm('decode batch, threaded', 32, 515, 301, true, [], [], true),
   hm('decode, folded batch', 1, 257, 129, true, [3]),
   hm('K=0', 3, 0, 4, true),
   hm('M=0', 0, 5, 4, true, [2]),
@@ -815,8 +821,17 @@ for (const name of availableBackends()) {
             cpu.setBlasEnabled(true);
           }
         }
+        // An AVX-512 box also runs the AVX2 kernels (what an AVX2-only CI machine runs).
+        if (cpu && cpu.blasInfo().simd === 'avx512') {
+          cpu.setSimd('avx2');
+          try {
+            failures.push(...halfMatmulCase(be, c, dtype, seed).map((f) => `(avx2 kernels) ${f}`));
+          } finally {
+            cpu.setSimd('avx512');
+          }
+        }
       });
-      t.diagnostic(`${HALF_MATMUL.length} cases`);
+      t.diagnostic(`${HALF_MATMUL.length} cases on ${cpu ? cpu.blasInfo().simd : 'ref'}${cpu?.blasInfo().simd === 'avx512' ? ' and avx2' : ''}`);
       if (failures.length > 0) assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);
     });
 
