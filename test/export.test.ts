@@ -30,7 +30,8 @@ import { exportGguf, planGguf } from '../src/export/gguf-export.js';
 import { importGguf } from '../src/export/gguf-import.js';
 import { exportHf } from '../src/export/hf-export.js';
 import { hfVocab, llama2cVocab, TOKEN_TYPE, type GgufVocab } from '../src/export/gguf-vocab.js';
-import { adjacentToHalfRows, halfToAdjacentRows, padKvRanks, stockMlaProblems } from '../src/export/stock.js';
+import { adjacentToHalfRows, halfToAdjacentRows } from '../src/export/stock.js';
+import { padKvRanks, stockMlaProblems } from '../src/export/kinds/mla-stock.js';
 import { STORIES_BIN, STORIES_TOK, mla, tempDir } from './helpers.js';
 import { randomLlama } from './models.js';
 

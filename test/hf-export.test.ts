@@ -18,7 +18,7 @@ import { readSafetensorsHeader } from '../src/io/safetensors.js';
 import { loadModel } from '../src/io/load.js';
 import { convert } from '../src/convert/convert.js';
 import { exportHf } from '../src/export/hf-export.js';
-import { toStockMla } from '../src/export/stock.js';
+import { toStockMla } from '../src/export/kinds/mla-stock.js';
 import { transformersDeepseekV3Logits } from './transformers-deepseek.js';
 import { exportModel } from '../src/export/export.js';
 import { loadLlama2c } from '../src/io/llama2c.js';

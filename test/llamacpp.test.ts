@@ -22,7 +22,7 @@ import { Model } from '../src/model/model.js';
 import { forward } from '../src/model/forward.js';
 import { generate } from '../src/model/generate.js';
 import { defaultInvFreq, llama3InvFreq, type MlaAttention, type ModelConfig } from '../src/model/config.js';
-import { fitStockRope } from '../src/export/rope-fit.js';
+import { fitStockRope } from '../src/export/kinds/mla-rope-fit.js';
 import { geometricFit } from '../src/io/deepseek.js';
 import { modelTensors } from '../src/model/weights.js';
 import { loadLlama2c } from '../src/io/llama2c.js';

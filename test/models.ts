@@ -8,14 +8,14 @@ import { Model } from '../src/model/model.js';
 import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
 import { modelTensors } from '../src/model/weights.js';
 
-/** A random Llama-style (half-split rope) GQA model with q/k/v biases optional. */
-export function randomLlama(seed: number, bias = false, be: Backend = refBackend): Model {
+/** A random Llama-style (half-split rope) GQA model with q/k/v biases optional (6 heads; 2 kv heads, or 1: MQA). */
+export function randomLlama(seed: number, bias = false, be: Backend = refBackend, kvHeads = 2): Model {
   const rng = mulberry32(seed);
   const cfg: ModelConfig = {
     arch: bias ? 'qwen2' : 'llama', vocabSize: 61, hiddenSize: 48, intermediateSize: 72, numLayers: 2, numHeads: 6,
     rmsNormEps: 1e-6, ropePairing: 'half', ropeInvFreq: defaultInvFreq(10000, 12), ropeTheta: 10000, ropeScaling: null,
     maxPositions: 128, tieEmbeddings: false, bosTokenId: 1, eosTokenId: 2,
-    layers: [0, 1].map(() => ({ kind: 'gqa' as const, numKvHeads: 2, headDim: 12, qkvBias: bias })),
+    layers: [0, 1].map(() => ({ kind: 'gqa' as const, numKvHeads: kvHeads, headDim: 12, qkvBias: bias })),
   };
   const w = new Map<string, Tensor>();
   for (const s of modelTensors(cfg)) {

@@ -12,7 +12,7 @@ import { geometricFit } from '../src/io/deepseek.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { ROPE_METHODS, nearestGeometric, geometricDeviation, leastSquaresGeometric, sharedPairs } from '../src/convert/rope-select.js';
 import { ropeAccepts } from '../src/convert/targets.js';
-import { stockMlaProblems } from '../src/export/stock.js';
+import { stockMlaProblems } from '../src/export/kinds/mla-stock.js';
 import { STORIES_BIN } from './helpers.js';
 import { randomLlama } from './models.js';
 

@@ -38,11 +38,16 @@ def learning_rate(step, total, lr, warmup, min_ratio=0.1):
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+# Whether --train attention trains a layer of each kind (src/train/distill.ts TRAINS_ATTENTION): converted attention
+# (MLA) trains, the teacher's own (GQA/MHA, a hybrid's kept layers) stays.
+TRAINS_ATTENTION = {"gqa": False, "mla": True}
+
+
 def trainable_names(cfg, names, scope):
-    """Attention of MLA layers, or everything (src/train/distill.ts trainableNames)."""
+    """Attention of converted layers (TRAINS_ATTENTION), or everything (src/train/distill.ts trainableNames)."""
     if scope == "all":
         return set(names)
-    pre = [f"model.layers.{i}.self_attn." for i, a in enumerate(cfg["layers"]) if a["kind"] == "mla"]
+    pre = [f"model.layers.{i}.self_attn." for i, a in enumerate(cfg["layers"]) if TRAINS_ATTENTION[a["kind"]]]
     return {n for n in names if any(n.startswith(p) for p in pre)}
 
 

@@ -84,7 +84,10 @@ class Model(torch.nn.Module):
         self._params = torch.nn.ParameterDict()
         for n, t in weights.items():
             self._params[n.replace(".", "__")] = torch.nn.Parameter(t, requires_grad=n in trainable)
-        self.inv_freq = [l["ropeInvFreq"] if l["kind"] == "mla" else config["ropeInvFreq"] for l in config["layers"]]
+        for i, l in enumerate(config["layers"]):
+            if l["kind"] not in ATTENTION_KINDS:
+                raise ValueError(f"layer {i}: attention kind {l['kind']!r} has no module here (mla_torch/model.py ATTENTION_KINDS)")
+        self.inv_freq = [ATTENTION_KINDS[l["kind"]][0](config, l) for l in config["layers"]]
         self._tables = {}
 
     def p(self, name):
@@ -127,7 +130,7 @@ class Model(torch.nn.Module):
         cfg = self.config
         pre = f"model.layers.{i}"
         h = rmsnorm(x, self.p(f"{pre}.input_layernorm.weight"), cfg["rmsNormEps"])
-        att = self._gqa(h, i, a, B, T) if a["kind"] == "gqa" else self._mla(h, i, a, B, T)
+        att = ATTENTION_KINDS[a["kind"]][1](self, h, i, a, B, T)
         x = x + att
         h2 = rmsnorm(x, self.p(f"{pre}.post_attention_layernorm.weight"), cfg["rmsNormEps"])
         g = linear(h2, self.p(f"{pre}.mlp.gate_proj.weight"))
@@ -203,3 +206,11 @@ def load_weights(spec, dtype=torch.float32, device="cpu", override=None):
             raise st.FormatError(f"{where[t['name']]}: tensor {t['name']}: expected shape {t['shape']}, found {list(x.shape)}")
         weights[t["name"]] = x.to(device=device, dtype=dtype).contiguous()
     return weights
+
+
+# One entry per attention kind, as src/model/attention/index.ts ATTENTION_KINDS: the layer's rope inverse frequencies
+# (GQA: the model's; MLA: the layer's own kept pairs) and its attention block.
+ATTENTION_KINDS = {
+    "gqa": (lambda cfg, a: cfg["ropeInvFreq"], Model._gqa),
+    "mla": (lambda cfg, a: a["ropeInvFreq"], Model._mla),
+}

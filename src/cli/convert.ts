@@ -1,13 +1,17 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--basis weight|activation] [--nope-init mean-rotation|identity] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--recipe x-ecomla|mha2mla|transmla] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
 import { requireRegularFile } from '../io/text.js';
 import { cliText, commonFlags, num, numFlag, nonNegativeInt, onePositional, parse, positiveInt, type CommandSpec } from './args.js';
 import { openModel } from '../infer/open.js';
-import { convert, needsCalibration, NOPE_INITS, type ConvertOptions, type ConvertResult, type NopeInit, type RankPlan } from '../convert/convert.js';
+import {
+  convert, needsCalibration, NOPE_INITS, NOPE_KEYS, type ConvertOptions, type ConvertResult, type NopeInit, type NopeKeys, type RankPlan,
+} from '../convert/convert.js';
+import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
+import { PlanSearch, SEARCH_DEFAULTS, type SearchResult } from '../convert/search.js';
 import { calibrationProgress } from '../convert/calibrate.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
@@ -16,6 +20,7 @@ import { CONVERT_DEFAULTS } from '../convert/defaults.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
+import type { LayerStats } from '../convert/calibrate.js';
 import { Progress } from './progress.js';
 import { table } from '../report/table.js';
 
@@ -28,17 +33,27 @@ export const convertSpec = {
     'kv-ratio': { type: 'string', value: 'X', field: 'plan.ratio', defaultText: `${CONVERT_DEFAULTS.plan.ratio} (when neither --kv-rank nor --energy)`, doc: "whole-cache KV compression against the teacher" },
     energy: { type: 'string', value: 'δ', field: 'plan.delta', doc: 'per-layer rank: smallest keeping δ of the spectrum energy, rounded up to a multiple of 8' },
     'rope-dim': { type: 'string', value: 'D', defaultText: 'half the head dim', doc: 'dims of the one shared rope key (even)' },
-    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', default: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
+    recipe: {
+      type: 'string', value: 'x-ecomla|mha2mla|transmla', defaultText: 'none: ours (the defaults below)',
+      doc: "a seed paper's recipe exactly: sets --rope-method, --basis, --nope-init and --nope-keys (README: Conversion recipes)",
+    },
+    'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', defaultText: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
     target: {
       type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
       defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
       doc: "plan the shapes the engine's fast kernels accept (mla plan); native: per-layer rope choice, native format only",
     },
-    basis: { type: 'string', value: 'weight|activation', default: CONVERT_DEFAULTS.basis, doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
+    basis: { type: 'string', value: 'weight|activation', defaultText: CONVERT_DEFAULTS.basis, doc: 'latent basis: joint SVD of [K_nope; V] weights, or PCA of calibration activations' },
     'q-rank': { type: 'string', value: 'R', defaultText: 'full-rank query', doc: 'low-rank query (q_a_proj / q_a_layernorm / q_b_proj)' },
     'latent-norm': { type: 'boolean', default: false, doc: 'add kv_a_layernorm (stock engines require it; changes the function until distillation)' },
-    'nope-init': { type: 'string', value: 'mean-rotation|identity', default: CONVERT_DEFAULTS.nopeInit, doc: 'no-rope path init of a rotary pair that leaves the rope key' },
-    'keep-layers': { type: 'string', value: 'I,J,...', doc: 'layers kept as original attention (a hybrid model)' },
+    'nope-init': { type: 'string', value: 'mean-rotation|identity', defaultText: CONVERT_DEFAULTS.nopeInit, doc: 'no-rope path init of a rotary pair that leaves the rope key' },
+    'nope-keys': {
+      type: 'string', value: 'residual|drop', defaultText: CONVERT_DEFAULTS.nopeKeys,
+      doc: "the rope pairs' dims in the no-rope path: kept minus what the rope key carries (d_n = head dim), or dropped (d_n = head dim − rope dims)",
+    },
+    'keep-layers': { type: 'string', value: 'I,J,...|auto:K', doc: 'layers kept as original attention (a hybrid model); auto:K keeps the K layers whose conversion costs most calibration KL' },
+    search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
+    'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
     'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
     'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
@@ -59,16 +74,28 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (v['kv-rank'] !== undefined) plan = { kind: 'rank', rank: num(v['kv-rank'], 'kv-rank', 0, positiveInt, 'a positive integer') };
   if (v['kv-ratio'] !== undefined) plan = { kind: 'ratio', ratio: num(v['kv-ratio'], 'kv-ratio', 0, (n) => n >= 1, 'a compression ≥ 1') };
   if (v.energy !== undefined) plan = { kind: 'energy', delta: num(v.energy, 'energy', 0, (n) => n > 0 && n <= 1, 'a fraction in (0, 1]') };
-  const ropeMethod = v['rope-method'] as RopeMethod;
+  // A recipe fixes its fields; the same field from a flag too would silently make it someone else's recipe.
+  let recipe: (typeof RECIPE_OPTIONS)[keyof typeof RECIPE_OPTIONS] | undefined;
+  if (v.recipe !== undefined) {
+    if (!isRecipe(v.recipe)) throw new UserError(`--recipe: expected ${RECIPES.join(', ')}, got '${v.recipe}'`);
+    recipe = RECIPE_OPTIONS[v.recipe];
+    for (const flag of ['rope-method', 'basis', 'nope-init', 'nope-keys'] as const) {
+      if (v[flag] !== undefined) throw new UserError(`--recipe ${v.recipe} sets --${flag} itself; drop --${flag} (or --recipe and give every option)`);
+    }
+  }
+  const ropeMethod = (v['rope-method'] ?? recipe?.ropeMethod ?? CONVERT_DEFAULTS.ropeMethod) as RopeMethod;
   if (!ROPE_METHODS.includes(ropeMethod)) throw new UserError(`--rope-method: expected ${ROPE_METHODS.join(', ')}, got '${ropeMethod}'`);
   const target = v.target as Target | undefined;
   if (target !== undefined && !TARGETS.includes(target)) throw new UserError(`--target: expected ${TARGETS.join(', ')}, got '${target}'`);
-  const basis = v.basis as BasisMethod;
+  const basis = (v.basis ?? recipe?.basis ?? CONVERT_DEFAULTS.basis) as BasisMethod;
   if (!BASIS_METHODS.includes(basis)) throw new UserError(`--basis: expected ${BASIS_METHODS.join(', ')}, got '${basis}'`);
-  const nopeInit = v['nope-init'] as NopeInit;
+  const nopeInit = (v['nope-init'] ?? recipe?.nopeInit ?? CONVERT_DEFAULTS.nopeInit) as NopeInit;
   if (!NOPE_INITS.includes(nopeInit)) throw new UserError(`--nope-init: expected ${NOPE_INITS.join(', ')}, got '${nopeInit}'`);
-  const keepLayers = v['keep-layers']
-    ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices'))
+  const nopeKeys = (v['nope-keys'] ?? recipe?.nopeKeys ?? CONVERT_DEFAULTS.nopeKeys) as NopeKeys;
+  if (!NOPE_KEYS.includes(nopeKeys)) throw new UserError(`--nope-keys: expected ${NOPE_KEYS.join(', ')}, got '${nopeKeys}'`);
+  const auto = v['keep-layers']?.startsWith('auto:') ?? false;
+  const keepLayers = v['keep-layers'] && !auto
+    ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices or auto:K'))
     : [];
   return {
     plan,
@@ -80,6 +107,7 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     qRank: v['q-rank'] === undefined ? null : num(v['q-rank'], 'q-rank', 0, positiveInt, 'a positive integer'),
     latentNorm: v['latent-norm'] ?? false,
     nopeInit,
+    nopeKeys,
     keepLayers,
     calib: {
       file: v.calib,
@@ -90,10 +118,31 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   };
 }
 
+/** --keep-layers auto:K → K (null when the layers are given). */
+function autoKeepCount(v: ConvertValues): number | null {
+  const s = v['keep-layers'];
+  if (!s?.startsWith('auto:')) return null;
+  return num(s.slice(5), 'keep-layers', 0, positiveInt, 'auto:K with K a positive integer');
+}
+
+/** The search's candidates, the chosen plan against the uniform one. */
+function searchReport(r: SearchResult): string {
+  const ranks = (c: SearchResult['chosen']) => {
+    const rs = c.ranks.map((x) => x ?? 'kept');
+    return rs.every((x) => x === rs[0]) ? String(rs[0]) : rs.join(',');
+  };
+  const rows = r.tried.map((c) => [c.ropeDim, ranks(c), c.nopeInit, c.compression.toFixed(2) + '×', c.kl.toFixed(5), c === r.chosen ? 'chosen' : c === r.uniform ? 'uniform (no search)' : '']);
+  return [
+    table(['d_r', 'r_kv', 'no-rope init', 'compression', 'calibration KL', ''], rows),
+    `search: d_r ${r.chosen.ropeDim}, r_kv ${ranks(r.chosen)}, ${r.chosen.nopeInit}: calibration KL ${r.chosen.kl.toFixed(5)} against ${r.uniform.kl.toFixed(5)} for the uniform plan (${(100 * (1 - r.chosen.kl / r.uniform.kl)).toFixed(1)}% lower)`,
+    '',
+  ].join('\n');
+}
+
 /** The per-layer table and totals printed by convert. */
 export function convertReport(r: ConvertResult): string {
   const rows = r.layers.map((l) => [
-    l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kind === 'mla' ? `${(100 * l.energyKept).toFixed(2)}%` : '-',
+    l.layer, l.kind, l.kvRank ?? '-', l.ropeDim ?? '-', l.kvRank === null ? '-' : `${(100 * l.energyKept).toFixed(2)}%`, // no rank: a kept layer
     l.kvValuesPerToken * 4, l.teacherValuesPerToken * 4,
   ]);
   return [
@@ -115,15 +164,41 @@ export async function convertCommand(argv: string[]): Promise<void> {
   checkOutput({ flag: '--out', out: values.out, inputs: [path, values.tokenizer, opts.calib.file], kind: 'dir', overwrite: values.overwrite ?? false });
   if (opts.calib.file) requireRegularFile(opts.calib.file, `--calib ${opts.calib.file}`);
   const opened = openModel(path, { tokenizer: values.tokenizer, backend: values.backend });
-  // The bar's first line (after one measured step) carries the calibration's ETA.
+  const searchSamples = numFlag(values['search-samples'], 'search-samples', positiveInt, 'a positive integer');
+  // Sampled sequences tick once when drawn and once when their statistics are taken; the search draws its own too.
+  const calibLabel = opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)';
+  const calibBar = (extra = 0) => new Progress(calibLabel, opts.calib.samples * (opts.calib.file ? 1 : 2) + extra, 'seq');
+  // Without a search, calibration is one pass that ticks per forward step: the bar's first line, after one measured
+  // step, carries the ETA.
   const calibSteps = calibrationProgress(opened.model.config.maxPositions, opts.calib);
-  const calibBar = new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', calibSteps.total, calibSteps.unit);
+  const calibOnePass = () => new Progress(calibLabel, calibSteps.total, calibSteps.unit);
   const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
-  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) ? calibBar : { tick() {}, end() {} }, layers: layerBar });
+  const K = autoKeepCount(values);
+  let stats: LayerStats[] | undefined;
+  let before = '';
+  const extraJson: Record<string, unknown> = {};
+  if (K !== null || values.search) {
+    const s = new PlanSearch(opened.model, opened.tokenizer, opts, { samples: searchSamples }, calibBar(opts.calib.file ? 0 : searchSamples));
+    stats = s.stats;
+    if (K !== null) {
+      const auto = s.autoKeep(opts, K, new Progress(`keep-layers auto:${K}`, opened.model.config.numLayers + 1, 'conversion'));
+      opts.keepLayers = auto.keep;
+      extraJson.auto_keep = { keep: auto.keep, layer_kl: auto.cost };
+      before += `auto:${K}: keeping layers ${auto.keep.join(', ')} as original attention; calibration KL of converting each layer alone: ${auto.cost.map((c, l) => `${l}: ${c.toFixed(5)}`).join(', ')}\n`;
+    }
+    if (values.search) {
+      const bar = new Progress('search', s.planScores(opts), 'conversion');
+      const found = s.plan(opts, bar);
+      Object.assign(opts, found.options);
+      extraJson.search = { chosen: found.chosen, uniform: found.uniform, tried: found.tried };
+      before += searchReport(found);
+    }
+  }
+  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers: layerBar }, { stats });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
-    process.stdout.write(convertReport(r) + `\nwrote ${values.out}\n`);
+    process.stdout.write(before + convertReport(r) + `\nwrote ${values.out}\n`);
   }
 }

@@ -20,6 +20,7 @@ import { layerPrefix } from '../model/weights.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { tidy } from '../tensor/storage.js';
+import { teacherAttention } from './kinds.js';
 
 export interface LayerStats {
   /** Tokens seen. */
@@ -170,7 +171,7 @@ class StatsAccumulator {
     const L = cfg.numLayers;
     this.sum = Array.from({ length: L }, () => new Float64Array(this.C));
     this.second = Array.from({ length: L }, () => new Float64Array(this.C * this.C));
-    this.relDist = cfg.layers.map((a) => (a.kind === 'gqa' ? new Float64Array(cfg.numHeads * maxDist) : null));
+    this.relDist = cfg.layers.map((a) => (teacherAttention(a) ? new Float64Array(cfg.numHeads * maxDist) : null));
     this.rows = Array.from({ length: L }, () => new Float32Array(decode ? FLUSH_ROWS * this.C : 0));
     this.filled = new Array<number>(L).fill(0);
     this.n = new Array<number>(L).fill(0);
@@ -179,7 +180,12 @@ class StatsAccumulator {
   /** A new batch of B sequences starts at position 0. */
   beginBatch(B: number): void {
     const cfg = this.model.config;
-    if (this.decode) this.keys = cfg.layers.map((a) => (a.kind === 'gqa' ? new Float32Array(B * this.maxDist * a.numKvHeads * a.headDim) : null));
+    if (this.decode) {
+      this.keys = cfg.layers.map((a) => {
+        const t = teacherAttention(a);
+        return t ? new Float32Array(B * this.maxDist * t.numKvHeads * t.headDim) : null;
+      });
+    }
   }
 
   /** x (B·T, C): layer l's attention inputs at positions P..P+T−1 of the current batch. */
@@ -199,8 +205,8 @@ class StatsAccumulator {
     } else {
       this.accumulate(l, x, B * T);
     }
-    const attn = this.model.config.layers[l]!;
-    if (attn.kind === 'gqa') this.distances(l, attn.numKvHeads, attn.headDim, attn.qkvBias, xv, B, T, P);
+    const t = teacherAttention(this.model.config.layers[l]!);
+    if (t) this.distances(l, t.numKvHeads, t.headDim, t.qkvBias, xv, B, T, P);
   }
 
   private flush(l: number): void {

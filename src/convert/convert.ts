@@ -28,11 +28,23 @@ import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
+import { teacherLayer } from './kinds.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
 export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
 
-export type RankPlan = { kind: 'rank'; rank: number } | { kind: 'ratio'; ratio: number } | { kind: 'energy'; delta: number };
+/** What the no-rope path keeps of the rope pairs the shared key takes: 'residual' keeps all D dims of every head, each
+ *  minus what the rope key carries (d_n = D; exact when every component is kept); 'drop' removes those pairs' dims
+ *  from the no-rope keys and queries (d_n = D − dims of the kept pairs; X-EcoMLA's and MHA2MLA's recipe). */
+export type NopeKeys = 'residual' | 'drop';
+export const NOPE_KEYS: readonly NopeKeys[] = ['residual', 'drop'];
+
+export type RankPlan =
+  | { kind: 'rank'; rank: number }
+  | { kind: 'ratio'; ratio: number }
+  | { kind: 'energy'; delta: number }
+  /** One kv rank per layer (kept layers' entries are ignored): what `--search` chooses. */
+  | { kind: 'ranks'; ranks: number[] };
 
 export interface ConvertOptions {
   plan: RankPlan;
@@ -52,6 +64,8 @@ export interface ConvertOptions {
   /** How the no-rope path treats the rotations it drops: 'mean-rotation' replaces each dropped pair's rotation by its
    *  expectation under the teacher's attention distances (calibrated); 'identity' drops it (X-EcoMLA, MHA2MLA). */
   nopeInit: NopeInit;
+  /** Whether the rope pairs' dims stay in the no-rope path (residual) or leave it (drop); default residual. */
+  nopeKeys?: NopeKeys;
   /** Layers kept as original attention. */
   keepLayers: number[];
   calib: CalibrationOptions;
@@ -80,6 +94,16 @@ export interface ConvertResult {
   /** Facts the user must know (function-changing options, export limits). */
   /** What the conversion changed; option references are written {field} (errors.ts renderOptionRefs). */
   notes: string[];
+  /** The teacher rope pairs every converted layer keeps (null: each layer its own, rope rule 'free'). */
+  ropePairs: number[] | null;
+}
+
+/** Work a caller already did for this model and options (a search converts the same teacher many times). */
+export interface ConvertGiven {
+  /** Calibration statistics per layer (used when the options need calibration). */
+  stats?: LayerStats[];
+  /** The shared rope pairs (instead of choosing them from the converted layers' scores). */
+  ropePairs?: number[];
 }
 
 /** Does this conversion need calibration activations? */
@@ -95,8 +119,8 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
   if (!opts.target) return { opts, notes: [] };
   const rules = TARGET_RULES[opts.target];
   const notes: string[] = [];
-  if (opts.plan.kind === 'energy' && rules.uniformRank) {
-    throw new UserError(`--energy gives each layer its own kv rank, but ${rules.engine} has one kv_lora_rank: use --kv-rank or --kv-ratio with --target ${opts.target}`);
+  if ((opts.plan.kind === 'energy' || opts.plan.kind === 'ranks') && rules.uniformRank) {
+    throw new OptionError(opts.plan.kind === 'energy' ? 'plan.delta' : 'plan.ranks', undefined, `gives each layer its own kv rank, but ${rules.engine} has one kv_lora_rank: use {plan.rank} or {plan.ratio} with {target} ${opts.target}`);
   }
   const plan = planTarget(cfg, opts.target, {
     kvRank: opts.plan.kind === 'rank' ? opts.plan.rank : undefined, ratio: opts.plan.kind === 'ratio' ? opts.plan.ratio : undefined, ropeDim: opts.ropeDim,
@@ -123,6 +147,7 @@ export function targetOptions(cfg: ModelConfig, opts: ConvertOptions): { opts: C
 export function convert(
   model: Model, tokenizer: Tokenizer | null, opts0: ConvertOptions,
   progress: { calib: ProgressSink; layers: ProgressSink } = { calib: silentProgress, layers: silentProgress },
+  given: ConvertGiven = {},
 ): ConvertResult {
   const cfg = model.config;
   const targeted = targetOptions(cfg, opts0);
@@ -133,7 +158,7 @@ export function convert(
     if (!Number.isInteger(l) || l < 0 || l >= cfg.numLayers) throw new OptionError('keepLayers', undefined, `layer ${l} outside 0..${cfg.numLayers - 1}`);
   }
   cfg.layers.forEach((a, i) => {
-    if (a.kind !== 'gqa') throw new UserError(`convert: layer ${i} is already MLA; convert a GQA/MHA model`);
+    teacherLayer(a, i); // a UserError for a kind that cannot be a conversion source (convert/kinds.ts)
   });
   const teacherLayers = cfg.layers as GqaAttention[];
   const D0 = teacherLayers[0]!.headDim;
@@ -148,18 +173,19 @@ export function convert(
     const maxR = opts.basis === 'weight' ? Math.min(2 * KD, C) : 2 * KD;
     const r = planned[l];
     if (r !== null && r !== undefined && r > maxR) {
-      const [field, value] = opts.plan.kind === 'rank' ? ['plan.rank', undefined] : ['plan.ratio', (opts.plan as { ratio: number }).ratio];
+      const [field, value] = opts.plan.kind === 'ratio' ? ['plan.ratio', opts.plan.ratio] : [opts.plan.kind === 'ranks' ? 'plan.ranks' : 'plan.rank', undefined];
       throw new OptionError(field, value, `a kv rank of ${r} exceeds the maximum ${maxR} for layer ${l} (2·num_kv_heads·head_dim${opts.basis === 'weight' ? ', at most hidden_size' : ''})`);
     }
-    const maxQ = Math.min(H * (a.headDim + ropeDim), C);
+    const drop = opts.nopeKeys === 'drop';
+    const maxQ = Math.min(H * (a.headDim + (drop ? 0 : ropeDim)), C);
     if (opts.qRank !== null && opts.qRank > maxQ) {
-      throw new OptionError('qRank', undefined, `expected at most ${maxQ} (min(heads·(head_dim + rope dims), hidden_size) for layer ${l}), got ${opts.qRank}`);
+      throw new OptionError('qRank', undefined, `expected at most ${maxQ} (min(heads·(head_dim${drop ? '' : ' + rope dims'}), hidden_size) for layer ${l}), got ${opts.qRank}`);
     }
   });
 
   let stats: LayerStats[] | null = null;
   if (needsCalibration(opts)) {
-    stats = calibrate(model, tokenizer, opts.calib, progress.calib);
+    stats = given.stats ?? calibrate(model, tokenizer, opts.calib, progress.calib);
   }
   const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';
@@ -175,7 +201,9 @@ export function convert(
       energiesOf[l] = e;
       scores.push(pairScores({ method: opts.ropeMethod, H, Hkv: a.numKvHeads, D: a.headDim, energies: e, linalg: model.be.linalg }));
     });
-    const choice = sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
+    const choice = given.ropePairs
+      ? { pairs: given.ropePairs, exact: ropeAccepts(rule, given.ropePairs.map((j) => cfg.ropeInvFreq[j]!), cfg), acceptedRuns: 1 }
+      : sharedPairs(scores, ropeDim / 2, cfg.ropeInvFreq, (f) => ropeAccepts(rule, f, cfg));
     shared = choice.pairs;
     notes.push(
       choice.exact
@@ -237,7 +265,10 @@ export function convert(
   if (opts.keepLayers.length) notes.push(`layers ${opts.keepLayers.join(', ')} kept as original attention (hybrid): a stock DeepSeek-V3 export cannot express it.`);
   const teacherBytes = kvBytesPerToken(cfg, 4);
   const studentBytes = kvBytesPerToken(config, 4);
-  return { config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes };
+  return {
+    config, weights, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes,
+    ropePairs: shared,
+  };
 }
 
 function attentionNames(l: number, a: GqaAttention): string[] {
@@ -254,6 +285,13 @@ export function planRanks(cfg: ModelConfig, plan: RankPlan, ropeDim: number, con
   if (plan.kind === 'energy') {
     if (!(plan.delta > 0 && plan.delta <= 1)) throw new OptionError('plan.delta', undefined, `expected a fraction in (0, 1], got ${plan.delta}`);
     return convertSet.map(() => null);
+  }
+  if (plan.kind === 'ranks') {
+    if (plan.ranks.length !== cfg.numLayers) throw new OptionError('plan.ranks', undefined, `expected ${cfg.numLayers} ranks (one per layer), got ${plan.ranks.length}`);
+    plan.ranks.forEach((r, l) => {
+      if (convertSet[l] && (!Number.isInteger(r) || r < 1)) throw new OptionError('plan.ranks', undefined, `layer ${l}: expected a positive integer, got ${r}`);
+    });
+    return convertSet.map((c, l) => (c ? plan.ranks[l]! : null));
   }
   if (plan.kind === 'rank') {
     if (!Number.isInteger(plan.rank) || plan.rank < 1) throw new OptionError('plan.rank', undefined, `expected a positive integer, got ${plan.rank}`);
@@ -349,7 +387,14 @@ function convertLayer(
   });
   const Kn = Wk.slice();
   const bkn = bk ? bk.slice() : null;
-  comps.forEach((c, pi) => {
+  // Head dims that leave the no-rope path ('drop'): both rows of every kept pair, in every kv head. Zero key rows add
+  // nothing to either basis (their up-projection rows come out zero), so the factorisation equals one of the rest.
+  const dropped = new Set<number>();
+  if ((opts.nopeKeys ?? 'residual') === 'drop') for (const c of comps) for (const r of pairRows(pairing, D, c.pair)) dropped.add(r);
+  const keptDims = Array.from({ length: D }, (_, r) => r).filter((r) => !dropped.has(r));
+  const Dn = keptDims.length;
+  if (Dn === 0) throw new OptionError('nopeKeys', 'drop', `leaves no no-rope dims in layer ${l}: the rope key takes every pair of the head dim ${D}; lower {ropeDim}`);
+  if (!dropped.size) comps.forEach((c, pi) => {
     const dst = pairRows(pairing, Dr, pi);
     const src = pairRows(pairing, D, c.pair);
     for (let side = 0; side < 2; side++) {
@@ -359,6 +404,12 @@ function convertLayer(
       }
     }
   });
+  for (let g = 0; g < Hkv; g++) {
+    for (const r of dropped) {
+      Kn.fill(0, (g * D + r) * C, (g * D + r + 1) * C);
+      if (bkn) bkn[g * D + r] = 0;
+    }
+  }
 
   // 3. Latent basis and rank.
   const fact = factorize(opts.basis, { model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg: model.be.linalg });
@@ -381,14 +432,15 @@ function convertLayer(
     b.set(kRopeBias, R);
     put('kv_a_proj_with_mqa.bias', [R + Dr], b);
   }
-  // kv_b_proj: per query head h rows [k_nope of kv head g(h) (D) | v of g(h) (D)].
-  const kvb = new Float64Array(H * 2 * D * R);
+  // kv_b_proj: per query head h rows [k_nope of kv head g(h) (Dn kept dims) | v of g(h) (D)].
+  const kvb = new Float64Array(H * (Dn + D) * R);
   for (let h = 0; h < H; h++) {
     const g = kvHeadOf(h, H, Hkv);
-    kvb.set(Bk.subarray(g * D * R, (g + 1) * D * R), h * 2 * D * R);
-    kvb.set(Bv.subarray(g * D * R, (g + 1) * D * R), (h * 2 + 1) * D * R);
+    const o = h * (Dn + D) * R;
+    keptDims.forEach((r, i) => kvb.set(Bk.subarray((g * D + r) * R, (g * D + r + 1) * R), o + i * R));
+    kvb.set(Bv.subarray(g * D * R, (g + 1) * D * R), o + Dn * R);
   }
-  put('kv_b_proj.weight', [H * 2 * D, R], kvb);
+  put('kv_b_proj.weight', [H * (Dn + D), R], kvb);
   if (opts.latentNorm) {
     const m = crossMoment(model, st, A, aBias, R, A, aBias, R);
     let tr = 0;
@@ -396,11 +448,12 @@ function convertLayer(
     put('kv_a_layernorm.weight', [R], new Float64Array(R).fill(Math.sqrt(tr / R) || 1));
   }
 
-  // 4. Query: per head [no-rope rows (D) | rope rows (Dr)], scaled to keep the teacher's softmax temperature.
+  // 4. Query: per head [no-rope rows (D) | rope rows (Dr)], scaled to keep the teacher's softmax temperature
+  //    (the student's is 1/sqrt(Dn + Dr)); dropped no-rope rows are removed at the end.
   const Dq = D + Dr;
-  const qs = Math.sqrt(Dq / D);
-  const Q = new Float64Array(H * Dq * C);
-  const qb = bq ? new Float64Array(H * Dq) : null;
+  const qs = Math.sqrt((Dn + Dr) / D);
+  let Q = new Float64Array(H * Dq * C);
+  let qb = bq ? new Float64Array(H * Dq) : null;
   for (let h = 0; h < H; h++) {
     const g = kvHeadOf(h, H, Hkv);
     for (let r = 0; r < D; r++) {
@@ -417,30 +470,39 @@ function convertLayer(
     });
   }
   if (opts.nopeInit === 'mean-rotation') applyMeanRotation(Q, qb, st, cfg.ropeInvFreq, pairing, H, D, Dq, C);
+  const Dqs = Dn + Dr;
+  if (dropped.size) {
+    // Per head: the kept no-rope rows, then the Dr rope rows.
+    const rows = Array.from({ length: H }, (_, h) => [...keptDims.map((r) => h * Dq + r), ...Array.from({ length: Dr }, (_, r) => h * Dq + D + r)]).flat();
+    const Qs = new Float64Array(H * Dqs * C);
+    rows.forEach((src, i) => Qs.set(Q.subarray(src * C, (src + 1) * C), i * C));
+    Q = Qs;
+    if (qb) qb = Float64Array.from(rows, (src) => qb![src]!);
+  }
   if (opts.qRank === null) {
-    put('q_proj.weight', [H * Dq, C], Q);
-    if (qb) put('q_proj.bias', [H * Dq], qb);
+    put('q_proj.weight', [H * Dqs, C], Q);
+    if (qb) put('q_proj.bias', [H * Dqs], qb);
   } else {
     if (qb) throw new OptionError('qRank', undefined, "a low-rank query cannot carry the teacher's q bias; convert without {qRank}");
-    const Rq = Math.min(opts.qRank, H * Dq, C);
-    const { u, s, vt, k } = model.be.linalg.svd(Q, H * Dq, C);
+    const Rq = Math.min(opts.qRank, H * Dqs, C);
+    const { u, s, vt, k } = model.be.linalg.svd(Q, H * Dqs, C);
     const qa = new Float64Array(Rq * C);
     for (let r = 0; r < Rq; r++) for (let c = 0; c < C; c++) qa[r * C + c] = s[r]! * vt[r * C + c]!;
-    const qbW = new Float64Array(H * Dq * Rq);
-    for (let i = 0; i < H * Dq; i++) for (let r = 0; r < Rq; r++) qbW[i * Rq + r] = u[i * k + r]!;
+    const qbW = new Float64Array(H * Dqs * Rq);
+    for (let i = 0; i < H * Dqs; i++) for (let r = 0; r < Rq; r++) qbW[i * Rq + r] = u[i * k + r]!;
     const m = crossMoment(model, st, qa, null, Rq, qa, null, Rq);
     let tr = 0;
     for (let i = 0; i < Rq; i++) tr += m[i * Rq + i]!;
     put('q_a_proj.weight', [Rq, C], qa);
     put('q_a_layernorm.weight', [Rq], new Float64Array(Rq).fill(Math.sqrt(tr / Rq) || 1));
-    put('q_b_proj.weight', [H * Dq, Rq], qbW);
+    put('q_b_proj.weight', [H * Dqs, Rq], qbW);
   }
   tensors.set(`${p}.o_proj.weight`, model.p(`${p}.o_proj.weight`).value);
 
   const invFreq = cfg.ropeInvFreq;
   const attn: MlaAttention = {
-    kind: 'mla', kvRank: R, ropeDim: Dr, nopeDim: D, vDim: D,
-    qRank: opts.qRank === null ? null : Math.min(opts.qRank, H * Dq, C),
+    kind: 'mla', kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: D,
+    qRank: opts.qRank === null ? null : Math.min(opts.qRank, H * Dqs, C),
     latentNorm: opts.latentNorm, bias: hasBias,
     ropeInvFreq: comps.map((c) => invFreq[c.pair]!),
   };

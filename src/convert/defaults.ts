@@ -13,6 +13,7 @@ export const CONVERT_DEFAULTS = {
   qRank: null,
   latentNorm: false,
   nopeInit: 'mean-rotation',
+  nopeKeys: 'residual',
   keepLayers: [],
   calib: { samples: 32, length: 256, seed: 1234 },
 } as const satisfies Omit<ConvertOptions, 'ropeDim' | 'calib'> & { calib: CalibrationOptions };
@@ -32,6 +33,7 @@ export function withConvertDefaults(s: ConvertSettings = {}): ConvertOptions {
     qRank: s.qRank ?? d.qRank,
     latentNorm: s.latentNorm ?? d.latentNorm,
     nopeInit: s.nopeInit ?? d.nopeInit,
+    nopeKeys: s.nopeKeys ?? d.nopeKeys,
     keepLayers: s.keepLayers ?? [...d.keepLayers],
     calib: { ...d.calib, ...s.calib },
   };

@@ -5,9 +5,9 @@
 // Legend: C hidden, H heads, Hkv kv heads, D head dim, L layers, R kv rank, Dr rope dims, KV = 2·Hkv·D values
 // cached per token and layer by the teacher.
 
-import type { GqaAttention, MlaAttention, ModelConfig } from '../model/config.js';
-import { stockRopeParams } from '../io/deepseek.js';
+import type { GqaAttention, ModelConfig } from '../model/config.js';
 import { UserError } from '../errors.js';
+import { teacherAttention } from './kinds.js';
 import { geometricDeviation, sharedPairs } from './rope-select.js';
 import { ropeAccepts, TARGET_RULES, type RopeRule, type Target, type TargetRules } from './targets.js';
 
@@ -43,11 +43,12 @@ export interface ShapeRequest {
 
 /** The one GQA geometry of a teacher (planning needs every layer alike). */
 export function teacherGeometry(cfg: ModelConfig): GqaAttention {
-  const a = cfg.layers[0];
-  if (!a || cfg.layers.some((l) => l.kind !== 'gqa' || l.numKvHeads !== (a as GqaAttention).numKvHeads || l.headDim !== (a as GqaAttention).headDim)) {
+  const ts = cfg.layers.map(teacherAttention);
+  const a = ts[0];
+  if (!a || ts.some((l) => !l || l.numKvHeads !== a.numKvHeads || l.headDim !== a.headDim)) {
     throw new UserError('plan: expected a GQA/MHA model with one attention geometry in every layer (plan the teacher, not a converted model)');
   }
-  return a as GqaAttention;
+  return a;
 }
 
 /** Whether Dr/2 teacher pairs can be kept in every layer with frequencies the target's rope rule accepts. */
@@ -123,37 +124,4 @@ function compactList(xs: number[]): string {
     i = j + 1;
   }
   return out.join(', ');
-}
-
-/**
- * What each engine does with an exported all-MLA model of this shape (the export prints these): the shape gates
- * of vLLM/SGLang and llama.cpp's CUDA flash attention, FlashMLA's 512+64, the rope_scaling rewrite of vLLM/SGLang.
- * Only the engines that read `format` are listed.
- */
-export function servingVerdicts(cfg: ModelConfig, format: 'gguf' | 'hf'): string[] {
-  const mla = cfg.layers.filter((a): a is MlaAttention => a.kind === 'mla');
-  const a = mla[0];
-  if (!a) return [];
-  const R = Math.max(...mla.map((l) => l.kvRank));
-  const Dr = a.ropeDim;
-  const H = cfg.numHeads;
-  const shape = `${R}+${Dr}`;
-  const out: string[] = [];
-  const fits = (t: Target): boolean => (TARGET_RULES[t].shapes ?? []).some((s) => s.kvRank === R && s.ropeDim === Dr && (!('minHeadsMultiple' in s) || H % s.minHeadsMultiple! === 0));
-  if (format === 'gguf') {
-    out.push(
-      fits('llamacpp-cuda')
-        ? `llama.cpp CUDA: ${shape} has a flash-attention MLA kernel`
-        : `llama.cpp CUDA: no flash-attention MLA kernel for K/V ${R + Dr}/${R}${R === 256 && Dr === 64 ? ` (needs heads % 32 == 0, the model has ${H})` : ''}: runs on the slower non-FA path (CPU is unaffected)`,
-    );
-    return out;
-  }
-  out.push(
-    fits('vllm')
-      ? `vLLM/SGLang: head size ${R + Dr} accepted${R === 512 ? ' (FlashMLA / FA3-MLA on Hopper)' : ' (not FlashMLA, which needs 512+64)'}`
-      : `vLLM/SGLang: refuse head size kv_lora_rank + qk_rope_head_dim = ${R + Dr} (their MLA backends accept 576 or 320): convert with --target vllm`,
-  );
-  const rope = stockRopeParams(cfg, a.ropeInvFreq);
-  if (rope?.scaling) out.push(`vLLM/SGLang: rope_scaling ${String(rope.scaling.rope_type)} becomes deepseek_yarn there, which does not reproduce it`);
-  return out;
 }

@@ -32,7 +32,7 @@ export interface ExportOptions {
   padRanks?: boolean;
   /** Replace an existing output. */
   overwrite?: boolean;
-  /** Largest relative logit error a rope fit may cost (export/rope-fit.ts; default 1e-2). */
+  /** Largest relative logit error a rope fit may cost (export/kinds/mla-rope-fit.ts; default 1e-2). */
   ropeTolerance?: number;
   /** Also write the source model's logits on `prompt` (JSON: prompt, ids, vocab_size, logits T×V) to this file. */
   dumpLogits?: string;

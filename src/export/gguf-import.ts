@@ -9,7 +9,7 @@ import { layerPrefix } from '../model/weights.js';
 import { geometricInvFreq } from '../io/deepseek.js';
 import { formatError } from '../errors.js';
 import { ggufTensorToF32, readGguf, type GgufValue } from '../io/gguf.js';
-import { llamaCppDeepseek2Mscale2 } from './gguf-export.js';
+import { llamaCppDeepseek2Mscale2 } from './kinds/mla.js';
 
 export interface GgufModel {
   config: ModelConfig;

@@ -5,11 +5,11 @@
 
 import { basename } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
-import type { MlaAttention, ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
+import { attentionKind } from '../model/attention/index.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
-import { toStockMla } from './stock.js';
-import { servingVerdicts } from '../convert/plan.js';
+import { servingVerdicts, toStockMla } from './kinds/mla-stock.js';
 import { rescaleNormEps, TRANSFORMERS_LATENT_EPS } from './norm-eps.js';
 
 export interface HfExportOptions {
@@ -19,7 +19,7 @@ export interface HfExportOptions {
   /** Tokenizer files to write (hf-tokenizer.ts hfTokenizerFiles). */
   writeFiles?: { name: string; text: string }[];
   source?: string;
-  /** Largest relative logit error a rope fit may cost (rope-fit.ts). */
+  /** Largest relative logit error a rope fit may cost (kinds/mla-rope-fit.ts). */
   ropeTolerance?: number;
 }
 
@@ -48,7 +48,8 @@ export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Ten
         `and latent rows scaled by ${eps.alpha.toPrecision(6)}, exact in every engine${cfg.tieEmbeddings ? '; lm_head untied from the embeddings' : ''}`,
     );
   }
-  const fit = geometricFit((stock.config.layers[0] as MlaAttention).ropeInvFreq);
+  const first = stock.config.layers[0]!; // every layer MLA with one frequency set (toStockMla checked)
+  const fit = geometricFit(attentionKind(first).ropeInvFreq(stock.config, first));
   if (fit && Math.abs(fit.factor - 1) > 1e-9) {
     notes.push(
       `rope: rope_theta ${fit.base.toPrecision(6)} with rope_scaling linear factor ${fit.factor.toPrecision(6)}; transformers applies it ` +

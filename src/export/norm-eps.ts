@@ -2,16 +2,18 @@
 // vLLM, SGLang, llama.cpp and our engine use rms_norm_eps for them. One export exact in all of them: set
 // rms_norm_eps = 1e-6 and rescale so every RMSNorm sees its input scaled by α = sqrt(1e-6 / eps):
 //   RMSNorm_{α²·eps}(α·x)·w = α·x / sqrt(α²·mean(x²) + α²·eps)·w = RMSNorm_eps(x)·w.
-// The residual stream is scaled by α (embeddings, and the o_proj and down_proj rows that add into it), so every
-// input/post-attention/final norm sees α·h; the latent rows of kv_a_proj_with_mqa and q_a_proj are scaled by α
-// (their inputs are normalised, not scaled). lm_head reads the final norm's output and keeps its weights, so tied
-// embeddings are untied. Rope rows of kv_a_proj_with_mqa are not normalised and keep theirs.
+// The residual stream is scaled by α (embeddings, and the attention output and down_proj rows that add into it), so
+// every input/post-attention/final norm sees α·h; rows that feed a norm inside the attention are scaled by α too
+// (MLA: the latent rows of kv_a_proj_with_mqa and q_a_proj; their inputs are normalised, not scaled). Which
+// attention tensors those are is the kind's (export/kinds/ normEpsScaled). lm_head reads the final norm's output and
+// keeps its weights, so tied embeddings are untied.
 // Legend: V vocab, C hidden, R kv rank, Dr rope dims, Rq q rank.
 
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { layerPrefix } from '../model/weights.js';
 import { UserError } from '../errors.js';
+import { exportKind } from './kinds/index.js';
 
 /** The eps transformers' DeepseekV3Attention gives its latent norms (DeepseekV3RMSNorm's default). */
 export const TRANSFORMERS_LATENT_EPS = 1e-6;
@@ -29,7 +31,7 @@ function scaled(t: Tensor, alpha: number, rows?: number): Tensor {
 
 /**
  * The same function with rms_norm_eps = `eps` (see the file header); unchanged when it already is. Returns copies.
- * Only for all-MLA models in the stock layout (no biases).
+ * Biases of the scaled rows are left as they are: for models in a stock layout, which has none there.
  */
 export function rescaleNormEps(cfg: ModelConfig, weights: Map<string, Tensor>, eps = TRANSFORMERS_LATENT_EPS): { config: ModelConfig; weights: Map<string, Tensor>; alpha: number } {
   if (cfg.rmsNormEps === eps) return { config: cfg, weights, alpha: 1 };
@@ -44,11 +46,9 @@ export function rescaleNormEps(cfg: ModelConfig, weights: Map<string, Tensor>, e
   if (cfg.tieEmbeddings) w.set('lm_head.weight', embed);
   w.set('model.embed_tokens.weight', scaled(embed, alpha));
   cfg.layers.forEach((a, i) => {
-    if (a.kind !== 'mla') throw new UserError('export: rescaling rms_norm_eps needs an all-MLA model');
-    const p = layerPrefix(i);
-    for (const n of [`${p}.self_attn.o_proj.weight`, `${p}.mlp.down_proj.weight`]) w.set(n, scaled(need(n), alpha));
-    w.set(`${p}.self_attn.kv_a_proj_with_mqa.weight`, scaled(need(`${p}.self_attn.kv_a_proj_with_mqa.weight`), alpha, a.kvRank));
-    if (a.qRank !== null) w.set(`${p}.self_attn.q_a_proj.weight`, scaled(need(`${p}.self_attn.q_a_proj.weight`), alpha));
+    for (const { name, rows } of exportKind(a).normEpsScaled(cfg, i, a)) w.set(name, scaled(need(name), alpha, rows));
+    const down = `${layerPrefix(i)}.mlp.down_proj.weight`;
+    w.set(down, scaled(need(down), alpha));
   });
   return { config: { ...cfg, rmsNormEps: eps, tieEmbeddings: false }, weights: w, alpha };
 }

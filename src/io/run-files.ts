@@ -251,6 +251,7 @@ export interface ConversionRecord {
   rope_method: string;
   basis: string;
   nope_init?: string;
+  nope_keys?: string;
   compression?: number;
   layers: ConversionLayer[];
   [key: string]: unknown;

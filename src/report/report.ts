@@ -98,7 +98,8 @@ export function writeReport(dir: string, inp: ReportInput): string {
     md.push('## Distillation', '', '![held-out perplexity during distillation](distill-curves.svg)', '');
   }
   for (const [name, rec] of inp.conversions) {
-    const mla = rec.layers.filter((l) => l.kind === 'mla' && l.spectrum.length > 0);
+    // Converted layers carry the spectrum of their factorisation; kept layers an empty one (convert.ts LayerReport).
+    const mla = rec.layers.filter((l) => l.spectrum.length > 0);
     if (mla.length === 0) continue;
     const series: Series[] = mla.map((l) => {
       const total = l.spectrum.reduce((a, b) => a + Math.max(b, 0), 0) || 1;

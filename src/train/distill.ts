@@ -15,6 +15,7 @@ import { FORWARD_HINT, NonFiniteError, assertFiniteRows, assertFiniteValue } fro
 import { firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { windowBatches } from '../eval/perplexity.js';
 import { layerPrefix } from '../model/weights.js';
+import type { AttentionKindName } from '../model/attention/index.js';
 import { OptionError, UserError } from '../errors.js';
 import { AdamW, defaultAdamW, learningRate } from './optimizer.js';
 import { Batcher } from './data.js';
@@ -56,12 +57,16 @@ export interface DistillRun {
   onLog?: (l: LogLine) => void;
 }
 
-/** Names of the parameters that train: attention of MLA layers, or everything. */
+/** Whether `--train attention` trains a layer of each kind: the attention a conversion produced (MLA) trains; the
+ *  teacher's own attention (GQA/MHA, a hybrid's kept layers) stays as it was. A new kind must say which it is. */
+const TRAINS_ATTENTION: Record<AttentionKindName, boolean> = { gqa: false, mla: true };
+
+/** Names of the parameters that train: the attention of converted layers (TRAINS_ATTENTION), or everything. */
 export function trainableNames(student: Model, scope: TrainScope): Set<string> {
   const names = new Set<string>();
-  const mlaLayers = student.config.layers.map((a, i) => (a.kind === 'mla' ? layerPrefix(i) + '.self_attn.' : null)).filter((x): x is string => !!x);
+  const converted = student.config.layers.flatMap((a, i) => (TRAINS_ATTENTION[a.kind] ? [layerPrefix(i) + '.self_attn.'] : []));
   for (const name of student.params.keys()) {
-    if (scope === 'all' || mlaLayers.some((p) => name.startsWith(p))) names.add(name);
+    if (scope === 'all' || converted.some((p) => name.startsWith(p))) names.add(name);
   }
   return names;
 }

@@ -41,6 +41,13 @@ export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
     return specs;
   },
 
+  ropeRows(cfg, i, a) {
+    const p = `${layerPrefix(i)}.self_attn`;
+    const D = a.headDim;
+    const heads = (n: number): number[] => Array.from({ length: n }, (_, h) => h * D);
+    return [{ tensor: `${p}.q_proj`, starts: heads(cfg.numHeads), d: D }, { tensor: `${p}.k_proj`, starts: heads(a.numKvHeads), d: D }];
+  },
+
   kvValuesPerToken: (a) => 2 * a.numKvHeads * a.headDim,
 
   ropeInvFreq: (cfg) => cfg.ropeInvFreq,

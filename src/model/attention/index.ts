@@ -1,7 +1,10 @@
-// One module per attention kind behind one interface: a layer's config declares its kind, and everything that
-// depends on the kind (its tensors, cache size, rope frequencies, description, decode cache, forward) is looked up
-// here. A new kind (xKV shared latents, an SSM layer) is a new module plus one entry in ATTENTION_KINDS; the mapped
-// type makes a kind without a module a compile error.
+// One module per attention kind behind one interface: a layer's config declares its kind, and everything the model
+// layer does that depends on the kind (its tensors, rope rows, cache size, rope frequencies, description, decode
+// cache, forward) is looked up here. A new kind (xKV shared latents, an SSM layer) is a new module plus one entry in
+// ATTENTION_KINDS; the mapped type makes a kind without a module a compile error. The jobs keep their per-kind parts
+// the same way, keyed by AttentionKindName: export/kinds/ (GGUF architecture, norm-eps rescale), convert/kinds.ts
+// (what a layer is as a conversion source), train/distill.ts TRAINS_ATTENTION; test/kinds.test.ts keeps kind tests
+// (`a.kind === 'mla'`) out of the rest of the tree.
 // Legend: B batch, T new positions, P cached positions, N = B·T rows, C hidden.
 
 import type { Var } from '../../autograd/var.js';
@@ -16,6 +19,17 @@ import { mla, type MlaLayerCache } from './mla.js';
 export type { GqaLayerCache, MlaLayerCache };
 export type LayerCache = GqaLayerCache | MlaLayerCache;
 export type AttentionKindName = LayerAttention['kind'];
+/** The config type of one kind: AttentionOf<'mla'> is MlaAttention. */
+export type AttentionOf<K extends AttentionKindName> = Extract<LayerAttention, { kind: K }>;
+
+/** Rows of one projection that feed rope slices: in `${tensor}.weight` (out, in) and `${tensor}.bias` (out) when
+ *  present, rows starts[k] … starts[k]+d−1 are the d rotated dims of one slice, paired as the config's ropePairing
+ *  says. Changing the pairing permutes exactly these rows (export/stock.ts toAdjacentPairing). */
+export interface RopeRows {
+  tensor: string;
+  starts: number[];
+  d: number;
+}
 
 /** A validating reader of one layer's JSON object (io/json.ts Fields is one): errors name the file and field. */
 export interface LayerFields {
@@ -38,6 +52,8 @@ export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   kind: A['kind'];
   /** The attention tensors of layer i (HF / DeepSeek-V3 names and shapes), in a stable order. */
   tensors(cfg: ModelConfig, i: number, a: A): TensorSpec[];
+  /** The rows of the layer's projections that feed rope slices (q and k rows; a bias tensor may be absent). */
+  ropeRows(cfg: ModelConfig, i: number, a: A): RopeRows[];
   /** Values the decode cache holds per token for this layer (the theory KVCache.bytes is tested against). */
   kvValuesPerToken(a: A): number;
   /** Inverse frequencies of the rope pairs this layer rotates. */

@@ -49,6 +49,18 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
     return specs;
   },
 
+  ropeRows(cfg, i, a) {
+    const p = `${layerPrefix(i)}.self_attn`;
+    const { nopeDim: Dn, ropeDim: Dr } = a;
+    // Query heads are [nope Dn | rope Dr]; kv_a is [latent R | shared rope key Dr].
+    const q = Array.from({ length: cfg.numHeads }, (_, h) => h * (Dn + Dr) + Dn);
+    return [
+      { tensor: `${p}.q_proj`, starts: q, d: Dr },
+      { tensor: `${p}.kv_a_proj_with_mqa`, starts: [a.kvRank], d: Dr },
+      { tensor: `${p}.q_b_proj`, starts: q, d: Dr },
+    ];
+  },
+
   kvValuesPerToken: (a) => a.kvRank + a.ropeDim,
 
   ropeInvFreq: (_cfg, a) => a.ropeInvFreq,

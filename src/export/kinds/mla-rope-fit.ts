@@ -8,17 +8,17 @@
 // seeded tokens (relative logit error ‖Δ‖/‖logits‖), prints it, and refuses above a tolerance.
 // Legend: Dr rope dims, T tokens, V vocab.
 
-import type { Tensor } from '../tensor/tensor.js';
-import { relError } from '../tensor/tensor.js';
-import { mulberry32 } from '../tensor/rng.js';
-import { noGrad } from '../autograd/var.js';
-import { getBackend } from '../backends/index.js';
-import { Model } from '../model/model.js';
-import { forward } from '../model/forward.js';
-import type { MlaAttention, ModelConfig } from '../model/config.js';
-import { geometricFit, stockRopeParams } from '../io/deepseek.js';
-import { geometricCandidates } from '../convert/rope-select.js';
-import { UserError } from '../errors.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { relError } from '../../tensor/tensor.js';
+import { mulberry32 } from '../../tensor/rng.js';
+import { noGrad } from '../../autograd/var.js';
+import { getBackend } from '../../backends/index.js';
+import { Model } from '../../model/model.js';
+import { forward } from '../../model/forward.js';
+import type { MlaAttention, ModelConfig } from '../../model/config.js';
+import { geometricFit, stockRopeParams } from '../../io/deepseek.js';
+import { geometricCandidates } from '../../convert/rope-select.js';
+import { UserError } from '../../errors.js';
 
 /** Default largest relative logit error a rope fit may cost (`mla export --rope-tolerance`). */
 export const ROPE_TOLERANCE = 1e-2;
