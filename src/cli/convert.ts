@@ -21,7 +21,7 @@ import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
 import type { LayerStats } from '../convert/calibrate.js';
-import { Progress } from './progress.js';
+import { Progress, type ProgressSink } from './progress.js';
 import { table } from '../report/table.js';
 
 export const convertSpec = {
@@ -171,8 +171,14 @@ export async function convertCommand(argv: string[]): Promise<void> {
   // Without a search, calibration is one pass that ticks per forward step: the bar's first line, after one measured
   // step, carries the ETA.
   const calibSteps = calibrationProgress(opened.model.config.maxPositions, opts.calib);
-  const calibOnePass = () => new Progress(calibLabel, calibSteps.total, calibSteps.unit);
-  const layerBar = new Progress('convert', opened.model.config.numLayers, 'layer');
+  const calibOnePass = (): ProgressSink => {
+    const bar = new Progress(calibLabel, calibSteps.total, calibSteps.unit);
+    // The layer bar's clock starts when calibration ends, so its rate and ETA are the layers' own.
+    return { tick: (n, extra) => bar.tick(n, extra), end: () => { bar.end(); layerBar = newLayerBar(); } };
+  };
+  const newLayerBar = (): Progress => new Progress('convert', opened.model.config.numLayers, 'layer');
+  let layerBar = newLayerBar();
+  const layers: ProgressSink = { tick: (n, extra) => layerBar.tick(n, extra), end: () => layerBar.end() };
   const K = autoKeepCount(values);
   let stats: LayerStats[] | undefined;
   let before = '';
@@ -194,7 +200,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
       before += searchReport(found);
     }
   }
-  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers: layerBar }, { stats });
+  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
