@@ -145,7 +145,7 @@ if (!values.json) {
       rows.push(row);
     }
   }
-  process.stdout.write(`sgemm C = A·B, f32, square n×n (${info.simd}${withBlas ? `; ${info.blas}` : '; OpenBLAS not loaded'})\n\n`);
+  process.stdout.write(`sgemm C = A·B, f32, square n×n (own kernel: ${info.simd === "scalar" ? "scalar" : "AVX2+FMA"} packed (no AVX-512 variant yet)${withBlas ? `; ${info.blas}` : '; OpenBLAS not loaded'})\n\n`);
   process.stdout.write(table(header, rows) + '\n');
 }
 
