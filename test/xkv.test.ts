@@ -24,6 +24,9 @@ import { exportHf } from '../src/export/hf-export.js';
 import { assertTorchKinds } from '../src/train/torch-kinds.js';
 import { UserError } from '../src/errors.js';
 import { tempDir } from './helpers.js';
+import { randomLlama } from './models.js';
+import { convert, type ConvertOptions } from '../src/convert/convert.js';
+import { convertSharedLatent, latentGroups } from '../src/convert/xkv.js';
 
 const be = refBackend;
 /** The reference backend in float64 activations (gradient checks), as autograd.test.ts. */
@@ -202,4 +205,38 @@ test('xKV: mla info counts R + Dr for the first layer, Dr for the later ones; ev
   assert.throws(() => exportHf('/nonexistent/never-written', cfg, w, { source: 'm' }), (e: unknown) => e instanceof UserError && why.test(e.message));
   assert.throws(() => assertTorchKinds(cfg, 'student'), (e: unknown) => e instanceof UserError && /--engine torch: the student's layer\(s\) 1, 4, 5: xKV layers .* \(--engine ts\)/.test(e.message));
   assertTorchKinds(config([mlaLayer(7)]), 'student'); // an MLA student runs
+});
+
+test('xKV conversion: groups of adjacent converted layers, kept layers break them', () => {
+  assert.deepEqual(latentGroups([true, true, true, false, true, true, true, true, true], 2), [[0, 1], [2], [4, 5], [6, 7], [8]]);
+  assert.deepEqual(latentGroups([false, true, true, true], 3), [[1, 2, 3]]);
+});
+
+test('xKV conversion: when the later layer reads a linear map of the first one\'s input, the full group rank reproduces the full-rank MLA conversion; half of it does not', () => {
+  for (const bias of [false, true]) {
+    const teacher = randomLlama(9, bias, refBackend, 1); // one kv head: 24 key + value dims per layer, 48 per group
+    // Layer 0 adds nothing to the residual stream, so layer 1's attention input is x_1 = diag(g_1 / g_0)·x_0 (the
+    // two input norms differ): a linear map of x_0 that only the cross moments Σ_10 Σ_00⁻¹ (not Σ_01) recover.
+    for (const n of ['self_attn.o_proj', 'mlp.down_proj']) teacher.p(`model.layers.0.${n}.weight`).value.data.fill(0);
+    const opts: ConvertOptions = {
+      plan: { kind: 'rank', rank: 24 }, ropeDim: 4, ropeMethod: 'transmla', basis: 'activation', qRank: null, latentNorm: false, nopeInit: 'identity',
+      keepLayers: [], calib: { samples: 4, length: 40, seed: 3 },
+    };
+    const plain = convert(teacher, null, opts); // rank 24 = every key and value dim: exact
+    const x = ids(20, 4, 61);
+    const logitsOf = (r: { config: ModelConfig; weights: Map<string, Tensor> }): Float32Array | Float64Array =>
+      noGrad(() => forward(Model.fromWeights(r.config, r.weights, be), x, 1, 20).value.data);
+    const want = logitsOf(plain);
+    const shared = convertSharedLatent(teacher, null, opts, 2);
+    assert.deepEqual(shared.config.layers.map((a) => a.kind), ['mla', 'xkv']);
+    assert.equal(shared.studentKvBytesPerToken, plain.studentKvBytesPerToken); // 48 + 4 and 4 against 2 × (24 + 4)
+    const err = relError(logitsOf(shared), want);
+    // The floor is the f32 moments through Σ_00⁻¹ (and the ridge); the constant column of a bias (x' = [x; 1]) makes Σ'_00
+    // worse conditioned. A transposed cross moment gives 1.3, half the rank 0.4.
+    const tol = bias ? 2e-3 : 1e-4;
+    assert.ok(err <= tol, `bias ${bias}: full group rank: relative logit error ${err}`);
+    const half = convertSharedLatent(teacher, null, { ...opts, plan: { kind: 'rank', rank: 12 } }, 2);
+    const errHalf = relError(logitsOf(half), want);
+    assert.ok(errHalf > 1e-2, `bias ${bias}: half the rank still matches (${errHalf}): the test would not see a wrong factorisation`);
+  }
 });
