@@ -203,7 +203,7 @@ test('xKV: mla info counts R + Dr for the first layer, Dr for the later ones; ev
   const why = /layer\(s\) 1, 4, 5 reads the latent of an earlier layer .*no stock engine shares a latent across layers: llama\.cpp's deepseek2 and DeepSeek-V3/;
   assert.throws(() => planGguf(cfg, w, { vocab, source: 'm' }), (e: unknown) => e instanceof UserError && /^m: cannot export to GGUF: /.test(e.message) && why.test(e.message));
   assert.throws(() => exportHf('/nonexistent/never-written', cfg, w, { source: 'm' }), (e: unknown) => e instanceof UserError && why.test(e.message));
-  assert.throws(() => assertTorchKinds(cfg, 'student'), (e: unknown) => e instanceof UserError && /--engine torch: the student's layer\(s\) 1, 4, 5: xKV layers .* \(--engine ts\)/.test(e.message));
+  assert.throws(() => assertTorchKinds(cfg, 'student'), (e: unknown) => e instanceof UserError && /--engine torch: the student's layer\(s\) 1, 4, 5: xKV layers .* \(--engine cpu\)/.test(e.message));
   assertTorchKinds(config([mlaLayer(7)]), 'student'); // an MLA student runs
 });
 

@@ -342,13 +342,13 @@ export function convertSharedLatent(
   const studentBytes = kvBytesPerToken(config, 4);
   const notes = full.notes.filter((s) => !s.startsWith('no latent norm') && !s.startsWith('kv_a_layernorm'));
   notes.push(
-    `xKV: ${groups.map((g) => `layers ${g.join('+')} share layer ${g[0]}'s latent (rank ${g.reduce((s, l) => s + planned[l]!, 0)})`).join('; ')}; ` +
+    `xKV: ${groups.map((g) => `${g.length > 1 ? `layers ${g.join('+')} share layer ${g[0]}'s latent` : `layer ${g[0]} alone`} (rank ${g.reduce((s, l) => s + planned[l]!, 0)})`).join('; ')}; ` +
       "each group's rank is the sum of its layers' planned ranks (the bytes of plain MLA at this plan); initialised by one PCA of the group's " +
       "no-rope keys and values, predicted from the first layer's input by least squares on the calibration cross moments.",
     opts.latentNorm
       ? "kv_a_layernorm added ({latentNorm}) on each group's latent: RMSNorm changes the function until distillation."
       : 'no latent norm: the factorisation is exact at full rank.',
-    "export: no stock engine (llama.cpp deepseek2, DeepSeek-V3) shares a latent across layers; the model runs in mla's own engine (generate, ppl, eval, distil with --engine ts).",
+    "export: no stock engine (llama.cpp deepseek2, DeepSeek-V3) shares a latent across layers; the model runs in mla's own engine (generate, ppl, eval, distil with --engine cpu).",
   );
   return { config, weights: w, layers: reports, teacherKvBytesPerToken: teacherBytes, studentKvBytesPerToken: studentBytes, compression: teacherBytes / studentBytes, notes, ropePairs: full.ropePairs };
 }

@@ -11,7 +11,7 @@ export const TORCH_KINDS: { [K in AttentionKindName]: string | null } = {
   mla: null,
   xkv:
     "xKV layers (convert --share-latent) read an earlier layer's latent within the forward pass, and the PyTorch engine's " +
-    'model (python/mla_torch) computes each layer on its own; distil this student with the TypeScript engine (--engine ts)',
+    'model (python/mla_torch) computes each layer on its own; distil this student with the TypeScript engine (--engine cpu)',
 };
 
 /** A UserError naming the layers and why when the torch engine cannot run a model of `role` (teacher, student). */
