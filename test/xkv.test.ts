@@ -23,7 +23,8 @@ import { planGguf } from '../src/export/gguf-export.js';
 import { exportHf } from '../src/export/hf-export.js';
 import { assertTorchKinds } from '../src/train/torch-kinds.js';
 import { UserError } from '../src/errors.js';
-import { tempDir } from './helpers.js';
+import { join } from 'node:path';
+import { STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 import { randomLlama } from './models.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { convertSharedLatent, latentGroups } from '../src/convert/xkv.js';
@@ -238,5 +239,32 @@ test('xKV conversion: when the later layer reads a linear map of the first one\'
     const half = convertSharedLatent(teacher, null, { ...opts, plan: { kind: 'rank', rank: 12 } }, 2);
     const errHalf = relError(logitsOf(half), want);
     assert.ok(errHalf > 1e-2, `bias ${bias}: half the rank still matches (${errHalf}): the test would not see a wrong factorisation`);
+  }
+});
+
+test('CLI: convert --share-latent 2 at 2× (equal bytes to plain MLA), info counts it, export and bad flags refused with why', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const out = join(dir, 'x');
+    const calib = ['--tokenizer', STORIES_TOK, '--calib-samples', '3', '--calib-len', '32'];
+    const r = JSON.parse(mlaOk(['convert', STORIES_BIN, ...calib, '--out', out, '--kv-ratio', '2', '--rope-dim', '4', '--keep-layers', '2', '--share-latent', '2', '--json'])) as {
+      layers: { kind: string; kvRank: number }[]; kv_bytes_per_token: number; compression: number;
+    };
+    // 5 layers of 64 values, layer 2 kept: 160 − 64 leave 24 a converted layer (rank 20 + rope 4); groups 0+1 and 3+4
+    // share ranks of 40.
+    assert.deepEqual(r.layers.map((l) => l.kind), ['mla', 'xkv', 'gqa', 'mla', 'xkv']);
+    assert.deepEqual([r.layers[0]!.kvRank, r.layers[1]!.kvRank], [40, 40]);
+    assert.equal(r.compression, 2);
+    const info = JSON.parse(mlaOk(['info', out, '--json'])) as { kv_bytes_per_token: number; layers: { kind: string; kv_values_per_token: number }[] };
+    assert.equal(info.kv_bytes_per_token, r.kv_bytes_per_token);
+    assert.deepEqual(info.layers.map((l) => l.kv_values_per_token), [44, 4, 64, 44, 4]);
+    const ex = mla(['export', out, '--format', 'gguf', '--out', join(dir, 'x.gguf')]);
+    assert.notEqual(ex.status, 0);
+    assert.match(ex.stderr, /layer\(s\) 1, 4 reads the latent of an earlier layer .*no stock engine shares a latent across layers/);
+    const bad = mla(['convert', STORIES_BIN, '--out', join(dir, 'y'), '--share-latent', '1']);
+    assert.match(bad.stderr, /--share-latent: expected an integer ≥ 2/);
+    assert.equal(bad.status, 1);
+  } finally {
+    cleanup();
   }
 });
