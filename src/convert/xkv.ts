@@ -20,6 +20,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { noGrad, type Var } from '../autograd/var.js';
 import { tidy } from '../tensor/storage.js';
 import type { Model } from '../model/model.js';
+import type { Backend } from '../tensor/backend.js';
 import { forward } from '../model/forward.js';
 import { layerPrefix } from '../model/weights.js';
 import { kvBytesPerToken, kvValuesPerToken, type LayerAttention, type MlaAttention, type ModelConfig, type XkvAttention } from '../model/config.js';
@@ -91,8 +92,16 @@ interface LayerTargets {
   alpha: number; // keys divided by α in the PCA (α² = key energy / value energy), scaled back in B
 }
 
-/** Row-major product of (r, k) and (k, c), f64. */
-function mm(a: Float64Array, r: number, k: number, b: Float64Array, c: number): Float64Array {
+/** Work (multiply-adds) above which a product runs on the backend (f32 storage, the backend's accumulation) instead
+ *  of plain f64 loops: exact enough for an initialisation, and minutes instead of hours at a 1B model's hidden size. */
+const BACKEND_WORK = 1e8;
+
+/** Row-major product of (r, k) and (k, c): f64 loops for small products, the backend's matmul for large ones. */
+function mm(be: Backend, a: Float64Array, r: number, k: number, b: Float64Array, c: number): Float64Array {
+  if (r * k * c > BACKEND_WORK) {
+    const t = (d: Float64Array, rows: number, cols: number) => new Tensor([rows, cols], Float32Array.from(d)).to(be.dtype);
+    return tidy(() => Float64Array.from(be.run('matmul', [t(a, r, k), t(b, k, c)], { transA: false, transB: false })[0].data));
+  }
   const out = new Float64Array(r * c);
   for (let i = 0; i < r; i++) {
     for (let t = 0; t < k; t++) {
@@ -146,12 +155,12 @@ function targetsOf(model: Model, w: Map<string, Tensor>, l: number, attn: MlaAtt
     const h = Array.from({ length: H }, (_, k) => k).find((k) => kvHeadOf(k, H, Hkv) === g)!;
     Bu.set(kvb.subarray(h * (Dn + Dv) * R, (h + 1) * (Dn + Dv) * R), g * (Dn + Dv) * R);
   }
-  const W = mm(Bu, m, R, A, n);
+  const W = mm(model.be, Bu, m, R, A, n);
   // Key/value balance as BKV-PCA (basis.ts): energies in the layer's own input metric.
   const S = augmented(st.second, C, n, st.mean, st.mean);
   let eK = 0;
   let eV = 0;
-  const WS = mm(W, m, n, S, n);
+  const WS = mm(model.be, W, m, n, S, n);
   for (let i = 0; i < m; i++) {
     let e = 0;
     for (let c = 0; c < n; c++) e += WS[i * n + c]! * W[i * n + c]!;
@@ -178,22 +187,23 @@ export function factorGroup(model: Model, members: LayerTargets[], cross: Map<nu
   const lam = Array.from(values, (v) => Math.max(v, 0));
   const eps = 1e-7 * (lam.reduce((a, b) => a + b, 0) / n || 1); // the ridge: directions the data never visits
   const Q = vectors;
-  // Σ_jj⁻¹ (ridge) and L = Q Λ^{1/2}.
-  const inv = new Float64Array(n * n);
+  // Σ_jj⁻¹ (ridge) = Q (Λ + ε)⁻¹ Qᵀ and L = Q Λ^{1/2}.
+  const be = model.be;
   const L = new Float64Array(n * n);
+  const Qs = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     for (let k = 0; k < n; k++) {
       L[i * n + k] = Q[i * n + k]! * Math.sqrt(lam[k]!);
-      const qk = Q[i * n + k]! / (lam[k]! + eps);
-      for (let j = 0; j < n; j++) inv[i * n + j]! += qk * Q[j * n + k]!;
+      Qs[i * n + k] = Q[i * n + k]! / (lam[k]! + eps);
     }
   }
+  const inv = mm(be, Qs, n, n, transpose(Q, n, n), n);
   // Stacked targets M (Σ m_l, n), keys divided by α_l.
   const rows = members.reduce((s, t) => s + t.m, 0);
   const M = new Float64Array(rows * n);
   let off = 0;
   members.forEach((t, k) => {
-    const Ml = k === 0 ? t.W : mm(mm(t.W, t.m, n, cross.get(t.l)!, n), t.m, n, inv, n);
+    const Ml = k === 0 ? t.W : mm(be, mm(be, t.W, t.m, n, cross.get(t.l)!, n), t.m, n, inv, n);
     const Dn = t.attn.nopeDim;
     const Dkv = Dn + t.attn.vDim;
     for (let i = 0; i < t.m; i++) {
@@ -202,22 +212,18 @@ export function factorGroup(model: Model, members: LayerTargets[], cross: Map<nu
     }
     off += t.m;
   });
-  const ML = mm(M, rows, n, L, n); // (rows, n)
-  const N = mm(transpose(ML, rows, n), n, rows, ML, n); // Lᵀ MᵀM L (n, n)
+  const ML = mm(be, M, rows, n, L, n); // (rows, n)
+  const N = mm(be, transpose(ML, rows, n), n, rows, ML, n); // Lᵀ MᵀM L (n, n)
   const e = linalg.eigh(N, n);
   const spectrum = Float64Array.from(e.values, (v) => Math.max(v, 0));
   // U_R = M L V_R / √λ (orthonormal columns): directions with no energy get a zero column (nothing to carry).
-  const U = new Float64Array(rows * R);
+  const Vs = new Float64Array(n * R); // V_R / √λ
   for (let r = 0; r < R; r++) {
     const s = spectrum[r]! > 1e-12 * spectrum[0]! ? 1 / Math.sqrt(spectrum[r]!) : 0;
-    if (s === 0) continue;
-    for (let i = 0; i < rows; i++) {
-      let v = 0;
-      for (let c = 0; c < n; c++) v += ML[i * n + c]! * e.vectors[c * n + r]!;
-      U[i * R + r] = v * s;
-    }
+    for (let c = 0; c < n; c++) Vs[c * R + r] = e.vectors[c * n + r]! * s;
   }
-  const A = mm(transpose(U, rows, R), R, rows, M, n); // (R, n)
+  const U = mm(be, ML, rows, n, Vs, R);
+  const A = mm(be, transpose(U, rows, R), R, rows, M, n); // (R, n)
   const B: Float64Array[] = [];
   off = 0;
   for (const t of members) {
