@@ -5,7 +5,8 @@ the teacher frozen in bf16, AdamW on every student parameter, KL in 1024-row chu
 29,300 tokens/s (plain PyTorch eager on one H100 for nearly these shapes; the goal is ≥ 1.2×).
 
   PYTHONPATH=python python3 bench/torch_gpu.py [--steps 10] [--warmup 3] [--seq 2048] [--batch 4] [--grad-checkpoint]
-      [--compile] [--model llama-3.2-1b] [--small --device cpu   (a CPU smoke test of the same code path)]
+      [--compile] [--teacher-device same|own-gpu|cpu] [--model llama-3.2-1b]
+      [--small --device cpu   (a CPU smoke test of the same code path)]
 Output: a table and one JSON line."""
 
 import argparse
@@ -14,13 +15,14 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import torch
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the benchmarks
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_shapes import configs, tensors  # noqa: E402
-from mla_torch.distill import Losses, make_optimizer, micro_step  # noqa: E402
+from mla_torch.distill import Check, Losses, make_optimizer, micro_step  # noqa: E402
 from mla_torch.model import Model, _SDPA  # noqa: E402
 
 REFERENCE = 29300
@@ -48,6 +50,7 @@ def main():
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--kl-chunk", type=int, default=1024)
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--teacher-device", default="same", choices=["same", "own-gpu", "cpu"])
     a = ap.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         sys.exit("torch_gpu.py: torch.cuda.is_available() is false (use --small --device cpu for a smoke test)")
@@ -59,13 +62,19 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
     gen = torch.Generator().manual_seed(0)
     tcfg, scfg = configs(a.model, small=a.small)
-    teacher = Model(tcfg, random_weights(tcfg, torch.bfloat16 if bf16 else torch.float32, dev, gen), trainable=set())
+    tdev = {"same": dev, "cpu": torch.device("cpu"), "own-gpu": torch.device("cuda", 1)}[a.teacher_device]
+    teacher = Model(tcfg, random_weights(tcfg, torch.bfloat16 if bf16 else torch.float32, tdev, gen), trainable=set())
     student = Model(scfg, random_weights(scfg, torch.float32, dev, gen), grad_checkpoint=a.grad_checkpoint)
     params = [p for _, p in student.named_weights()]
     opt = make_optimizer(params, 0.0, dev.type)
     hidden = torch.compile(student.hidden) if a.compile and hasattr(torch, "compile") else student.hidden
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
-    losses = Losses(a.kl_chunk)
+    tamp = (lambda: torch.autocast(tdev.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    apart = a.teacher_device != "same"
+    # The job's view of itself that micro_step reads (mla_torch.distill.Job).
+    job = SimpleNamespace(teacher=teacher, student=student, hidden=hidden, losses=Losses(a.kl_chunk), amp=amp, tamp=tamp,
+                          dev=dev, tdev=tdev, t_head=teacher.head().detach().to(dev).clone() if apart else teacher.head())
+    check = Check("bench", a.seq, lambda b, t: f"row {b}, position {t}", "teacher", "student", "bench")
     V = scfg["vocabSize"]
     n = a.seq * a.batch
 
@@ -74,7 +83,7 @@ def main():
             p.grad = None
         ids = torch.randint(0, V, (a.batch, a.seq + 1), generator=gen).to(dev)
         x, y = ids[:, :-1].contiguous(), ids[:, 1:].reshape(-1)
-        micro_step(teacher, student, hidden, losses, amp, x, y, 1.0, 1.0, 0.0, 1.0 / n)
+        micro_step(job, x, y, 1.0, 1.0, 0.0, 1.0 / n, check)
         gn = torch.sqrt(sum(p.grad.float().pow(2).sum() for p in params))
         for p in params:  # clip at 1 without a host sync (the job syncs once per step for its log line)
             p.grad.mul_(torch.clamp(1.0 / gn, max=1.0))
@@ -96,13 +105,13 @@ def main():
     tps = n * a.steps / secs
     peak = torch.cuda.max_memory_allocated() / 1e9 if dev.type == "cuda" else float("nan")
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"| model | device | seq × batch | tokens/s | reference | ratio | peak GB | sdpa | grad ckpt | compile |")
-    print(f"|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {a.model}{' (small)' if a.small else ''} | {name} | {a.seq} × {a.batch} | {tps:,.0f} | {REFERENCE:,} | "
-          f"{tps / REFERENCE:.2f}× | {peak:.1f} | {_SDPA is not None and dev.type == 'cuda'} | {a.grad_checkpoint} | {a.compile} |")
+    print("| model | device | teacher | seq × batch | tokens/s | reference | ratio | peak GB (student GPU) | sdpa | grad ckpt | compile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {a.model}{' (small)' if a.small else ''} | {name} | {tdev} | {a.seq} × {a.batch} | {tps:,.0f} | {REFERENCE:,} | "
+          f"{tps / REFERENCE:.2f}× | {peak:.1f} | {_SDPA is not None and dev.type == 'cuda'} | {a.grad_checkpoint} | {a.compile and hasattr(torch, 'compile')} |")
     print(json.dumps({"bench": "torch_gpu", "model": a.model, "small": a.small, "device": name, "seq": a.seq,
                       "batch": a.batch, "tokens_per_s": tps, "reference": REFERENCE, "ratio": tps / REFERENCE,
-                      "peak_gb": peak, "torch": torch.__version__}))
+                      "peak_gb": peak, "teacher_device": a.teacher_device, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { mulberry32, gaussian } from '../src/tensor/rng.js';
+import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
+import { modelTensors } from '../src/model/weights.js';
+import { saveHfModel } from '../src/io/hf.js';
 import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 
 function losses(dir: string): string[] {
@@ -77,6 +82,43 @@ test('a diverging run stops with a clear message and keeps its last good checkpo
     assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('error:')).length, 1);
     // A kept checkpoint loads for --resume: its weights and moments are finite (checked at load).
     if (existsSync(join(out, 'checkpoint', 'model.safetensors'))) assert.doesNotThrow(() => loadCheckpoint(out));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a GQA student (no MLA layer) trains, checkpoints and resumes in its own HF layout; an unsavable one is refused up front', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // stories260K's vocabulary, a Llama layout with biases (o_proj bias zeros written for transformers).
+    const rng = mulberry32(5);
+    const cfg: ModelConfig = {
+      arch: 'llama', vocabSize: 512, hiddenSize: 32, intermediateSize: 48, numLayers: 2, numHeads: 4, rmsNormEps: 1e-5, ropePairing: 'half',
+      ropeInvFreq: defaultInvFreq(10000, 8), ropeTheta: 10000, ropeScaling: null, maxPositions: 64, tieEmbeddings: true, bosTokenId: 1, eosTokenId: 2,
+      layers: [0, 1].map(() => ({ kind: 'gqa' as const, numKvHeads: 2, headDim: 8, qkvBias: true })),
+    };
+    const w = new Map(modelTensors(cfg).map((s) => {
+      const t = Tensor.zeros(s.shape);
+      for (let i = 0; i < t.size; i++) t.data[i] = s.shape.length === 1 && !s.name.endsWith('bias') ? 1 : 0.05 * gaussian(rng);
+      return [s.name, t] as [string, Tensor];
+    }));
+    const student = join(dir, 'student');
+    saveHfModel(student, cfg, w);
+    const args = ['distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', student, '--steps', '4', '--batch', '2', '--seq', '16',
+      '--self-generate', '4', '--eval-every', '2', '--checkpoint-every', '2', '--backend', 'ref'];
+    mlaOk([...args, '--out', join(dir, 'run')]);
+    const cp = loadCheckpoint(join(dir, 'run'));
+    assert.equal(cp.state.step, 4);
+    assert.deepEqual(cp.config.layers, cfg.layers);
+    const cfgJson = JSON.parse(readFileSync(join(dir, 'run', 'config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual([cfgJson.model_type, cfgJson.attention_bias], ['llama', true]);
+    assert.match(mlaOk(['info', join(dir, 'run'), '--tokenizer', STORIES_TOK]), /gqa/);
+    // A GQA student no model directory can describe (llama2.c's adjacent rope pairs in a llama config) is refused
+    // before any sampling, naming the student, and leaves no run directory.
+    const bad = mla(['distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', STORIES_BIN, '--out', join(dir, 'bad'), '--steps', '2', '--backend', 'ref']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /--student .*stories260K\.bin: cannot be saved as a model directory .*half-split RoPE/);
+    assert.ok(!existsSync(join(dir, 'bad')));
   } finally {
     cleanup();
   }

@@ -120,7 +120,7 @@ test('torch logits equal the cpu engine for teachers and every MLA student varia
       const l = loadModel(p);
       const rng = mulberry32(100 + i);
       const ids = Array.from({ length: B * T }, () => Math.floor(rng() * l.config.vocabSize));
-      return { model: torchModelSpec(p, l.config, l.weights, dir, `m${i}`), ids, B, T, out: join(dir, `logits-${i}.f32`) };
+      return { model: torchModelSpec(p, l.config), ids, B, T, out: join(dir, `logits-${i}.f32`) };
     });
     writeFileSync(join(dir, 'jobs.json'), JSON.stringify(jobs));
     const py = found as { python: string };

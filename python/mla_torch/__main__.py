@@ -1,6 +1,6 @@
 """python -m mla_torch COMMAND ...   (spoken to by src/train/torch-engine.ts through JSON lines on stdout)
 
-  probe                      {"torch", "cuda", "devices", "sdpa"}: what this interpreter offers
+  probe                      {"torch", "cuda", "devices", "sdpa", "compile"}: what this interpreter offers
   distill SPEC [--watch-stdin]  run the distillation job of a run spec (JSON); with --watch-stdin the process exits
                              when its stdin closes (the parent died), so a killed `mla distill` leaves no orphan
   logits JOBS                for each {model, ids, B, T, out} write the f32 logits (B·T, V) to `out` (tests)
@@ -33,7 +33,7 @@ def probe():
 
     print(json.dumps({"torch": torch.__version__, "cuda": bool(torch.cuda.is_available()),
                       "devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                      "sdpa": _SDPA is not None}), flush=True)
+                      "sdpa": _SDPA is not None, "compile": hasattr(torch, "compile")}), flush=True)
 
 
 def logits(path):

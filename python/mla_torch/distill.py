@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from . import safetensors as st
 from .data import Batcher, read_shard, window_batches
 from .dist import Dist
-from .model import Model, load_weights
+from .model import Model, assert_finite_weight, load_weights
 
 BETAS = (0.9, 0.95)
 EPS = 1e-8
@@ -69,24 +69,55 @@ def make_optimizer(params, wd, device):
         return torch.optim.AdamW(params, **kw)
 
 
+class NonFiniteError(JobError):
+    """A non-finite logit, loss, gradient or weight (src/model/finite.ts NonFiniteError): one line naming it."""
+
+
+def non_finite_name(v):
+    return "NaN" if v != v else ("+Inf" if v > 0 else "-Inf")
+
+
+class Check:
+    """What a non-finite message says (src/train/distill.ts): `context` ('distill' or 'distill eval'), T positions per
+    row, `where(b, t)` the row's name, and the hints for the teacher's and the student's logits."""
+
+    def __init__(self, context, T, where, teacher_hint, student_hint, loss_detail=None):
+        self.context, self.T, self.where = context, T, where
+        self.teacher_hint, self.student_hint, self.loss_detail = teacher_hint, student_hint, loss_detail
+
+    def logits(self, who, x, r0):
+        """Raise NonFiniteError at the first non-finite value of the logits chunk x (n, V) starting at row r0."""
+        flat = x.reshape(-1)
+        i = int((~torch.isfinite(flat)).nonzero()[0])
+        row, col = r0 + i // x.shape[1], i % x.shape[1]
+        hint = self.teacher_hint if who == "teacher" else self.student_hint
+        raise NonFiniteError(f"{self.context}: non-finite logits from the {who} ({non_finite_name(float(flat[i]))} at "
+                             f"{self.where(row // self.T, row % self.T)}, column {col}); {hint}")
+
+
 class Losses:
     """KL/CE over row chunks (see the module docstring). All sums are over rows; the caller divides."""
 
     def __init__(self, chunk):
         self.chunk = chunk
 
-    def run(self, s_hidden, s_head, t_hidden, t_head, targets, tau, kl_w, ce_w, scale, train):
+    def run(self, s_hidden, s_head, t_hidden, t_head, targets, tau, kl_w, ce_w, scale, train, check):
         """Returns (kl_sum, ce_sum) tensors (detached, f32); with `train`, backpropagates
-        scale·(kl_w·τ²·kl_sum + ce_w·ce_sum) into s_hidden's graph."""
+        scale·(kl_w·τ²·kl_sum + ce_w·ce_sum) into s_hidden's graph. Every chunk's logits of both models are checked
+        finite (flags gathered on the device, one synchronisation per call), the teacher's first, then the student's,
+        then the loss sums, each failure raised by `check` (a Check) before the body's backward."""
         leaf = s_hidden.detach().requires_grad_(train and s_hidden.requires_grad)
         kl_tot = torch.zeros((), dtype=torch.float32, device=s_hidden.device)
         ce_tot = torch.zeros((), dtype=torch.float32, device=s_hidden.device)
         N = leaf.shape[0]
+        t_ok, s_ok = [], []
         for r0 in range(0, N, self.chunk):
             r1 = min(N, r0 + self.chunk)
             sl = F.linear(leaf[r0:r1], s_head).float()  # (n, V)
             with torch.no_grad():
                 tl = F.linear(t_hidden[r0:r1], t_head).float()
+            t_ok.append(torch.isfinite(tl).all())
+            s_ok.append(torch.isfinite(sl.detach()).all())
             tg = targets[r0:r1]
             loss = None
             if kl_w > 0:
@@ -104,19 +135,61 @@ class Losses:
                     loss = term if loss is None else loss + term
             if train and loss is not None and loss.requires_grad:
                 loss.backward()
+        flags = torch.stack(t_ok + s_ok + [torch.isfinite(kl_tot), torch.isfinite(ce_tot)]).tolist()
+        if not all(flags):
+            n = len(t_ok)
+            for who, ok, hidden, head in (("teacher", flags[:n], t_hidden, t_head), ("student", flags[n:2 * n], leaf, s_head)):
+                if not all(ok):
+                    r0 = ok.index(False) * self.chunk
+                    with torch.no_grad():
+                        check.logits(who, F.linear(hidden[r0:r0 + self.chunk].detach(), head).float(), r0)
+            if train:  # held-out evaluation checks its perplexity and KL instead (Job.evaluate)
+                for what, w, ok in (("the KL loss", kl_w, flags[-2]), ("the cross-entropy loss", ce_w, flags[-1])):
+                    v = float(kl_tot if what == "the KL loss" else ce_tot)
+                    if w > 0 and not ok:
+                        raise NonFiniteError(f"{check.context}: {what} is {non_finite_name(v)} ({check.loss_detail})")
         if train and leaf.grad is not None:
             s_hidden.backward(leaf.grad)
         return kl_tot, ce_tot
 
 
-def micro_step(teacher, student, hidden, losses, amp, ids, tgt, tau, kl_w, ce_w, scale):
-    """One micro-batch: teacher forward without gradients, student forward, chunked KL/CE backpropagated with
-    `scale` (1/(global rows·accum)); returns the (kl_sum, ce_sum) of this rank's rows. ids (b, T), tgt (b·T)."""
-    with amp():
+def micro_step(job, ids, tgt, tau, kl_w, ce_w, scale, check):
+    """One micro-batch: teacher forward without gradients (on its own device when it has one; its final hidden states
+    move to the student's), student forward, chunked KL/CE backpropagated with `scale` (1/(global rows·accum));
+    returns the (kl_sum, ce_sum) of this rank's rows. ids (b, T), tgt (b·T)."""
+    with job.tamp():
         with torch.no_grad():
-            th = teacher.hidden(ids)
-        sh = hidden(ids)
-        return losses.run(sh, student.head(), th, teacher.head(), tgt, tau, kl_w, ce_w, scale, True)
+            th = job.teacher.hidden(ids.to(job.tdev)).to(job.dev)
+    with job.amp():
+        sh = job.hidden(ids)
+        return job.losses.run(sh, job.student.head(), th, job.t_head, tgt, tau, kl_w, ce_w, scale, True, check)
+
+
+def compiled_or_eager(fn, note):
+    """torch.compile(fn), or fn itself when compiling fails at the first call (torch.compile compiles lazily; a
+    machine without a C++ toolchain or Python headers for inductor fails there, before anything ran): one note, then
+    the eager module, which computes the same function."""
+    compiled = torch.compile(fn)
+    state = {"fn": None}
+
+    def call(*args):
+        if state["fn"] is None:
+            try:
+                out = compiled(*args)
+                state["fn"] = compiled
+                return out
+            except Exception as e:  # noqa: BLE001 (any backend failure: fall back, saying why)
+                why = (str(e).strip().splitlines() or [""])[0][:200]
+                note(f"{{compile}}: torch.compile failed ({type(e).__name__}: {why}); running eager")
+                state["fn"] = fn
+        return state["fn"](*args)
+
+    return call
+
+
+TEACHER_HINT = "the teacher's forward pass overflowed {fmt} or met a non-finite weight (rerun with {{engine}} cpu to compare)"
+FORWARD_HINT = "the forward pass overflowed {fmt} or met a non-finite weight (rerun with {{engine}} cpu to compare)"
+LOWER_LR = "(lower {lr} or raise {warmup})"
 
 
 class Job:
@@ -126,56 +199,91 @@ class Job:
         self.out = spec["out"]
         self.device = spec["device"]
         self.dist = Dist(self.device)
+        teacher_device = spec.get("teacher_device") or "same"
         if self.device == "cuda":
             if not torch.cuda.is_available():
-                raise JobError("--device cuda: torch.cuda.is_available() is false (no GPU or no CUDA build of torch)")
-            torch.cuda.set_device(self.dist.local_rank)
-            self.dev = torch.device("cuda", self.dist.local_rank)
+                raise JobError("{device} cuda: torch.cuda.is_available() is false (no GPU or no CUDA build of torch)")
+            # own-gpu: each process drives two GPUs, its student on the even one and its teacher on the odd one.
+            per = 2 if teacher_device == "own-gpu" else 1
+            need = per * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            if torch.cuda.device_count() < need:
+                raise JobError(f"{{teacherDevice}} {teacher_device}: needs {need} GPUs ({per} per process), "
+                               f"{torch.cuda.device_count()} visible")
+            self.dev = torch.device("cuda", per * self.dist.local_rank)
+            torch.cuda.set_device(self.dev)
         else:
+            if teacher_device == "own-gpu":
+                raise JobError("{teacherDevice} own-gpu: needs {device} cuda")
             self.dev = torch.device("cpu")
+        if teacher_device == "same":
+            self.tdev = self.dev
+        elif teacher_device == "cpu":
+            self.tdev = torch.device("cpu")
+        elif teacher_device == "own-gpu":
+            self.tdev = torch.device("cuda", self.dev.index + 1)
+        else:
+            raise JobError(f"{{teacherDevice}} {teacher_device!r}: expected same, cpu or own-gpu")
+        # An explicit teacher device takes the separate path (its own head copy, hidden states moved) even when it is
+        # the student's device, so the CPU tests exercise the code that runs across GPUs.
+        self.teacher_apart = teacher_device != "same"
         if self.s["klWeight"] <= 0 and self.s["ceWeight"] <= 0:
-            raise JobError("distill: --kl-weight and --ce-weight are both 0")
+            raise JobError("distill: {klWeight} and {ceWeight} are both 0: no loss to train on")
         if self.s["batch"] % self.dist.world:
-            raise JobError(f"--batch {self.s['batch']} is not divisible by --nproc {self.dist.world}")
+            raise JobError(f"{{batch}} {self.s['batch']}: must be divisible by {{nproc}} {self.dist.world}")
         self.bf16 = spec["dtype"] == "bf16"
         self.amp = (lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)) if self.bf16 else nullcontext
+        self.tamp = (lambda: torch.autocast(self.tdev.type, dtype=torch.bfloat16)) if self.bf16 else nullcontext
+        fmt = "bfloat16" if self.bf16 else "float32"
+        self.teacher_hint = TEACHER_HINT.format(fmt=fmt)
+        self.forward_hint = FORWARD_HINT.format(fmt=fmt)
         self.losses = Losses(int(spec.get("kl_chunk") or 1024))
+        self.checkpointed = bool(spec.get("resume"))
 
     def log_file(self):
         return os.path.join(self.out, "log.jsonl")
 
+    def note(self, message):
+        if self.dist.main:
+            emit({"type": "note", "message": message})
+
+    def stopped(self):
+        """src/train/distill.ts stopped(): where the last good checkpoint is, if there is one."""
+        if self.checkpointed:
+            return f"stopped; the last good checkpoint stays in {os.path.join(self.out, 'checkpoint')}"
+        return "stopped before the first checkpoint was written"
+
     def load(self):
         spec = self.spec
         tdtype = torch.bfloat16 if self.bf16 else torch.float32
-        self.teacher = Model(spec["teacher"]["config"], load_weights(spec["teacher"], tdtype, self.dev), trainable=set())
+        self.teacher = Model(spec["teacher"]["config"], load_weights(spec["teacher"], tdtype, self.tdev), trainable=set())
         self.teacher.eval()
+        # The loss needs the teacher's head beside the student: a frozen copy when the teacher lives elsewhere, so only
+        # the (N, C) hidden states cross devices, never (N, V) logits.
+        self.t_head = self.teacher.head().detach().to(self.dev).clone() if self.teacher_apart else self.teacher.head()
         scfg = spec["student"]["config"]
         names = [t["name"] for t in spec["student"]["tensors"]]
         self.trainable = trainable_names(scfg, names, self.s["train"])
         self.cp_state = None
-        override = None
         if spec.get("resume"):
-            cp = os.path.join(self.out, "checkpoint")
-            if not os.path.exists(os.path.join(cp, "state.json")) and os.path.exists(os.path.join(cp + ".old", "state.json")):
-                cp = cp + ".old"
-            sf = os.path.join(cp, "state.json")
-            if not os.path.exists(sf):
-                raise JobError(f"--resume {self.out}: no checkpoint (expected {sf})")
-            with open(sf) as f:
+            # The TypeScript side chose the checkpoint (checkpoint/ or checkpoint.old/) and checked its state.json
+            # against run.json; the student spec's files are that checkpoint's weights.
+            self.cp_dir = spec["resume_checkpoint"]
+            with open(os.path.join(self.cp_dir, "state.json")) as f:
                 self.cp_state = json.load(f)
-            self.cp_dir = cp
-            override = os.path.join(cp, "model.safetensors")
-        w = load_weights(spec["student"], torch.float32, self.dev, override)
+        w = load_weights(spec["student"], torch.float32, self.dev)
         self.student = Model(scfg, w, trainable=self.trainable, grad_checkpoint=bool(spec.get("grad_checkpoint")))
         self.params = [(n, self.student.p(n)) for n in names if n in self.trainable]
         self.opt = make_optimizer([p for _, p in self.params], self.s["weightDecay"], self.device)
         self.adam_step = 0
         if self.cp_state is not None:
-            mom, meta = st.read_tensors(os.path.join(self.cp_dir, "optimizer.safetensors"))
+            opt_file = os.path.join(self.cp_dir, "optimizer.safetensors")
+            mom, meta = st.read_tensors(opt_file)
             self.adam_step = int(meta.get("adam_step", self.cp_state["step"]))
             for n, p in self.params:
                 if f"m.{n}" not in mom or f"v.{n}" not in mom:
-                    raise JobError(f"--resume: optimizer state for {n} missing")
+                    raise JobError(f"{{resume}}: optimizer state for {n} missing")
+                for k in (f"m.{n}", f"v.{n}"):
+                    assert_finite_weight(opt_file, k, mom[k])
                 # The fused kernel keeps `step` on the device; the single-tensor loop wants it on the CPU.
                 fused = bool(self.opt.defaults.get("fused"))
                 step_t = torch.tensor(float(self.adam_step), dtype=torch.float32, device=self.dev if fused else "cpu")
@@ -185,25 +293,43 @@ class Job:
                     "exp_avg_sq": mom[f"v.{n}"].to(self.dev, torch.float32).clone(),
                 }
         self.hidden = self.student.hidden
-        if self.spec.get("compile") and hasattr(torch, "compile"):
-            self.hidden = torch.compile(self.student.hidden)
+        if self.spec.get("compile"):
+            if hasattr(torch, "compile"):
+                self.hidden = compiled_or_eager(self.student.hidden, self.note)
+            else:
+                # The exact fallback: the eager module the equivalence tests hold to the cpu engine.
+                self.note(f"{{compile}}: torch {torch.__version__} has no torch.compile (torch >= 2.0); running eager")
         self.train = Batcher(read_shard(spec["train"]), self.s["seq"], self.s["batch"], self.s["seed"])
         self.eval_seqs = read_shard(spec["eval"])
 
-    def evaluate(self):
-        """Held-out perplexity of the student and mean KL(teacher ‖ student) per scored token (τ = 1)."""
+    def evaluate(self, step):
+        """Held-out perplexity of the student and mean KL(teacher ‖ student) per scored token (τ = 1); non-finite
+        logits, perplexity or KL stop the run as the cpu engine does (src/train/distill.ts evaluate)."""
         nll = kl = 0.0
         n = 0
-        with torch.no_grad(), self.amp():
+        after = "" if step == 0 else f"; at step {step} {LOWER_LR}; {self.stopped()}"
+        with torch.no_grad():
             for ids, tgt in window_batches(self.eval_seqs, 8):
                 ids, tgt = ids.to(self.dev), tgt.to(self.dev).reshape(-1)
-                sh = self.student.hidden(ids)
-                th = self.teacher.hidden(ids)
-                k, c = self.losses.run(sh, self.student.head(), th, self.teacher.head(), tgt, 1.0, 1.0, 0.0, 1.0, False)
+                with self.amp():
+                    sh = self.student.hidden(ids)
+                with self.tamp():
+                    th = self.teacher.hidden(ids.to(self.tdev)).to(self.dev)
+                check = Check("distill eval", ids.shape[1], lambda b, t: f"batch row {b}, position {t}",
+                              self.teacher_hint + after, self.forward_hint + after)
+                with self.amp():
+                    k, c = self.losses.run(sh, self.student.head(), th, self.t_head, tgt, 1.0, 1.0, 0.0, 1.0, False, check)
                 kl += float(k)
                 nll += float(c)
                 n += int((tgt >= 0).sum())
-        return math.exp(nll / n), kl / n
+        m = nll / n
+        ppl = m if m != m else (math.exp(m) if m < 709 else math.inf)  # Math.exp of the TS side
+        if not math.isfinite(ppl):
+            raise NonFiniteError(f"distill eval: the student's perplexity is {non_finite_name(ppl)} "
+                                 f"(mean NLL {nll / n:.6g} nats per token){after}")
+        if not math.isfinite(kl / n):
+            raise NonFiniteError(f"distill eval: the mean KL(teacher ‖ student) is {non_finite_name(kl / n)} (over {n} tokens){after}")
+        return ppl, kl / n
 
     def write_log(self, lines):
         if self.dist.main:
@@ -227,8 +353,21 @@ class Job:
         for c in self.spec.get("copy_files", []):
             shutil.copyfile(c["from"], os.path.join(d, os.path.basename(c["name"])))
 
+    def assert_finite_params(self, step):
+        """Every trained parameter finite after the update of `step` (src/train/distill.ts assertFiniteParams): a
+        checkpoint is only ever a good one."""
+        ok = torch.stack([torch.isfinite(p).all() for _, p in self.params]).tolist() if self.params else []
+        if all(ok):
+            return
+        n, p = self.params[ok.index(False)]
+        flat = p.detach().reshape(-1)
+        v = float(flat[int((~torch.isfinite(flat)).nonzero()[0])])
+        raise NonFiniteError(f"distill: non-finite weight after the update at step {step} ({non_finite_name(v)} in {n}); "
+                             f"not saved {LOWER_LR}; {self.stopped()}")
+
     def checkpoint(self, step, tokens):
         """DIR/checkpoint.new written whole, then swapped in by renames (src/train/checkpoint.ts)."""
+        self.assert_finite_params(step)
         if self.dist.main:
             final = os.path.join(self.out, "checkpoint")
             fresh, old = final + ".new", final + ".old"
@@ -249,6 +388,7 @@ class Job:
                 os.replace(final, old)
             os.replace(fresh, final)
             shutil.rmtree(old, ignore_errors=True)
+        self.checkpointed = True
         self.dist.barrier()
 
     def run(self):
@@ -260,7 +400,11 @@ class Job:
             step, tokens = self.cp_state["step"], self.cp_state["tokens"]
             if os.path.exists(self.log_file()):
                 with open(self.log_file()) as f:
-                    log = [json.loads(l) for l in f if l.strip()]
+                    for l in f:
+                        try:
+                            log.append(json.loads(l))
+                        except ValueError:  # the torn last line a kill during an append leaves (run-files.ts readLog)
+                            break
                 log = [l for l in log if l["step"] <= step]
             self.write_log(log)
         else:
@@ -270,9 +414,9 @@ class Job:
             with open(os.path.join(self.out, "torch", "worker.pid"), "w") as f:
                 f.write(f"{os.getpid()}\n")
             emit({"type": "start", "step": step, "tokens": tokens, "world": self.dist.world, "device": str(self.dev),
-                  "torch": torch.__version__})
+                  "teacher_device": str(self.tdev), "torch": torch.__version__})
         if step == 0:
-            ppl, kl = self.evaluate()
+            ppl, kl = self.evaluate(0)
             self.emit_line({"step": 0, "tokens": 0, "eval_ppl": ppl, "eval_kl": kl})
         lo, hi = self.dist.rows(s["batch"])
         tau = s["temperature"]
@@ -284,13 +428,17 @@ class Job:
                 p.grad = None
             acc = torch.zeros(3, dtype=torch.float64, device=self.dev)  # Σ loss_m, Σ kl_m/n_m, Σ ce_m/n_m
             step_tokens = 0
+            # Finite teacher and student at step 0 (both evaluated), so later non-finite student logits mean divergence.
+            s_hint = self.forward_hint if step == 0 else f"the student diverged at step {step} {LOWER_LR}"
             for micro in range(s["accum"]):
                 ids, tgt = self.train.get(step, micro)
                 n = ids.numel()
                 ids, tgt = ids[lo:hi].to(self.dev), tgt[lo:hi].to(self.dev).reshape(-1)
                 scale = 1.0 / (n * s["accum"])
-                k, c = micro_step(self.teacher, self.student, self.hidden, self.losses, self.amp, ids, tgt, tau,
-                                  s["klWeight"], s["ceWeight"], scale)
+                where = (lambda st_, m_: lambda b, t: f"step {st_ + 1}, micro-batch {m_ + 1}, row {lo + b}, position {t}")(step, micro)
+                check = Check("distill", ids.shape[1], where, f"{self.teacher_hint}; {self.stopped()}",
+                              f"{s_hint}; {self.stopped()}", f"step {step + 1}; {self.stopped()}")
+                k, c = micro_step(self, ids, tgt, tau, s["klWeight"], s["ceWeight"], scale, check)
                 k, c = k.double() / n, c.double() / n
                 acc += torch.stack([s["klWeight"] * tau * tau * k + s["ceWeight"] * c, k, c])
                 step_tokens += n
@@ -300,9 +448,9 @@ class Job:
             sq = [p.grad.float().pow(2).sum(dtype=torch.float64) for p in plist if p.grad is not None]
             gn = math.sqrt(float(torch.stack(sq).sum())) if sq else 0.0
             if not math.isfinite(loss_sum) or not math.isfinite(gn):
-                raise JobError(
-                    f"distill: non-finite {'gradient norm' if math.isfinite(loss_sum) else 'loss'} at step {step + 1}; stopped. "
-                    f"The last good checkpoint stays in {os.path.join(self.out, 'checkpoint')} (lower --lr or raise --warmup).")
+                raise NonFiniteError(
+                    f"distill: non-finite {'gradient norm' if math.isfinite(loss_sum) else 'loss'} at step {step + 1} "
+                    f"{LOWER_LR}; {self.stopped()}")
             if s["clip"] > 0 and gn > s["clip"]:
                 for p in plist:
                     if p.grad is not None:
@@ -322,7 +470,7 @@ class Job:
             line["tokens_per_s"] = round((tokens - tokens0) / max(secs, 1e-9))
             self.emit_line(line)
             if step % s["evalEvery"] == 0 or step == s["steps"]:
-                ppl, kl = self.evaluate()
+                ppl, kl = self.evaluate(step)
                 self.emit_line({"step": step, "tokens": tokens, "eval_ppl": ppl, "eval_kl": kl})
             if step % s["checkpointEvery"] == 0 or step == s["steps"]:
                 self.checkpoint(step, tokens)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from . import safetensors as st
+from .llama2c import display_name, read_llama2c
 
 # torch ≥ 2.0. Its default scale 1/√Dk is the one every layer here uses (GQA: 1/√D; MLA: 1/√(Dn+Dr)), so no
 # `scale=` argument (torch ≥ 2.1) is needed. Used on CUDA (flash / memory-efficient kernels: no T×T scores kept);
@@ -179,34 +180,58 @@ class Model(torch.nn.Module):
 
 
 def load_weights(spec, dtype=torch.float32, device="cpu", override=None):
-    """Tensors {name: tensor (dtype, device)} of a model spec {config, tensors: [{name, shape}], files: [...]},
-    read by name from its safetensors files (or from `override`, a path, for checkpoint weights).
-    Every expected tensor must be present with its shape."""
-    files = [override] if override else spec["files"]
-    where = {}
-    for f in files:
-        entries, _, _ = st.read_header(f)
-        for n in entries:
-            where.setdefault(n, f)
-    out = {}
-    by_file = {}
-    for t in spec["tensors"]:
-        f = where.get(t["name"])
-        if f is None:
-            raise st.FormatError(f"{files[0]}: tensor {t['name']}: missing (expected shape {t['shape']})")
-        by_file.setdefault(f, set()).add(t["name"])
-    for f, names in by_file.items():
-        got, _ = st.read_tensors(f, names)
-        for n, x in got.items():
-            out[n] = x
+    """Tensors {name: tensor (dtype, device)} of a model spec {config, tensors: [{name, shape}], format, files}: read by
+    name from its safetensors files (or from `override`, a safetensors path, for checkpoint weights), or from a
+    llama2.c checkpoint (format "llama2c", one file). Every expected tensor must be present with its shape and every
+    value finite (src/io/finite.ts: the TypeScript side read only the headers)."""
+    if override is None and spec.get("format") == "llama2c":
+        path = spec["files"][0]
+        got = read_llama2c(path, [(t["name"], t["shape"]) for t in spec["tensors"]])
+        where = {n: path for n in got}
+        shown = display_name
+    else:
+        files = [override] if override else spec["files"]
+        where = {}
+        for f in files:
+            entries, _, _ = st.read_header(f)
+            for n in entries:
+                where.setdefault(n, f)
+        by_file = {}
+        for t in spec["tensors"]:
+            f = where.get(t["name"])
+            if f is None:
+                raise st.FormatError(f"{files[0]}: tensor {t['name']}: missing (expected shape {t['shape']})")
+            by_file.setdefault(f, set()).add(t["name"])
+        got = {}
+        for f, names in by_file.items():
+            got.update(st.read_tensors(f, names)[0])
+        shown = str
     weights = {}
     for t in spec["tensors"]:
-        x = out[t["name"]]
+        x = got[t["name"]]
         if list(x.shape) != list(t["shape"]):
             raise st.FormatError(f"{where[t['name']]}: tensor {t['name']}: expected shape {t['shape']}, found {list(x.shape)}")
-        weights[t["name"]] = x.to(device=device, dtype=dtype).contiguous()
+        x = x.to(device=device, dtype=dtype).contiguous()
+        assert_finite_weight(where[t["name"]], shown(t["name"]), x)
+        weights[t["name"]] = x
     return weights
 
+
+def assert_finite_weight(path, name, x):
+    """src/io/finite.ts assertFiniteWeights: the first NaN/±Inf named by element, else nothing."""
+    ok = torch.isfinite(x)
+    if bool(ok.all()):
+        return
+    i = int((~ok).reshape(-1).nonzero()[0])
+    v = float(x.reshape(-1)[i])
+    idx, r = [], i
+    for d in reversed(list(x.shape)):
+        idx.append(r % d)
+        r //= d
+    kind = "NaN" if v != v else ("+Inf" if v > 0 else "-Inf")
+    raise st.FormatError(f"{path}: tensor {name}: {kind} at element [{', '.join(str(j) for j in reversed(idx))}] (flat index {i}) "
+                         f"of shape [{', '.join(str(d) for d in x.shape)}]; weights must be finite (the checkpoint is corrupt "
+                         "or was saved from a diverged run)")
 
 # One entry per attention kind, as src/model/attention/index.ts ATTENTION_KINDS: the layer's rope inverse frequencies
 # (GQA: the model's; MLA: the layer's own kept pairs) and its attention block.

@@ -2,10 +2,10 @@
 //   [--steps N | --tokens N] [--seq T] [--batch B] [--accum K] [--lr X] [--warmup N] [--clip C] [--kl-weight W]
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
-//   [--engine cpu|torch [--device auto|cpu|cuda] [--nproc N] [--dtype f32|bf16] [--python PATH] [--grad-checkpoint]
+//   [--engine cpu|torch [--device auto|cpu|cuda] [--nproc N] [--teacher-device same|cpu|own-gpu] [--dtype f32|bf16] [--python PATH] [--grad-checkpoint]
 //    [--compile] [--kl-chunk ROWS] [--threads N]]
 
-import { commonFlags, num, parse, type CommandSpec } from './args.js';
+import { cliText, commonFlags, num, parse, type CommandSpec } from './args.js';
 import { resolveBackend } from '../infer/open.js';
 import { UserError } from '../errors.js';
 import { DISTILL_DEFAULTS, runDistill, type DistillJob, type DistillOverrides } from '../train/run.js';
@@ -45,6 +45,7 @@ export const distillSpec = {
     engine: { type: 'string', value: 'cpu|torch', defaultText: 'cpu (on resume: the run\'s)', doc: 'run the job here (cpu) or on PyTorch (torch: GPUs, data-parallel processes)' },
     device: { type: 'string', value: 'auto|cpu|cuda', defaultText: 'auto', doc: 'torch device (auto: cuda when torch sees a GPU)' },
     nproc: { type: 'string', value: 'N', defaultText: '1', doc: 'torch: data-parallel processes (one per GPU; gloo on cpu), batch split across them' },
+    'teacher-device': { type: 'string', value: 'same|cpu|own-gpu', defaultText: 'same', doc: "torch: the teacher on each process's device, on the CPU, or on a GPU of its own (process r: student cuda:2r, teacher cuda:2r+1)" },
     dtype: { type: 'string', value: 'f32|bf16', defaultText: 'bf16 on cuda, f32 on cpu', doc: 'torch: bf16 autocast + bf16 frozen teacher, or f32' },
     python: { type: 'string', value: 'PATH', defaultText: '$MLA_PYTHON, python3, /usr/bin/python3', doc: 'torch: the Python that has torch' },
     'grad-checkpoint': { type: 'boolean', doc: 'torch: recompute each layer in the backward (activation checkpointing)' },
@@ -78,12 +79,12 @@ export async function distillCommand(argv: string[]): Promise<void> {
   let lastEval = '';
   const engine = v.engine ?? (v.resume && runUsesTorch(out) ? 'torch' : 'cpu');
   if (engine !== 'cpu' && engine !== 'torch') throw new UserError(`--engine: expected cpu or torch, got '${engine}'`);
-  const torchFlags = ['device', 'nproc', 'dtype', 'python', 'grad-checkpoint', 'compile', 'kl-chunk', 'threads'] as const;
+  const torchFlags = ['device', 'nproc', 'teacher-device', 'dtype', 'python', 'grad-checkpoint', 'compile', 'kl-chunk', 'threads'] as const;
   const stray = torchFlags.find((k) => v[k] !== undefined);
   if (engine === 'cpu' && stray) throw new UserError(`--${stray}: only with --engine torch`);
   const int = (flag: 'nproc' | 'kl-chunk' | 'threads') => (v[flag] === undefined ? undefined : num(v[flag], flag, Number.NaN));
   const torch: TorchOverrides = {
-    device: v.device as TorchOverrides['device'], nproc: int('nproc'), dtype: v.dtype as TorchOverrides['dtype'], python: v.python,
+    device: v.device as TorchOverrides['device'], nproc: int('nproc'), teacherDevice: v['teacher-device'] as TorchOverrides['teacherDevice'], dtype: v.dtype as TorchOverrides['dtype'], python: v.python,
     gradCheckpoint: v['grad-checkpoint'], compile: v.compile, klChunk: int('kl-chunk'), threads: int('threads'),
   };
   const job: DistillJob = {
@@ -94,6 +95,7 @@ export async function distillCommand(argv: string[]): Promise<void> {
       const p = new Progress(phase, total, phase === 'distill' ? 'tok' : 'seq');
       return phase === 'distill' ? { tick: (n = 1) => p.tick(n, lastEval), end: () => p.end() } : p;
     },
+    onNote: (text) => process.stderr.write(`note: ${cliText(distillSpec, text)}\n`),
     onLog: (l) => {
       if (l.eval_ppl !== undefined) lastEval = `ppl ${l.eval_ppl.toFixed(3)} kl ${l.eval_kl!.toFixed(4)}`;
     },

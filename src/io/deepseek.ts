@@ -12,6 +12,7 @@ import { modelTensors } from '../model/weights.js';
 import { ATTENTION_KINDS, attentionKind, configProblems, isAttentionKind } from '../model/attention/index.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
+import { hfConfigJson } from './hfconfig.js';
 import { checkConfigSizes, checkpointShapes, checkpointWeight, readCheckpointTensors, type HeaderTensor, type LoadedModel } from './hf.js';
 import { writeSafetensors, type SafetensorsDtype } from './safetensors.js';
 import { makeParents, replaceDir, tempNameFor } from './output.js';
@@ -78,6 +79,15 @@ function llama3Base(cfg: ModelConfig, invFreq: number[]): number | null {
 
 function layerJson(a: LayerAttention): JsonObject {
   return { kind: a.kind, ...attentionKind(a).toJson(a) } as JsonObject;
+}
+
+/**
+ * config.json of a model directory: the DeepSeek-V3 layout for a model with MLA layers, and its own HF layout (llama,
+ * qwen2, mistral) for one without (a GQA model trained by distillation, say), which no DeepSeek-V3 config can describe.
+ * Both read back with io/load.ts loadModel. Throws the reason when the model has neither form.
+ */
+export function modelDirConfigJson(cfg: ModelConfig, torchDtype: string, native: boolean): JsonObject {
+  return cfg.layers.some((a) => a.kind === 'mla') ? deepseekConfigJson(cfg, torchDtype, native) : hfConfigJson(cfg, torchDtype);
 }
 
 /** config.json for a model in the DeepSeek-V3 layout (with the mla_upcycle extra key when `native`). */
@@ -156,7 +166,7 @@ export interface SaveOptions {
 /** Save a model in the DeepSeek-V3 layout, atomically (temporary directory, then rename). */
 export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: SaveOptions = {}): void {
   const dtype = opts.dtype ?? 'F32';
-  const cfgJson = deepseekConfigJson(cfg, TORCH_DTYPE[dtype], !opts.stock);
+  const cfgJson = modelDirConfigJson(cfg, TORCH_DTYPE[dtype], !opts.stock);
   const entries = modelTensors(cfg).map((spec) => {
     const t = weights.get(spec.name);
     if (!t) throw new UserError(`save ${dir}: tensor ${spec.name}: missing`);
@@ -164,6 +174,10 @@ export function saveModelDir(dir: string, cfg: ModelConfig, weights: Map<string,
     const data = t.toF32();
     return { name: spec.name, shape: spec.shape, data, dtype };
   });
+  // transformers' Llama with attention_bias also has an o_proj bias: zeros, so an all-GQA directory loads exactly there.
+  if (cfgJson.model_type === 'llama' && cfgJson.attention_bias === true) {
+    cfg.layers.forEach((_, i) => entries.push({ name: `model.layers.${i}.self_attn.o_proj.bias`, shape: [cfg.hiddenSize], data: new Float32Array(cfg.hiddenSize), dtype }));
+  }
   const undoParents = makeParents(dir);
   const tmp = tempNameFor(dir);
   try {

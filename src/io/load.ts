@@ -45,23 +45,27 @@ export function loadTokenizerPath(path: string, vocabSize: number): Tokenizer {
 export function loadModel(path: string, opts: LoadOptions = {}): Loaded {
   const format = detectFormat(path);
   let m: LoadedModel;
-  let tokenizer: Tokenizer | null = null;
-  if (format !== 'llama2c') {
-    m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
-    if (!opts.tokenizer && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
-    // A model converted from a llama2.c checkpoint carries its tokenizer as tokenizer.bin.
-    else if (!opts.tokenizer && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), m.config.vocabSize);
-  } else {
-    m = loadLlama2c(path);
-  }
+  if (format !== 'llama2c') m = format === 'deepseek_v3' ? loadDeepseekModel(path) : loadHfModel(path);
+  else m = loadLlama2c(path);
   checkSpecialTokens(path, m.config);
-  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, m.config.vocabSize);
-  if (tokenizer && tokenizer.vocabSize > m.config.vocabSize) {
-    throw new UserError(
-      `${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${m.config.vocabSize}`,
-    );
-  }
+  const tokenizer = modelTokenizer(path, format, m.config.vocabSize, opts);
   return { config: m.config, weights: m.weights, tokenizer, source: path, format };
+}
+
+/**
+ * The tokenizer of a model: `opts.tokenizer` when given, else the tokenizer.json (or, for a model converted from a
+ * llama2.c checkpoint, the tokenizer.bin) in its directory; null when there is none. It may not have more tokens than
+ * the model's vocabulary. Reads no weights (a model opened with inspectModel gets its tokenizer here).
+ */
+export function modelTokenizer(path: string, format: ModelFormat, vocabSize: number, opts: LoadOptions = {}): Tokenizer | null {
+  let tokenizer: Tokenizer | null = null;
+  if (opts.tokenizer) tokenizer = loadTokenizerPath(opts.tokenizer, vocabSize);
+  else if (format !== 'llama2c' && existsSync(join(path, 'tokenizer.json'))) tokenizer = loadHfTokenizer(path);
+  else if (format !== 'llama2c' && existsSync(join(path, 'tokenizer.bin'))) tokenizer = loadLlama2cTokenizer(join(path, 'tokenizer.bin'), vocabSize);
+  if (tokenizer && tokenizer.vocabSize > vocabSize) {
+    throw new UserError(`${opts.tokenizer ?? path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${vocabSize}`);
+  }
+  return tokenizer;
 }
 
 /** What the weights of a model are, from the file headers only. */

@@ -1,4 +1,4 @@
-// Training checkpoints: DIR/checkpoint/ holds the student (DeepSeek-V3 layout), the AdamW moments and state.json.
+// Training checkpoints: DIR/checkpoint/ holds the student (a model directory: io/deepseek.ts saveModelDir), the AdamW moments and state.json.
 // Written as DIR/checkpoint.new, then swapped in with renames, so a killed run always leaves one whole checkpoint.
 
 import { existsSync, renameSync, rmSync } from 'node:fs';
@@ -6,7 +6,8 @@ import { STATE_FILE, readTrainState, stateJson, type TrainState } from '../io/ru
 import { join } from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { saveModelDir, loadDeepseekModel } from '../io/deepseek.js';
+import { saveModelDir } from '../io/deepseek.js';
+import { loadModel } from '../io/load.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { assertFiniteWeights } from '../io/finite.js';
 import { OptionError, UserError } from '../errors.js';
@@ -62,14 +63,21 @@ export interface LoadedCheckpoint {
   stateFile: string;
 }
 
+/** The last whole checkpoint of a run directory (checkpoint/, or checkpoint.old/ when a kill fell between the two
+ *  renames of a save) and its validated state.json; no weight is read. */
+export function readCheckpointState(dir: string): { dir: string; file: string; state: TrainState } {
+  let cp = checkpointDir(dir);
+  if (!existsSync(join(cp, STATE_FILE)) && existsSync(join(`${cp}.old`, STATE_FILE))) cp = `${cp}.old`;
+  const file = join(cp, STATE_FILE);
+  if (!existsSync(file)) throw new OptionError('resume', dir, `no checkpoint (expected ${file})`);
+  return { dir: cp, file, state: readTrainState(file) };
+}
+
 /** Load the last whole checkpoint of a run directory. */
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
-  let cp = checkpointDir(dir);
-  if (!existsSync(join(cp, 'state.json')) && existsSync(join(`${cp}.old`, 'state.json'))) cp = `${cp}.old`;
-  const stateFile = join(cp, STATE_FILE);
-  if (!existsSync(stateFile)) throw new OptionError('resume', dir, `no checkpoint (expected ${stateFile})`);
-  const state = readTrainState(stateFile);
-  const { config, weights } = loadDeepseekModel(cp);
+  const { dir: cp, file: stateFile, state } = readCheckpointState(dir);
+  // The DeepSeek-V3 layout, or an all-GQA student's own HF layout (io/deepseek.ts modelDirConfigJson).
+  const { config, weights } = loadModel(cp);
   const opt = readSafetensors(join(cp, 'optimizer.safetensors'));
   const moments = new Map<string, Tensor>();
   for (const [name, t] of opt.tensors) {

@@ -3,17 +3,19 @@
 // (explicit > the run's saved ones on resume > defaults), record run.json and run the loop (train/distill.ts).
 
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Backend } from '../tensor/backend.js';
 import { Model } from '../model/model.js';
-import { loadModel } from '../io/load.js';
+import { inspectModel, loadModel, modelTokenizer } from '../io/load.js';
+import type { Tokenizer } from '../io/tokenizer.js';
+import type { ModelConfig } from '../model/config.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { OptionError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
 import { distill, type DistillSettings, type LogLine, type TrainScope } from './distill.js';
-import { checkpointDir, loadCheckpoint } from './checkpoint.js';
+import { checkpointDir, loadCheckpoint, readCheckpointState } from './checkpoint.js';
 import { checkDistillPlan } from './preflight.js';
 import { CONVERSION_RECORD } from '../convert/record.js';
 import { checkOutput } from '../io/output.js';
@@ -48,6 +50,8 @@ export interface DistillJob {
   /** Progress sinks for the phases ('teacher samples' in sequences, 'distill' in tokens). */
   progress?: (phase: 'teacher samples' | 'distill', total: number) => ProgressSink;
   onLog?: (l: LogLine) => void;
+  /** Notes from an engine (the torch engine's --compile fallback), with {field} references. */
+  onNote?: (text: string) => void;
 }
 
 export interface DistillJobResult {
@@ -114,8 +118,11 @@ function checkSettings(s: DistillSettings, saved: DistillSettings | null): void 
 
 /** Run (or, with resume, continue) a distillation; the run directory ends as the distilled model's directory. */
 export function runDistill(job: DistillJob): DistillJobResult {
-  return prepareDistill(job, {}, (p) =>
-    train(job, p.outDir, p.teacher, p.student, p.trainSeqs, p.evalSeqs, p.settings, p.teacherPath, p.tokenizerPath, p.studentPath, p.resumeCp, p.progress));
+  return prepareDistill(job, {}, (p) => {
+    // prepareDistill opens the weights unless asked for headers only (which this engine never asks).
+    const m = p.models!;
+    return train(job, p.outDir, m.teacher, m.student, p.trainSeqs, p.evalSeqs, p.settings, p.teacherPath, p.tokenizerPath, p.studentPath, p.resumeCp, p.progress);
+  });
 }
 
 /** What the training loop needs, as prepareDistill hands it to an engine. */
@@ -124,24 +131,43 @@ export interface PreparedDistill {
   teacherPath: string;
   studentPath: string;
   tokenizerPath: string | undefined;
-  teacher: Model;
-  /** The student as given; on resume with `loadCheckpoint`, the checkpoint's weights. */
-  student: Model;
+  teacherConfig: ModelConfig;
+  /** The student's config (on resume with the checkpoint loaded, the checkpoint's). */
+  studentConfig: ModelConfig;
+  /** The models with their weights; null with `headersOnly` (the engine reads the weight files itself). The student is
+   *  the one given, or on resume with the checkpoint loaded, the checkpoint's weights. */
+  models: { teacher: Model; student: Model } | null;
   trainSeqs: number[][];
   evalSeqs: number[][];
   settings: DistillSettings;
   resumeCp: ReturnType<typeof loadCheckpoint> | null;
+  /** On resume: the checkpoint directory the run continues from (checkpoint/, or checkpoint.old/ after a kill between
+   *  the renames of a save), its state.json checked against run.json. */
+  resumeCheckpoint: string | null;
   progress: (phase: 'teacher samples' | 'distill', total: number) => ProgressSink;
   /** Files the result directory gets: the tokenizer and the conversion record. */
   copyFiles: { from: string; name: string }[];
 }
 
+/** How prepareDistill opens the models. */
+export interface PrepareOptions {
+  /** Open the models from their headers only (configs, tensor names and shapes: io/load.ts inspectModel), never their
+   *  weights, and leave a resumed run's checkpoint to the engine once its state.json has been checked against
+   *  run.json: the torch engine reads the files itself, and a 1B/8B teacher must not be read into this process. The
+   *  teacher's weights are read only to draw teacher samples (no {data} and none cached). */
+  headersOnly?: boolean;
+  /** The engine computes the loss over row chunks (no whole micro-batch of logits in memory): the preflight limit on
+   *  batch · seq · vocabulary does not apply. */
+  chunkedLoss?: boolean;
+  /** Merged into run.json (the torch engine records its options). */
+  record?: Partial<RunRecord>;
+}
+
 /**
  * Check everything, open the models, build or reload the data, record run.json (with `record` merged in), then hand
- * it all to `run` (the engine). `loadCheckpoint: false` leaves a resumed run's checkpoint to an engine that reads it
- * itself (the torch engine). A synchronous failure before the first checkpoint removes what the run made.
+ * it all to `run` (the engine). A synchronous failure before the first checkpoint removes what the run made.
  */
-export function prepareDistill<R>(job: DistillJob, opts: { loadCheckpoint?: boolean; record?: Partial<RunRecord> }, run: (p: PreparedDistill) => R): R {
+export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p: PreparedDistill) => R): R {
   const outDir = job.out;
   const progress = job.progress ?? (() => silentProgress);
   let saved: RunRecord | null = null;
@@ -172,26 +198,63 @@ export function prepareDistill<R>(job: DistillJob, opts: { loadCheckpoint?: bool
   const dataTexts = dataPath ? readTexts(dataPath, 'data') : null;
   const evalTexts = evalText ? readTexts(evalText, 'evalText') : null;
   const be = job.backend;
-  const t = loadModel(teacherPath, { tokenizer: tokenizerPath });
-  const teacher = Model.fromWeights(t.config, t.weights, be, t.source);
-  const tok = t.tokenizer;
-  if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
-  const resumeCp = job.resume && opts.loadCheckpoint !== false ? loadCheckpoint(outDir) : null;
-  let student: Model;
-  if (resumeCp) {
-    checkStateMatchesRun(resumeCp.stateFile, resumeCp.state, join(outDir, RUN_RECORD), saved!.settings);
-    student = Model.fromWeights(resumeCp.config, resumeCp.weights, be, checkpointDir(outDir));
+  const headersOnly = opts.headersOnly === true;
+  let models: { teacher: Model; student: Model } | null = null;
+  let teacherConfig: ModelConfig;
+  let studentConfig: ModelConfig;
+  let tok: Tokenizer | null;
+  let resumeCp: ReturnType<typeof loadCheckpoint> | null = null;
+  let resumeCheckpoint: string | null = null;
+  // The teacher with its weights: for the cpu engine always; for a headers-only engine only to draw samples.
+  let teacherModel: Model | null = null;
+  let teacherTokenizer: Tokenizer | null = null;
+  const openTeacher = (): Model => {
+    if (!teacherModel) {
+      const t = loadModel(teacherPath, { tokenizer: tokenizerPath });
+      teacherModel = Model.fromWeights(t.config, t.weights, be, t.source);
+      teacherTokenizer = t.tokenizer;
+    }
+    return teacherModel;
+  };
+  if (headersOnly) {
+    const ti = inspectModel(teacherPath);
+    teacherConfig = ti.config;
+    tok = modelTokenizer(teacherPath, ti.format, ti.config.vocabSize, { tokenizer: tokenizerPath });
+    if (job.resume) {
+      // The checkpoint the engine will read must be this run's (the cpu engine checks the same after loadCheckpoint);
+      // the student continues as the checkpoint's config and weights say.
+      const cp = readCheckpointState(outDir);
+      checkStateMatchesRun(cp.file, cp.state, join(outDir, RUN_RECORD), saved!.settings);
+      studentConfig = inspectModel(cp.dir).config;
+      resumeCheckpoint = cp.dir;
+    } else {
+      studentConfig = inspectModel(studentPath).config;
+    }
   } else {
-    // Only the teacher's tokenizer is used: the student is checked against it by vocabulary size.
-    const s = loadModel(studentPath);
-    student = Model.fromWeights(s.config, s.weights, be, s.source);
+    const teacher = openTeacher();
+    teacherConfig = teacher.config;
+    tok = teacherTokenizer;
+    resumeCp = job.resume ? loadCheckpoint(outDir) : null;
+    resumeCheckpoint = resumeCp ? dirname(resumeCp.stateFile) : null;
+    let student: Model;
+    if (resumeCp) {
+      checkStateMatchesRun(resumeCp.stateFile, resumeCp.state, join(outDir, RUN_RECORD), saved!.settings);
+      student = Model.fromWeights(resumeCp.config, resumeCp.weights, be, checkpointDir(outDir));
+    } else {
+      // Only the teacher's tokenizer is used: the student is checked against it by vocabulary size.
+      const s = loadModel(studentPath);
+      student = Model.fromWeights(s.config, s.weights, be, s.source);
+    }
+    studentConfig = student.config;
+    models = { teacher, student };
   }
-  checkDistillPlan(teacher.config, student.config, settings, { teacher: teacherPath, student: studentPath });
-  let evalSeqs = evalTexts ? tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacher.config.maxPositions)) : null;
+  if (!tok) throw new OptionError('tokenizer', undefined, `${teacherPath}: no tokenizer (give a llama2.c tokenizer .bin or a tokenizer.json)`);
+  checkDistillPlan(teacherConfig, studentConfig, settings, { teacher: teacherPath, student: studentPath }, { chunkedLoss: opts.chunkedLoss === true });
+  let evalSeqs = evalTexts ? tokenizeTexts(evalTexts, tok, Math.min(settings.seq + 1, teacherConfig.maxPositions)) : null;
   if (evalSeqs && evalSeqs.length === 0) throw new OptionError('evalText', evalText, 'no text of at least 2 tokens');
   let trainSeqs = dataTexts ? tokenizeTexts(dataTexts, tok, settings.seq + 1) : null;
   if (trainSeqs && trainSeqs.length === 0) throw new OptionError('data', dataPath, 'no text of at least 2 tokens');
-  const cached = job.resume ? readTeacherSamples(outDir, teacher.config.vocabSize) : null;
+  const cached = job.resume ? readTeacherSamples(outDir, teacherConfig.vocabSize) : null;
 
   // From here on the run writes into its directory; a failure before the first checkpoint removes what it made.
   const created = !existsSync(outDir);
@@ -201,6 +264,8 @@ export function prepareDistill<R>(job: DistillJob, opts: { loadCheckpoint?: bool
     const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
     if (!trainSeqs && cached) trainSeqs = cached.train;
     if (!trainSeqs) {
+      // A headers-only engine reads the teacher's weights here, and only here (real-scale runs give {data}).
+      const teacher = openTeacher();
       trainSeqs = sampleSequences(teacher, selfN, settings.seq + 1, settings.seed, 64, progress('teacher samples', selfN));
       // Held-out teacher samples from another seed: never trained on.
       const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
@@ -215,7 +280,7 @@ export function prepareDistill<R>(job: DistillJob, opts: { loadCheckpoint?: bool
       });
     }
     return run({
-      outDir, teacherPath, studentPath, tokenizerPath, teacher, student, trainSeqs, evalSeqs, settings, resumeCp, progress,
+      outDir, teacherPath, studentPath, tokenizerPath, teacherConfig, studentConfig, models, trainSeqs, evalSeqs, settings, resumeCp, resumeCheckpoint, progress,
       copyFiles: resultFiles(teacherPath, tokenizerPath, studentPath),
     });
   } catch (e) {

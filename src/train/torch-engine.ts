@@ -1,8 +1,10 @@
 // The PyTorch engine of `mla distill --engine torch`: the same job as train/distill.ts, run by python/mla_torch in a
-// child process (or torch.distributed.run with N processes). This side resolves every model format into a ModelConfig,
-// writes the token shards and a run spec (JSON) under DIR/torch/, starts Python, and reads its JSON lines on stdout
-// (log lines → progress bar and curve.svg; one error line → a one-line UserError). Python writes log.jsonl, the
-// checkpoints and the final model directory with the same names and dtypes as the cpu engine.
+// child process (or N data-parallel ones). This side resolves every model format into a ModelConfig from its headers
+// only (the weights are read by Python, never by Node: a 1B/8B teacher is not loaded twice), writes the token shards
+// and a run spec (JSON) under DIR/torch/, starts Python, and reads its JSON lines on stdout (log lines → progress bar
+// and curve.svg; a note → onNote; one error line → a one-line UserError whose {field} references the CLI shows as
+// flags). Python writes log.jsonl, the checkpoints and the final model directory with the same names and dtypes as
+// the cpu engine.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -11,11 +13,9 @@ import { cpus } from 'node:os';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from '../model/config.js';
 import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { deepseekConfigJson } from '../io/deepseek.js';
-import { writeSafetensors } from '../io/safetensors.js';
 import { UserError } from '../errors.js';
 import { assertTorchKinds } from './torch-kinds.js';
 import type { ProgressSink } from '../progress.js';
@@ -23,7 +23,7 @@ import { silentProgress } from '../progress.js';
 import { OptionError } from '../errors.js';
 import { writeChart, type DistillSettings, type EvalResult, type LogLine } from './distill.js';
 import { prepareDistill, type DistillJob } from './run.js';
-import { readRunRecord } from '../io/run-files.js';
+import { readLog, readRunRecord } from '../io/run-files.js';
 
 /** python/ of this checkout (dist/src/train/ → repository root). */
 export const PYTHON_PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'python');
@@ -33,6 +33,8 @@ export interface TorchPython {
   torch: string;
   cuda: boolean;
   devices: number;
+  /** Whether torch has torch.compile (≥ 2.0); without it --compile runs eager, with a note. */
+  compile: boolean;
 }
 
 /** Environment for a child that imports mla_torch from this checkout. */
@@ -53,7 +55,7 @@ function probeOnce(python: string): TorchPython | null {
   const r = spawnSync(python, ['-m', 'mla_torch', 'probe'], { encoding: 'utf8', env: torchEnv(), timeout: 120_000 });
   if (r.status !== 0 || !r.stdout) return null;
   try {
-    const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; cuda: boolean; devices: number };
+    const o = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; cuda: boolean; devices: number; compile: boolean };
     return { python, ...o };
   } catch {
     return null;
@@ -86,32 +88,29 @@ export function cudaMissing(py: TorchPython): UserError {
 export interface TorchModelSpec {
   config: ModelConfig;
   tensors: TensorSpec[];
+  /** safetensors: the files of a model directory, read by tensor name; llama2c: the one .bin checkpoint. */
+  format: 'safetensors' | 'llama2c';
   files: string[];
 }
 
 /**
- * Where Python reads a model's weights: the safetensors files of a model directory (single file or the shards of
- * its index), read by our tensor names; a model from any other file (llama2.c) is written once as F32 safetensors
- * into `workDir`. The config is the one the TS loader resolved (rope frequencies, pairing, biases, layers).
+ * Where Python reads a model's weights: the safetensors files of a model directory (single file or the shards of its
+ * index), read by our tensor names, or a llama2.c checkpoint (python/mla_torch/llama2c.py reads it as
+ * src/io/llama2c.ts does). `config` is the one the TS reader resolved from the headers (rope frequencies, pairing,
+ * biases, layers); no weight is read here.
  */
-export function torchModelSpec(path: string, config: ModelConfig, weights: Map<string, Tensor>, workDir: string, role: string): TorchModelSpec {
+export function torchModelSpec(path: string, config: ModelConfig): TorchModelSpec {
   const tensors = modelTensors(config);
-  let files: string[];
   const isDir = existsSync(path) && statSync(path).isDirectory();
   if (isDir && existsSync(join(path, 'model.safetensors'))) {
-    files = [resolve(path, 'model.safetensors')];
-  } else if (isDir && existsSync(join(path, 'model.safetensors.index.json'))) {
-    const idx = JSON.parse(readFileSync(join(path, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
-    files = [...new Set(Object.values(idx.weight_map))].sort().map((s) => resolve(path, s));
-  } else {
-    const file = resolve(workDir, `${role}.safetensors`);
-    writeSafetensors(file, tensors.map((s) => {
-      const t = weights.get(s.name)!;
-      return { name: s.name, shape: s.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data) };
-    }));
-    files = [file];
+    return { config, tensors, format: 'safetensors', files: [resolve(path, 'model.safetensors')] };
   }
-  return { config, tensors, files };
+  if (isDir && existsSync(join(path, 'model.safetensors.index.json'))) {
+    const idx = JSON.parse(readFileSync(join(path, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    return { config, tensors, format: 'safetensors', files: [...new Set(Object.values(idx.weight_map))].sort().map((f) => resolve(path, f)) };
+  }
+  if (isDir) throw new UserError(`${path}: no model.safetensors or model.safetensors.index.json`);
+  return { config, tensors, format: 'llama2c', files: [resolve(path)] };
 }
 
 /** Token sequences as PREFIX.tokens (int32 LE) and PREFIX.offsets (int64 LE, n+1 entries). */
@@ -131,10 +130,18 @@ export function writeTokenShard(prefix: string, seqs: number[][]): void {
 
 export type TorchDevice = 'cpu' | 'cuda';
 
+/** Where each process keeps its teacher: on its student's device (same), on the CPU, or on a GPU of its own (own-gpu:
+ *  process r drives cuda:2r for the student and cuda:2r+1 for the teacher). Apart from the student, the teacher's
+ *  final hidden states (N, C) cross to the student's device and the loss uses a frozen copy of its head there, so the
+ *  (N, V) logits never cross devices. */
+export type TeacherDevice = 'same' | 'cpu' | 'own-gpu';
+export const TEACHER_DEVICES: readonly TeacherDevice[] = ['same', 'cpu', 'own-gpu'];
+
 export interface TorchOptions {
   device: TorchDevice;
   dtype: 'f32' | 'bf16';
   nproc: number;
+  teacherDevice: TeacherDevice;
   python?: string;
   gradCheckpoint: boolean;
   compile: boolean;
@@ -145,8 +152,9 @@ export interface TorchOptions {
 }
 
 export interface TorchRun {
-  teacher: { path: string; config: ModelConfig; weights: Map<string, Tensor> };
-  student: { path: string; config: ModelConfig; weights: Map<string, Tensor> };
+  teacher: { path: string; config: ModelConfig };
+  /** On resume: the checkpoint directory the run continues from (its config and weights). */
+  student: { path: string; config: ModelConfig };
   trainSeqs: number[][];
   evalSeqs: number[][];
   settings: DistillSettings;
@@ -156,15 +164,11 @@ export interface TorchRun {
   torch: TorchOptions;
   progress?: ProgressSink;
   onLog?: (l: LogLine) => void;
+  /** A note from the engine (e.g. --compile on a torch without torch.compile), with {field} references. */
+  onNote?: (text: string) => void;
 }
 
-function readLog(outDir: string): LogLine[] {
-  const f = join(outDir, 'log.jsonl');
-  if (!existsSync(f)) return [];
-  return readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
-}
-
-/** Write DIR/torch/ (shards, weights of non-safetensors models, spec.json); returns the spec path. */
+/** Write DIR/torch/ (token shards, spec.json); returns the spec path. */
 export function prepareTorchRun(run: TorchRun): string {
   const work = resolve(run.outDir, 'torch');
   mkdirSync(work, { recursive: true });
@@ -174,14 +178,16 @@ export function prepareTorchRun(run: TorchRun): string {
     version: 1,
     out: resolve(run.outDir),
     resume: run.resume,
-    teacher: torchModelSpec(run.teacher.path, run.teacher.config, run.teacher.weights, work, 'teacher'),
-    student: torchModelSpec(run.student.path, run.student.config, run.student.weights, work, 'student'),
+    resume_checkpoint: run.resume ? resolve(run.student.path) : null,
+    teacher: torchModelSpec(run.teacher.path, run.teacher.config),
+    student: torchModelSpec(run.student.path, run.student.config),
     student_config_json: JSON.stringify(deepseekConfigJson(run.student.config, 'float32', true), null, 2) + '\n',
     copy_files: run.copyFiles.map((c) => ({ from: resolve(c.from), name: c.name })),
     train: join(work, 'train'),
     eval: join(work, 'eval'),
     settings: run.settings,
     device: run.torch.device,
+    teacher_device: run.torch.teacherDevice,
     dtype: run.torch.dtype,
     grad_checkpoint: run.torch.gradCheckpoint,
     compile: run.torch.compile,
@@ -199,11 +205,12 @@ export async function distillTorch(run: TorchRun): Promise<EvalResult> {
   assertTorchKinds(run.teacher.config, 'teacher');
   const py = findTorchPython(run.torch.python);
   if (run.torch.device === 'cuda' && !py.cuda) throw cudaMissing(py);
-  if (run.torch.device === 'cuda' && run.torch.nproc > py.devices) {
-    throw new UserError(`--nproc ${run.torch.nproc}: only ${py.devices} GPU(s) visible`);
+  const perProcess = run.torch.teacherDevice === 'own-gpu' ? 2 : 1;
+  if (run.torch.device === 'cuda' && run.torch.nproc * perProcess > py.devices) {
+    throw new OptionError('nproc', run.torch.nproc, `needs ${run.torch.nproc * perProcess} GPUs${perProcess === 2 ? ' with {teacherDevice} own-gpu (2 per process)' : ''}, ${py.devices} visible`);
   }
   if (run.settings.batch % run.torch.nproc !== 0) {
-    throw new UserError(`--batch ${run.settings.batch}: must be divisible by --nproc ${run.torch.nproc} (each process takes batch/nproc rows)`);
+    throw new OptionError('batch', run.settings.batch, `must be divisible by {nproc} ${run.torch.nproc} (each process takes batch/nproc rows)`);
   }
   const specFile = prepareTorchRun(run);
   const progress = run.progress ?? silentProgress;
@@ -228,8 +235,10 @@ export async function distillTorch(run: TorchRun): Promise<EvalResult> {
         progress.tick(l.tokens - (lastTokens ?? 0));
         lastTokens = l.tokens;
       }
-      if (l.eval_ppl !== undefined) writeChart(run.outDir, readLog(run.outDir));
+      if (l.eval_ppl !== undefined) writeChart(run.outDir, readLog(run.outDir) ?? []);
       run.onLog?.(l);
+    } else if (m.type === 'note' && m.message) {
+      run.onNote?.(m.message);
     } else if (m.type === 'done') {
       done = { eval_ppl: m.eval_ppl!, eval_kl: m.eval_kl!, tokens: m.tokens! };
     }
@@ -264,11 +273,12 @@ export async function distillTorch(run: TorchRun): Promise<EvalResult> {
   if (bad >= 0 || !done) {
     const r = Math.max(bad, 0);
     const tail = existsSync(stderrFile(r)) ? readFileSync(stderrFile(r), 'utf8').trim().split('\n').filter(Boolean).pop() : undefined;
-    throw new UserError(
-      `--engine torch: ${error ?? `python exited with code ${codes[r]}${tail ? ` (${tail})` : ''}`}` + ` [details: ${stderrFile(r)}]`,
-    );
+    // Exit 2 is a failure the user can act on (python/mla_torch/__main__.py): its one line says it all; anything else
+    // is an engine bug or a killed worker, whose traceback stays in the stderr file.
+    const details = codes[r] === 2 && error !== null ? '' : ` [details: ${stderrFile(r)}]`;
+    throw new UserError(`--engine torch: ${error ?? `python exited with code ${codes[r]}${tail ? ` (${tail})` : ''}`}${details}`);
   }
-  writeChart(run.outDir, readLog(run.outDir));
+  writeChart(run.outDir, readLog(run.outDir) ?? []);
   const d = done as { eval_ppl: number; eval_kl: number; tokens: number };
   return { ppl: d.eval_ppl, kl: d.eval_kl, tokens: d.tokens };
 }
@@ -301,8 +311,11 @@ export function resolveTorchOptions(o: TorchOverrides, saved: Partial<TorchOptio
     if (!Number.isInteger(v) || v < min) throw new OptionError(field, v, `expected an integer ≥ ${min}`);
     return v;
   };
+  const teacherDevice = o.teacherDevice ?? saved.teacherDevice ?? 'same';
+  if (!TEACHER_DEVICES.includes(teacherDevice)) throw new OptionError('teacherDevice', teacherDevice, `expected ${TEACHER_DEVICES.join(', ')}`);
+  if (teacherDevice === 'own-gpu' && device !== 'cuda') throw new OptionError('teacherDevice', teacherDevice, 'needs {device} cuda (two GPUs per process)');
   return {
-    device, dtype,
+    device, dtype, teacherDevice,
     nproc: int('nproc', o.nproc ?? saved.nproc ?? 1, 1),
     python: py.python,
     gradCheckpoint: o.gradCheckpoint ?? saved.gradCheckpoint ?? false,
@@ -329,13 +342,14 @@ export async function runDistillTorch(job: DistillJob, given: TorchOverrides = {
   const saved = job.resume ? (readRunRecord(job.out).torch as Partial<TorchOptions> | undefined) : undefined;
   const torch = resolveTorchOptions(given, saved);
   const existed = existsSync(job.out);
-  const pending = prepareDistill(job, { loadCheckpoint: false, record: { torch: { ...torch } } }, async (p) => {
+  // Headers only: Node validates configs, vocabularies, --seq and the checkpoint's state, and never reads a weight.
+  const pending = prepareDistill(job, { headersOnly: true, chunkedLoss: true, record: { torch: { ...torch } } }, async (p) => {
     const s = p.settings;
     const r = await distillTorch({
-      teacher: { path: p.teacherPath, config: p.teacher.config, weights: p.teacher.weights() },
-      student: { path: p.studentPath, config: p.student.config, weights: p.student.weights() },
+      teacher: { path: p.teacherPath, config: p.teacherConfig },
+      student: { path: p.resumeCheckpoint ?? p.studentPath, config: p.studentConfig },
       trainSeqs: p.trainSeqs, evalSeqs: p.evalSeqs, settings: s, outDir: p.outDir, copyFiles: p.copyFiles, resume: !!job.resume, torch,
-      progress: p.progress('distill', s.steps * s.batch * s.accum * s.seq), onLog: job.onLog,
+      progress: p.progress('distill', s.steps * s.batch * s.accum * s.seq), onLog: job.onLog, onNote: job.onNote,
     });
     return { out: p.outDir, ...r };
   });
