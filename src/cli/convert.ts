@@ -1,6 +1,6 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--recipe x-ecomla|mha2mla|transmla] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--recipe x-ecomla|mha2mla|transmla] [--share-latent G] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
@@ -11,6 +11,7 @@ import {
   convert, needsCalibration, NOPE_INITS, NOPE_KEYS, type ConvertOptions, type ConvertResult, type NopeInit, type NopeKeys, type RankPlan,
 } from '../convert/convert.js';
 import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
+import { convertSharedLatent } from '../convert/xkv.js';
 import { PlanSearch, SEARCH_DEFAULTS, type SearchResult } from '../convert/search.js';
 import { calibrationProgress } from '../convert/calibrate.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
@@ -52,6 +53,10 @@ export const convertSpec = {
       doc: "the rope pairs' dims in the no-rope path: kept minus what the rope key carries (d_n = head dim), or dropped (d_n = head dim − rope dims)",
     },
     'keep-layers': { type: 'string', value: 'I,J,...|auto:K', doc: 'layers kept as original attention (a hybrid model); auto:K keeps the K layers whose conversion costs most calibration KL' },
+    'share-latent': {
+      type: 'string', value: 'G', field: 'shareLatent', defaultText: 'none: every layer its own latent',
+      doc: "xKV: groups of G adjacent converted layers share one latent cache (each group's rank = the sum of its layers' ranks; not exportable)",
+    },
     search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
     'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
@@ -200,7 +205,11 @@ export async function convertCommand(argv: string[]): Promise<void> {
       before += searchReport(found);
     }
   }
-  const r = convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats });
+  const share = values['share-latent'] === undefined ? null : num(values['share-latent'], 'share-latent', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2 (layers per shared latent)');
+  if (share !== null && (K !== null || values.search)) throw new UserError('--share-latent: not with --search or --keep-layers auto:K (they plan per-layer latents)');
+  const r = share !== null
+    ? convertSharedLatent(opened.model, opened.tokenizer, opts, share, { calib: calibBar(), layers })
+    : convert(opened.model, opened.tokenizer, opts, { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats });
   saveConverted(values.out, opts, r, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');

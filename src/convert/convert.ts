@@ -29,6 +29,7 @@ import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { teacherLayer } from './kinds.js';
+import type { AttentionKindName } from '../model/attention/index.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
 export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
@@ -73,7 +74,7 @@ export interface ConvertOptions {
 
 export interface LayerReport {
   layer: number;
-  kind: 'gqa' | 'mla';
+  kind: AttentionKindName;
   kvRank: number | null;
   ropeDim: number | null;
   /** Fraction of the basis energy kept (1 for kept layers). */

@@ -11,6 +11,7 @@ import { KVCache } from './cache.js';
 import type { CacheDtype } from './cache-dtype.js';
 import { layerPrefix } from './names.js';
 import { attentionKind } from './attention/index.js';
+import { LayerShare } from './attention/share.js';
 
 export interface ForwardOptions {
   /** Decode cache: new keys are appended at cache.length and attention reads the whole prefix. */
@@ -45,7 +46,10 @@ export function forward(model: Model, ids: Int32Array, B: number, T: number, opt
   let x = F.embedding(model.p('model.embed_tokens.weight'), ids); // (N, C)
   // Without a tape nothing but the layer's output outlives the layer: a tidy per layer frees its activations at
   // once (inference memory ≈ one layer's activations); with a tape they are kept for backward.
-  const layerScope = isGradEnabled() ? (f: () => Var): Var => f() : tidy;
+  // What a layer publishes for later layers (xKV latents, attention/share.ts) is returned with its output, so the
+  // tidy keeps it alive as it does the output.
+  const layerScope = isGradEnabled() ? <R>(f: () => R): R => f() : tidy;
+  const share = new LayerShare(cfg);
   cfg.layers.forEach((attn, i) => {
     const xin = x;
     x = layerScope(() => {
@@ -53,13 +57,13 @@ export function forward(model: Model, ids: Int32Array, B: number, T: number, opt
       const h = F.rmsnorm(xin, model.p(`${pre}.input_layernorm.weight`), cfg.rmsNormEps);
       opts.onAttentionInput?.(i, h, P);
       const layerCache = cache?.layers[i];
-      const a = attentionKind(attn).forward(model, i, attn, h, B, T, positions, layerCache, P);
+      const a = attentionKind(attn).forward(model, i, attn, h, B, T, positions, layerCache, P, share);
       const x1 = F.add(xin, a);
       const h2 = F.rmsnorm(x1, model.p(`${pre}.post_attention_layernorm.weight`), cfg.rmsNormEps);
       const g = F.linear(h2, model.p(`${pre}.mlp.gate_proj.weight`));
       const u = F.linear(h2, model.p(`${pre}.mlp.up_proj.weight`));
-      return F.add(x1, F.linear(F.swiglu(g, u), model.p(`${pre}.mlp.down_proj.weight`)));
-    });
+      return { out: F.add(x1, F.linear(F.swiglu(g, u), model.p(`${pre}.mlp.down_proj.weight`))), published: share.published(i) };
+    }).out;
   });
   if (cache) cache.length = P + T;
   if (opts.hiddenOnly) return x;
