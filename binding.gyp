@@ -16,7 +16,8 @@
         "native/cpu/losses.cpp",
         "native/cpu/optim.cpp",
         "native/cpu/half.cpp",
-        "native/cpu/linalg.cpp"
+        "native/cpu/linalg.cpp",
+        "native/cpu/simd.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_CPP_EXCEPTIONS", "NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -8,7 +8,14 @@
 // Not a test; never gates on a time.
 // Usage: node dist/bench/scale.js [--shapes smollm2-135m,qwen2.5-0.5b,llama-3.2-1b] [--cache DIR (/tmp/mla-scale)]
 //        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json] [--generate-only]
-//        (shape mistral-7b is generated and converted with the weight basis only: no default convert, no ppl)
+//        [--decode-only] [--decode-threads 1,2] [--decode-tokens N (32)]
+//        (shape mistral-7b is generated and converted with the weight basis only: no default convert, no ppl, no decode)
+// Decode tokens/s against llama.cpp on the same weights: our GGUF export at bf16 (`mla export`'s exportGguf), run by
+// node-llama-cpp's prebuilt CPU build (no GPU, f16 KV cache: its defaults), greedy from an 8-token prompt, the time
+// from the first generated token to the last (decode only); ours: the library's KV-cache decode (forward with a
+// KVCache, bf16 weights in memory, argmax), timed the same way. Each engine runs in its own child at each thread count.
+// The random checkpoints have no tokenizer, and llama.cpp needs a vocabulary in the GGUF: a synthetic SPM one is
+// written (<unk> <s> </s>, the 256 byte pieces, then "▁w<i>" up to the vocab size); ids are fed directly, no text.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +33,12 @@ import { writeSafetensors, type SafetensorsWriteEntry } from '../src/io/safetens
 import { perplexity } from '../src/eval/perplexity.js';
 import { table } from '../src/report/table.js';
 import type { CpuBackend } from '../src/backends/cpu/index.js';
+import { noGrad } from '../src/autograd/var.js';
+import { forward } from '../src/model/forward.js';
+import { KVCache } from '../src/model/cache.js';
+import { tidy } from '../src/tensor/storage.js';
+import { exportGguf } from '../src/export/gguf-export.js';
+import { TOKEN_TYPE, type GgufVocab } from '../src/export/gguf-vocab.js';
 
 const { values } = parseArgs({
   options: {
@@ -39,6 +52,11 @@ const { values } = parseArgs({
     'child-ppl': { type: 'string' },
     windows: { type: 'string', default: '2' },
     'generate-only': { type: 'boolean', default: false },
+    'decode-only': { type: 'boolean', default: false },
+    'decode-threads': { type: 'string', default: '1,2' },
+    'decode-tokens': { type: 'string', default: '32' },
+    'child-decode': { type: 'string' },
+    engine: { type: 'string' },
   },
 });
 
@@ -204,6 +222,92 @@ function childPpl(dir: string): PplResult {
   return { tokens_per_s: r.tokens / secs, tokens: r.tokens, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), load_s: loadS };
 }
 
+interface DecodeResult { tokens_per_s: number; tokens: number; peak_rss_mb: number }
+
+/** A vocabulary llama.cpp's SPM tokenizer accepts (the checkpoints have none): control tokens, byte pieces, words. */
+function syntheticVocab(V: number): GgufVocab {
+  const hex = (b: number): string => b.toString(16).toUpperCase().padStart(2, '0');
+  const tokens = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, b) => `<0x${hex(b)}>`), ...Array.from({ length: V - 259 }, (_, i) => `\u2581w${i}`)];
+  const types = tokens.map((_, i) => (i === 0 ? TOKEN_TYPE.unknown : i < 3 ? TOKEN_TYPE.control : i < 259 ? TOKEN_TYPE.byte : TOKEN_TYPE.normal));
+  return { model: 'llama', tokens, scores: tokens.map(() => 0), types, bos: 1, eos: 2, unk: 0, addBos: true, notes: [] };
+}
+
+const PROMPT = [1, 300, 301, 302, 303, 304, 305, 306];
+
+/** Child: our KV-cache decode (greedy) at `threads`; tokens/s over the decode steps after the prompt. */
+function childDecodeOurs(dir: string, threads: number, n: number): DecodeResult {
+  const be = getBackend('cpu');
+  (be as CpuBackend).setThreads(threads);
+  const loaded = loadHfModel(dir);
+  const model = Model.fromWeights(loaded.config, loaded.weights, be, dir);
+  const V = loaded.config.vocabSize;
+  const argmax = (d: ArrayLike<number>, off: number): number => {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (d[off + i]! > d[off + best]!) best = i;
+    return best;
+  };
+  let t0 = 0;
+  noGrad(() => {
+    const cache = new KVCache(model, 1, PROMPT.length + n + 1);
+    let next = tidy(() => {
+      const l = forward(model, Int32Array.from(PROMPT), 1, PROMPT.length, { cache }).value;
+      return argmax(l.data, (PROMPT.length - 1) * V);
+    });
+    t0 = performance.now();
+    for (let i = 0; i < n; i++) next = tidy(() => argmax(forward(model, Int32Array.of(next), 1, 1, { cache }).value.data, 0));
+  });
+  const secs = (performance.now() - t0) / 1000;
+  return { tokens_per_s: n / secs, tokens: n, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
+}
+
+/** Child: llama.cpp (node-llama-cpp, CPU) on the bf16 GGUF at `threads`; tokens/s from the first generated token to
+ *  the (n+1)-th, so the prompt is not counted. */
+async function childDecodeLlama(gguf: string, threads: number, n: number): Promise<DecodeResult> {
+  const nl = await import('node-llama-cpp');
+  const llama = await nl.getLlama({ gpu: false, build: 'never', maxThreads: threads, logLevel: nl.LlamaLogLevel.error });
+  const m = await llama.loadModel({ modelPath: gguf });
+  const ctx = await m.createContext({ contextSize: 256, threads });
+  let t0 = 0;
+  let got = 0;
+  for await (const _t of ctx.getSequence().evaluate(PROMPT as never[], { temperature: 0, yieldEogToken: true })) {
+    if (got === 0) t0 = performance.now();
+    if (got++ >= n) break;
+  }
+  const secs = (performance.now() - t0) / 1000;
+  await ctx.dispose();
+  await m.dispose();
+  await llama.dispose();
+  return { tokens_per_s: n / secs, tokens: n, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
+}
+
+/** Our bf16 GGUF of the checkpoint with the synthetic vocabulary, written once next to it. */
+function ggufOf(dir: string): string {
+  const file = `${dir}.bf16.gguf`;
+  if (!existsSync(file)) {
+    const loaded = loadHfModel(dir);
+    exportGguf(file, loaded.config, loaded.weights, { dtype: 'bf16', vocab: syntheticVocab(loaded.config.vocabSize), source: dir });
+  }
+  return file;
+}
+
+interface DecodeRow { threads: number; ours: DecodeResult | null; llamacpp: DecodeResult | null; note: string }
+
+async function decodeRows(dir: string): Promise<DecodeRow[]> {
+  const self = fileURLToPath(import.meta.url);
+  const gguf = ggufOf(dir);
+  const rows: DecodeRow[] = [];
+  for (const th of values['decode-threads'].split(',').map(Number)) {
+    const run = async (engine: string): Promise<[DecodeResult | null, string]> => {
+      const m = await measure([self, '--child-decode', engine === 'ours' ? dir : gguf, '--engine', engine, '--threads', String(th), '--decode-tokens', values['decode-tokens']], 1800);
+      return m.ok ? [JSON.parse(m.stdout.trim()) as DecodeResult, ''] : [null, `${engine}: ${m.note}`];
+    };
+    const [ours, n1] = await run('ours');
+    const [lc, n2] = await run('llamacpp');
+    rows.push({ threads: th, ours, llamacpp: lc, note: [n1, n2].filter((x) => x).join('; ') });
+  }
+  return rows;
+}
+
 interface Row {
   shape: string;
   parameters: number;
@@ -211,6 +315,7 @@ interface Row {
   convert_weight: Measured;
   convert_default: Measured | null;
   ppl: (PplResult & { note: string }) | null;
+  decode: DecodeRow[] | null;
 }
 
 async function main(): Promise<void> {
@@ -222,6 +327,7 @@ async function main(): Promise<void> {
     if (!SHAPES[n]) throw new Error(`--shapes: unknown shape "${n}" (expected some of ${Object.keys(SHAPES).join(', ')})`);
   }
   const rows: Row[] = [];
+  const decodeTable: (DecodeRow & { shape: string })[] = [];
   for (const n of names) {
     const shape = SHAPES[n]!;
     const dir = join(values.cache, n);
@@ -230,6 +336,13 @@ async function main(): Promise<void> {
       generate(shape, dir);
     }
     if (values['generate-only']) continue;
+    if (values['decode-only']) {
+      if (shape.convertOnly) continue;
+      const decode = await decodeRows(dir);
+      decodeTable.push(...decode.map((d) => ({ shape: n, ...d })));
+      if (values.json) process.stdout.write(JSON.stringify({ shape: n, decode }) + '\n');
+      continue;
+    }
     const outW = `${dir}-mla-weight`;
     const outD = `${dir}-mla-default`;
     process.stderr.write(`${n}: mla info\n`);
@@ -254,14 +367,25 @@ async function main(): Promise<void> {
       const m = await measure(childArgs, 3600);
       ppl = m.ok ? { ...(JSON.parse(m.stdout.trim()) as PplResult), note: '' } : { tokens_per_s: NaN, tokens: 0, peak_rss_mb: m.peak_rss_mb, load_s: NaN, note: m.note };
     }
-    const row: Row = { shape: n, parameters: parameterCount(shape.config), info, convert_weight: convertWeight, convert_default: convertDefault, ppl };
+    const decode = shape.convertOnly ? null : await decodeRows(dir);
+    if (decode) decodeTable.push(...decode.map((d) => ({ shape: n, ...d })));
+    const row: Row = { shape: n, parameters: parameterCount(shape.config), info, convert_weight: convertWeight, convert_default: convertDefault, ppl, decode };
     rows.push(row);
     if (values.json) {
       const strip = (m: Measured | null): Omit<Measured, 'stdout'> | null => m && { seconds: m.seconds, peak_rss_mb: m.peak_rss_mb, ok: m.ok, note: m.note };
       process.stdout.write(JSON.stringify({ ...row, info: strip(info), convert_weight: strip(convertWeight), convert_default: strip(convertDefault) }) + '\n');
     }
   }
-  if (values.json) return;
+  if (values.json || values['generate-only']) return;
+  const tps = (d: DecodeResult | null): string => (d ? d.tokens_per_s.toFixed(1) : 'failed');
+  const decodeText = decodeTable.length === 0 ? '' : table(
+    ['shape', 'threads', 'ours tokens/s (bf16 weights)', 'llama.cpp tokens/s (bf16 GGUF)', 'ours / llama.cpp', 'note'],
+    decodeTable.map((d) => [d.shape, String(d.threads), tps(d.ours), tps(d.llamacpp), d.ours && d.llamacpp ? (d.ours.tokens_per_s / d.llamacpp.tokens_per_s).toFixed(2) : '—', d.note]),
+  ) + '\n';
+  if (values['decode-only']) {
+    process.stdout.write(decodeText);
+    return;
+  }
   const cell = (m: Measured | null): string => !m ? 'skipped' : m.ok ? `${m.seconds.toFixed(1)} s / ${m.peak_rss_mb} MB` : `${m.seconds.toFixed(0)} s / ${m.peak_rss_mb} MB (${m.note})`;
   process.stdout.write(table(
     ['shape', 'params', 'mla info (time / peak RSS)', 'convert, weight basis', 'convert, defaults', 'prefill tokens/s (library, random ids, ctx 256)'],
@@ -271,10 +395,16 @@ async function main(): Promise<void> {
     ]),
   ) + '\n');
   process.stdout.write('random bf16 weights, no tokenizer: `mla ppl --text` cannot run, so prefill is perplexity() over random ids through the library.\n');
+  process.stdout.write(decodeText);
 }
 
 if (values['child-ppl']) {
   process.stdout.write(JSON.stringify(childPpl(values['child-ppl'])) + '\n');
+} else if (values['child-decode']) {
+  const th = Number(values.threads ?? '1');
+  const n = Number(values['decode-tokens']);
+  const r = values.engine === 'llamacpp' ? await childDecodeLlama(values['child-decode'], th, n) : childDecodeOurs(values['child-decode'], th, n);
+  process.stdout.write(JSON.stringify(r) + '\n');
 } else {
   await main();
 }

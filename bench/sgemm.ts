@@ -6,11 +6,17 @@
 // Prints a markdown table (GFLOP/s = 2·n³ / median seconds per call) and, with --json, JSON lines instead.
 // Inputs and the output buffer are built before timing; each timed call is one C = A·B into a preallocated C;
 // every (size, threads, implementation) point is checked against float64 dot products before it is timed.
+// Second table: x·Wᵀ with a bf16 weight W (N, K) = (8192, 2048) for M = 1 (decode), 32 (a calibration sampling batch)
+// and 64 rows, the cpu backend's half kernels (native/cpu/half.cpp) on their AVX-512 and AVX2 variants (setSimd;
+// AVX-512 only where the CPU has it) against the same product with the weight in f32 through OpenBLAS (or the own
+// sgemm): what bf16 storage costs or saves against f32 weights. Each point is checked against ref first.
 
 import { parseArgs } from 'node:util';
 import { loadCpuBackend, type CpuBackend } from '../src/backends/cpu/index.js';
 import { mulberry32 } from '../src/tensor/rng.js';
 import { table } from '../src/report/table.js';
+import { Tensor, relError } from '../src/tensor/tensor.js';
+import { refBackend } from '../src/backends/ref/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -139,6 +145,60 @@ if (!values.json) {
       rows.push(row);
     }
   }
-  process.stdout.write(`sgemm C = A·B, f32, square n×n (${info.simd}${withBlas ? `; ${info.blas}` : '; OpenBLAS not loaded'})\n\n`);
+  process.stdout.write(`sgemm C = A·B, f32, square n×n (own kernel: ${info.simd === "scalar" ? "scalar" : "AVX2+FMA"} packed (no AVX-512 variant yet)${withBlas ? `; ${info.blas}` : '; OpenBLAS not loaded'})\n\n`);
   process.stdout.write(table(header, rows) + '\n');
+}
+
+// ---- x·Wᵀ with a bf16 weight: the half kernels' AVX-512 and AVX2 variants against an f32 weight through sgemm ----
+{
+  const [K, N] = [2048, 8192];
+  const rng = mulberry32(99);
+  const w64 = Tensor.rand([N, K], rng, -1, 1, 'f64');
+  const wb = w64.to('bf16');
+  const wf = w64.to('f32');
+  type HalfImpl = 'bf16 avx512' | 'bf16 avx2' | 'f32 weight, sgemm';
+  const halfImpls: HalfImpl[] = [...(info.avx512 ? ['bf16 avx512' as const] : []), 'bf16 avx2', 'f32 weight, sgemm'];
+  const rows: string[][] = [];
+  for (const M of [1, 32, 64]) {
+    const a = Tensor.rand([M, K], rng);
+    const want = refBackend.run('matmul', [a.to('f64'), wb], { transA: false, transB: true })[0];
+    for (const t of threadList) {
+      cpu.setThreads(t);
+      const cells: Record<string, number> = {};
+      for (const impl of halfImpls) {
+        cpu.setSimd(impl === 'bf16 avx2' ? 'avx2' : 'avx512');
+        const w = impl === 'f32 weight, sgemm' ? wf : wb;
+        const run = (): Tensor => cpu.run('matmul', [a, w], { transA: false, transB: true })[0];
+        const got = run();
+        const err = relError(got.data, want.data);
+        // The f32 weight is the unrounded one: compare it with the bf16 rounding's tolerance (DESIGN.md numerics).
+        if (!(err < (impl === 'f32 weight, sgemm' ? 1e-2 : 1e-5))) {
+          process.stderr.write(`half bench: ${impl} M=${M} gives wrong results (rel error ${err})\n`);
+          process.exit(1);
+        }
+        const flops = 2 * M * N * K;
+        const reps = Math.max(3, Math.ceil(budget / 4 / flops));
+        const times: number[] = [];
+        for (let r = 0; r < reps; r++) {
+          const t0 = process.hrtime.bigint();
+          run();
+          times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+        times.sort((x, y) => x - y);
+        const med = times[Math.floor(times.length / 2)]!;
+        cells[impl] = flops / med / 1e9;
+        process.stderr.write(`  x·Wᵀ M=${M} threads=${t} ${impl}: ${cells[impl]!.toFixed(1)} GFLOP/s (${(med * 1e3).toFixed(2)} ms, median of ${reps})\n`);
+        if (values.json) process.stdout.write(JSON.stringify({ bench: 'half-matmul', M, N, K, threads: t, impl, gflops: cells[impl], median_ms: med * 1e3, reps }) + '\n');
+      }
+      const f32 = cells['f32 weight, sgemm']!;
+      rows.push([String(M), String(t), ...halfImpls.map((i) => cells[i]!.toFixed(1)), ...halfImpls.filter((i) => i !== 'f32 weight, sgemm').map((i) => (cells[i]! / f32).toFixed(2))]);
+    }
+  }
+  cpu.setThreads(defaultThreads);
+  cpu.setSimd('avx512');
+  if (!values.json) {
+    const bf = halfImpls.filter((i) => i !== 'f32 weight, sgemm');
+    process.stdout.write(`\nx·Wᵀ, W (${N}, ${K}) bf16 in memory (half kernels) vs f32 through ${info.blas ? 'OpenBLAS' : 'the own sgemm'}; GFLOP/s = 2·M·N·K / median seconds\n\n`);
+    process.stdout.write(table(['M', 'threads', ...halfImpls.map((i) => `${i} GFLOP/s`), ...bf.map((i) => `${i} / f32`)], rows) + '\n');
+  }
 }

@@ -16,6 +16,7 @@ import { openModel, requireTokenizer, resolveBackend, type Opened } from './infe
 import { convert as convertModel, type ConvertResult } from './convert/convert.js';
 import { withConvertDefaults, type ConvertSettings } from './convert/defaults.js';
 import { saveConverted } from './convert/record.js';
+import { convertSharedLatent } from './convert/xkv.js';
 import { tokenizerFiles } from './io/tokenizer-files.js';
 import { runDistill, type DistillJob, type DistillJobResult } from './train/run.js';
 import { runDistillTorch, type TorchOverrides } from './train/torch-engine.js';
@@ -69,9 +70,12 @@ export interface Converted extends Loaded {
  * [K_nope; V] a rank-r latent, c = W_dkv·x, [k_nope; v] = W_ukv·c (X-EcoMLA / TransMLA). Options left out take
  * CONVERT_DEFAULTS (4× KV compression, transmla rope, activation basis).
  */
-export function convert(teacher: Loaded, options: ConvertSettings = {}): Converted {
+export function convert(teacher: Loaded, options: ConvertSettings & { shareLatent?: number } = {}): Converted {
   const opts = withConvertDefaults(options);
-  const r = convertModel(teacher.model, teacher.tokenizer, opts);
+  // shareLatent G: xKV, groups of G adjacent layers share one latent (convert/xkv.ts; `mla convert --share-latent`).
+  const r = options.shareLatent === undefined
+    ? convertModel(teacher.model, teacher.tokenizer, opts)
+    : convertSharedLatent(teacher.model, teacher.tokenizer, opts, options.shareLatent);
   const result = { ...r, notes: r.notes.map(libraryText) };
   return {
     model: Model.fromWeights(r.config, r.weights, teacher.model.be),

@@ -217,6 +217,14 @@ const CASES: Table = {
     attnBack('qOffset', 2, 5, 12, 2, 1, 16, 16, 0.25, 7),
     attnBack('threaded, several key blocks', 1, 130, 130, 4, 1, 32, 24, 0.18, 0, true),
   ],
+  // Calibration statistics: the softmax and the sums in double over f32 scores, so the default tolerance holds.
+  attentionDistance: [
+    { label: 'MHA prefill', inputs: [{ shape: [2, 7, 3, 16] }, { shape: [2, 7, 3, 16] }], params: { scale: 0.25, qOffset: 0 } },
+    { label: 'GQA 6/4 (uneven groups), odd dims', inputs: [{ shape: [1, 5, 6, 7] }, { shape: [1, 5, 4, 7] }], params: { scale: 0.4, qOffset: 0 } },
+    { label: 'decode rows at an offset, S > qOffset + T', inputs: [{ shape: [3, 1, 4, 16] }, { shape: [3, 20, 2, 16] }], params: { scale: 0.25, qOffset: 12 } },
+    { label: 'large scores', inputs: [{ shape: [1, 33, 2, 16], range: [-3, 3] }, { shape: [1, 33, 1, 16], range: [-3, 3] }], params: { scale: 1, qOffset: 0 } },
+    { label: 'threaded', inputs: [{ shape: [2, 130, 8, 64] }, { shape: [2, 130, 2, 64] }], params: { scale: 0.125, qOffset: 0 }, big: true },
+  ],
   swiglu: [
     { label: 'odd', inputs: [{ shape: [3, 7] }, { shape: [3, 7] }], params: NONE },
     { label: 'wide range', inputs: [{ shape: [257, 129], range: [-100, 30] }, { shape: [257, 129] }], params: NONE, big: true },
@@ -685,8 +693,14 @@ const HALF_MATMUL: HalfCase[] = [
     hm('shared weight (batch folded into M)', 7, 17, 5, tB, [2, 3]),
     hm('batched weight', 7, 17, 5, tB, [2, 3], [2, 3]),
   ]),
-  // N·K past the 8 Mi-float widening tile (native/cpu/half.cpp): two column blocks, the second partial.
-  hm('two widening tiles', 5, 260, 32300, true),
+  // N·K past the 8 Mi-float widening tile (native/cpu/half.cpp): two column blocks, the second partial (M above the
+  // 64 rows that read the weight row by row).
+  hm('two widening tiles', 65, 260, 32300, true),
+  // Decode batches (4 < M ≤ 64 with transB: weight rows read once per block of A rows): partial row and column
+  // blocks, K tails shorter than a vector (AVX-512 16 lanes, AVX2 8).
+  hm('decode batch, K tail', 13, 100, 23, true),
+  hm('decode batch of 64', 64, 33, 14, true),
+  hm('decode batch, threaded', 32, 515, 301, true, [], [], true),
   hm('decode, folded batch', 1, 257, 129, true, [3]),
   hm('K=0', 3, 0, 4, true),
   hm('M=0', 0, 5, 4, true, [2]),
@@ -807,8 +821,17 @@ for (const name of availableBackends()) {
             cpu.setBlasEnabled(true);
           }
         }
+        // An AVX-512 box also runs the AVX2 kernels (what an AVX2-only CI machine runs).
+        if (cpu && cpu.blasInfo().simd === 'avx512') {
+          cpu.setSimd('avx2');
+          try {
+            failures.push(...halfMatmulCase(be, c, dtype, seed).map((f) => `(avx2 kernels) ${f}`));
+          } finally {
+            cpu.setSimd('avx512');
+          }
+        }
       });
-      t.diagnostic(`${HALF_MATMUL.length} cases`);
+      t.diagnostic(`${HALF_MATMUL.length} cases on ${cpu ? cpu.blasInfo().simd : 'ref'}${cpu?.blasInfo().simd === 'avx512' ? ' and avx2' : ''}`);
       if (failures.length > 0) assert.fail(`${failures.length} failing case(s):\n${failures.join('\n')}`);
     });
 

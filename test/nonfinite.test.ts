@@ -26,7 +26,7 @@ import { resolveSettings } from '../src/train/run.js';
 import { stateJson } from '../src/io/run-files.js';
 import { UserError } from '../src/errors.js';
 import { convert, type ConvertOptions } from '../src/convert/convert.js';
-import { FIXTURES, STORIES_BIN, STORIES_TOK, mla, tempDir } from './helpers.js';
+import { FIXTURES, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 import { randomLlama } from './models.js';
 
 const TASKS = join(FIXTURES, 'tasks', 'next-word.jsonl');
@@ -175,8 +175,11 @@ test('distill stops when the teacher goes non-finite, saying it is the teacher',
     const huge = plantedBin(join(dir, 'huge.bin'), Array.from({ length: C }, (_, c) => [block.rms_final! + c, 3e38] as [number, number]));
     const text = join(dir, 't.txt');
     writeFileSync(text, `${TEXT} ${TEXT} ${TEXT}`);
+    // A data-free conversion as the student (a llama2.c GQA student has no model-directory form: refused up front).
+    const student = join(dir, 'student');
+    mlaOk(['convert', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', student, '--recipe', 'x-ecomla', '--rope-dim', '4']);
     const r = mla([
-      'distill', '--teacher', huge, '--tokenizer', STORIES_TOK, '--student', STORIES_BIN, '--out', join(dir, 'run'),
+      'distill', '--teacher', huge, '--tokenizer', STORIES_TOK, '--student', student, '--out', join(dir, 'run'),
       '--data', text, '--eval-text', text, '--steps', '2', '--batch', '1', '--seq', '8', '--backend', 'ref',
     ]);
     assertOneLineError(r, /^error: distill( eval)?: non-finite logits from the teacher \(.*\); the teacher's forward pass overflowed/);

@@ -496,3 +496,27 @@ test('run() rejects malformed calls with the op name and shapes', () => {
     /ref\.swiglu: expects 2 input tensors, got 1/,
   );
 });
+
+test('attentionDistance equals the attention probabilities (read through one-hot values) binned by distance', () => {
+  // v[b, j, g, :] = e_j makes attention's output row o[b, t, h, :] the probability row p[b, h, t, :].
+  for (const [B, T, S, H, Hkv, D, qOffset] of [[2, 5, 5, 4, 2, 3, 0], [1, 3, 11, 3, 1, 8, 6], [3, 1, 7, 2, 2, 4, 6]] as const) {
+    const q = rand([B, T, H, D], 31 + T);
+    const k = rand([B, S, Hkv, D], 37 + S);
+    const v = Tensor.zeros([B, S, Hkv, S], 'f64');
+    for (let b = 0; b < B; b++) for (let j = 0; j < S; j++) for (let g = 0; g < Hkv; g++) v.data[((b * S + j) * Hkv + g) * S + j] = 1;
+    const [o] = run('attention', [q, k, v], { scale: 0.7, qOffset, kvLen: S, vDim: S });
+    const want = new Float64Array(H * S);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) {
+      for (let j = 0; j <= qOffset + t; j++) want[h * S + qOffset + t - j]! += o.data[((b * T + t) * H + h) * S + j]!;
+    }
+    const [dist] = run('attentionDistance', [q, k], { scale: 0.7, qOffset });
+    assert.deepEqual(dist.shape, [H, S]);
+    assert.ok(relError(dist.data, want) < TOL, `B=${B} T=${T} S=${S}: ${relError(dist.data, want)}`);
+    // Each query's probabilities sum to 1: every head's row holds B·T of mass.
+    for (let h = 0; h < H; h++) {
+      let mass = 0;
+      for (let d = 0; d < S; d++) mass += dist.data[h * S + d]!;
+      assert.ok(Math.abs(mass - B * T) < 1e-12, `head ${h}: mass ${mass}, want ${B * T}`);
+    }
+  }
+});

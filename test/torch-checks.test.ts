@@ -116,7 +116,8 @@ test('torch engine: --teacher-device own-gpu without --device cuda, or an unknow
 });
 
 test('the torch engine\'s chunked loss lifts the cpu engine\'s limit on one micro-batch of logits (a 128K vocabulary at 4 × 2048)', () => {
-  const cfg = (vocabSize: number): ModelConfig => ({ ...loadModel(STORIES_BIN).config, vocabSize, maxPositions: 131072 });
+  // Half-split pairs: a student with a model-directory form (a llama2.c GQA student has none and is refused first).
+  const cfg = (vocabSize: number): ModelConfig => ({ ...loadModel(STORIES_BIN).config, ropePairing: 'half', vocabSize, maxPositions: 131072 });
   const s = resolveSettings({ steps: 1, batch: 4, seq: 2048 });
   const paths = { teacher: 't', student: 's' };
   assert.throws(() => checkDistillPlan(cfg(128256), cfg(128256), s, paths), (e: Error) => e instanceof OptionError && e.field === 'batch');

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "blas.h"
+#include "simd.h"
 #include "linalg.h"
 #include "ops.h"
 #include "threadpool.h"
@@ -41,6 +42,7 @@ const std::unordered_map<std::string, OpFn>& op_table() {
       {"rope", mla::op_rope},
       {"attention", mla::op_attention},
       {"attentionBackward", mla::op_attention_backward},
+      {"attentionDistance", mla::op_attention_distance},
       {"swiglu", mla::op_swiglu},
       {"swigluBackward", mla::op_swiglu_backward},
       {"embedding", mla::op_embedding},
@@ -176,7 +178,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   const mla::BlasLib& lib = mla::blas();
   Napi::Object o = Napi::Object::New(env);
   o.Set("threads", Napi::Number::New(env, mla::num_threads()));
-  o.Set("simd", Napi::String::New(env, MLA_AVX2 ? "avx2+fma" : "scalar"));
+  o.Set("simd", Napi::String::New(env, mla::simd_name()));
+  o.Set("avx512", Napi::Boolean::New(env, mla::simd_avx512_supported()));
   o.Set("blas", lib.sgemm ? Napi::Value(Napi::String::New(env, lib.blas_name)) : env.Null());
   o.Set("blasReason", Napi::String::New(env, lib.blas_reason));
   o.Set("blasEnabled", Napi::Boolean::New(env, mla::blas_active()));
@@ -216,6 +219,17 @@ Napi::Value SetBlasEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, mla::blas_active());
 }
 
+/** setSimd('avx512' | 'avx2'): which variant family the kernels take (avx512 only where supported); returns the one
+ *  in effect. */
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "setSimd(level: 'avx512' | 'avx2')");
+  const std::string level = info[0].As<Napi::String>().Utf8Value();
+  if (level != "avx512" && level != "avx2") throw Napi::TypeError::New(env, "setSimd: expected 'avx512' or 'avx2', got '" + level + "'");
+  mla::set_simd_avx512(level == "avx512");
+  return Napi::String::New(env, mla::simd_name());
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run, "run"));
   exports.Set("svd", Napi::Function::New(env, Svd, "svd"));
@@ -224,6 +238,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ops", Napi::Function::New(env, Ops, "ops"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setBlasEnabled", Napi::Function::New(env, SetBlasEnabled, "setBlasEnabled"));
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
   return exports;
 }
 

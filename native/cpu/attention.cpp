@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "ops.h"
 #include "threadpool.h"
@@ -347,6 +348,42 @@ void op_attention_backward(const Call& c) {
       const int64_t row = (b * d.T + t0 + r) * d.H + h;
       std::memcpy(dq + row * d.Dk, dQb + r * d.Dk, static_cast<size_t>(d.Dk) * sizeof(float));
     }
+  });
+}
+
+/** Attention mass by query−key distance (calibration; src/backends/ref/attention.ts attentionDistance is the formula).
+ *  params [B, T, H, Dk, S, Hkv, scale, qOffset]; arrays q (B·T·H·Dk), k (B·S·Hkv·Dk), dist (H·S) out.
+ *  One task per query head owns its dist row (no two tasks write one entry; the result does not depend on the thread
+ *  count); scores are f32 dot products, the softmax and the sums are double, evaluated as the reference writes them
+ *  (a NaN or +∞ score, or a row of −∞ scores, makes that row's probabilities NaN). */
+void op_attention_distance(const Call& c) {
+  const int64_t B = c.pi(0), T = c.pi(1), H = c.pi(2, 1), Dk = c.pi(3), S = c.pi(4), Hkv = c.pi(5, 1);
+  const float scale = static_cast<float>(c.p(6));
+  const int64_t qOffset = c.pi(7);
+  MLA_CHECK(qOffset + T <= S, "attentionDistance: qOffset + T > S");
+  const float* q = c.f32(0, static_cast<size_t>(B * T * H * Dk));
+  const float* k = c.f32(1, static_cast<size_t>(B * S * Hkv * Dk));
+  float* dist = c.f32(2, static_cast<size_t>(H * S));
+  parallel_tasks(H, [&](int64_t h) {
+    const int64_t g = (h * Hkv) / H;
+    std::vector<double> acc(static_cast<size_t>(S), 0.0);
+    std::vector<double> p(static_cast<size_t>(S));
+    for (int64_t b = 0; b < B; b++) {
+      for (int64_t t = 0; t < T; t++) {
+        const int64_t last = qOffset + t;
+        const float* qr = q + ((b * T + t) * H + h) * Dk;
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j <= last; j++) {
+          const double s = static_cast<double>(scale * dot_f32(qr, k + ((b * S + j) * Hkv + g) * Dk, Dk));
+          p[j] = s;
+          if (s > mx) mx = s;  // a NaN score is skipped here and poisons z below, as in the reference
+        }
+        double z = 0.0;
+        for (int64_t j = 0; j <= last; j++) z += p[j] = std::exp(p[j] - mx);
+        for (int64_t j = 0; j <= last; j++) acc[last - j] += p[j] / z;
+      }
+    }
+    for (int64_t d = 0; d < S; d++) dist[h * S + d] = static_cast<float>(acc[d]);
   });
 }
 

@@ -16,6 +16,30 @@ static std::string dl_error() {
   return e ? std::string(e) : std::string("unknown dlopen error");
 }
 
+/**
+ * OpenBLAS's DYNAMIC_ARCH picks its kernels from the CPU model at load time; a CPU newer than the library (0.3.21 on
+ * an Emerald Rapids Xeon, model 207) falls back to "Prescott", plain SSE3: 8 GFLOP/s where SkylakeX gives 40-75 on
+ * one core. Unless the user set OPENBLAS_CORETYPE, name the kernel family the CPU's features allow, before dlopen
+ * (the library reads it in its constructor). "SkylakeX" needs AVX-512 F/DQ/BW/VL, "Haswell" AVX2+FMA; both are the
+ * families OpenBLAS itself picks for every such CPU it recognises (sgemm has no newer kernel), so nothing is lost.
+ */
+static void choose_openblas_core() {
+  const char* user = std::getenv("OPENBLAS_CORETYPE");
+  if (user && *user) return;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  const char* core = nullptr;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    core = "SkylakeX";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    core = "Haswell";
+  }
+  // openblas_get_config() then names the family in effect (`mla info`, the sgemm bench).
+  if (core) setenv("OPENBLAS_CORETYPE", core, 0);
+#endif
+}
+
 static BlasLib load() {
   BlasLib lib;
   const char* off = std::getenv("MLA_NO_BLAS");
@@ -24,6 +48,7 @@ static BlasLib load() {
     lib.lapack_reason = "disabled by MLA_NO_BLAS";
     return lib;
   }
+  choose_openblas_core();
   // RTLD_LOCAL keeps the BLAS symbols out of the global namespace (other addons may bring their own BLAS).
   if (void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL)) {
     lib.sgemm = reinterpret_cast<sgemm_fn>(dlsym(h, "cblas_sgemm"));

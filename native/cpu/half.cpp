@@ -3,15 +3,23 @@
 // so a model keeps its file dtype in memory (half the bytes of f32) and no f32 copy of a whole weight exists.
 // Shape legend as in matmul.cpp: C (M, N) = op(A) (M, K) · op(B); B stored (K, N), or (N, K) when transB (the
 // x·Wᵀ of a linear layer); A is f32 and never transposed here. Embedding: table (V, C), N = ids.length rows.
-//   decode (M ≤ 4): each B row is widened in registers inside the dot product (bf16: a 16-bit shift; f16: F16C
-//                   vcvtph2ps) — the weight is read once, at half the bytes, which is what bounds decode speed;
-//   prefill/training (M > 4): column blocks of op(B) are widened into a scratch tile (≤ 32 MiB) and multiplied by
-//                   sgemm_batched (OpenBLAS or the own packed kernel), so the f32 GEMM speed is kept.
+//   decode (M ≤ 64, transB: x·Wᵀ): register-blocked dot products over whole weight rows, each weight row widened
+//                   in registers once per block of up to 6 (AVX-512, 16 lanes) or 4 (AVX2, 8 lanes) rows of A, 4 or 3
+//                   weight rows at a time: the weight is read once, at half the bytes, which is what bounds decode
+//                   speed, and never written out as f32 (widening tiles for sgemm writes and rereads 2× the weight's
+//                   bytes per call: a teacher sampling 32 sequences side by side spent most of each step there);
+//   M ≤ 4 without transB: row updates over L1 strips;
+//   prefill/training (M > 64, or M > 4 without transB): column blocks of op(B) are widened into a scratch tile
+//                   (≤ 32 MiB) and multiplied by sgemm_batched (OpenBLAS or the own packed kernel), so the f32 GEMM speed is kept.
 // bf16 → f32 is exact (the top half of an f32); f16 → f32 is exact as well (subnormals, inf and NaN included).
+// AVX-512 (f, bw, vl) is chosen at run time (simd.cpp): these kernels exist in an AVX-512 variant compiled with
+// target attributes, so one build runs on AVX2-only CPUs; MLA_SIMD=avx2 or setSimd('avx2') forces the AVX2 variant
+// (the conformance suite runs both). Both accumulate in f32 lanes: the same tolerance against ref (1e-5) holds.
 #include <algorithm>
 #include <cstring>
 
 #include "ops.h"
+#include "simd.h"
 #include "threadpool.h"
 
 namespace mla {
@@ -65,28 +73,166 @@ void widen(const uint16_t* src, float* dst, int64_t n, bool bf16) {
   for (; i < n; i++) dst[i] = half_to_f32(src[i], bf16);
 }
 
-/** Σ x[i]·widen(y[i]) over i < n, f32 accumulation (four independent partial sums). */
-float dot_half(const float* x, const uint16_t* y, int64_t n, bool bf16) {
-  int64_t i = 0;
-  float s = 0.0f;
-#if MLA_AVX2
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(y + i, bf16), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(y + i + 8, bf16), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load8(y + i + 16, bf16), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load8(y + i + 24, bf16), a3);
+
+#if MLA_X86
+// GCC 12 reports its own _mm512_undefined_ps inside _mm512_reduce_add_ps as "may be used uninitialized" (a false
+// positive of the intrinsic header); silenced for these kernels only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// ---- AVX-512 variants (called only when simd_avx512() says the CPU has f/bw/vl and nobody forced AVX2) ----
+
+/** 16 halves → 16 floats (the first n when n < 16: the rest read as zero, never touched in memory). */
+template <bool BF16>
+MLA_AVX512_FN inline __m512 load16(const uint16_t* p, int64_t n = 16) {
+  const __m256i h = n >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                            : _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << n) - 1), p);
+  if (BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_cvtph_ps(h);
+}
+
+MLA_AVX512_FN inline __m512 loadf16(const float* p, int64_t n = 16) {
+  return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+}
+
+/** C[i0:i0+MR][j0:j0+nr] = MR rows of A · nr rows of B (K halves each), nr ≤ 4 (a short block repeats its last
+ *  weight row and drops the copies). */
+template <int MR, bool BF16>
+MLA_AVX512_FN void rows_block_512(const float* A, const uint16_t* B, int64_t K, int64_t i0, int64_t j0, int64_t nr,
+                                  float* C, int64_t N) {
+  const float* a[MR];
+  const uint16_t* b[4];
+  for (int r = 0; r < MR; r++) a[r] = A + (i0 + r) * K;
+  for (int c = 0; c < 4; c++) b[c] = B + (j0 + std::min<int64_t>(c, nr - 1)) * K;
+  __m512 acc[MR][4];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
   }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(y + i, bf16), a0);
-  s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  const auto step = [&](int64_t k, int64_t n) MLA_AVX512_LAMBDA {
+    __m512 bv[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) bv[c] = load16<BF16>(b[c] + k, n);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+      const __m512 av = loadf16(a[r] + k, n);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; c++) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+    }
+  };
+  const int64_t K16 = K / 16 * 16;
+  for (int64_t k = 0; k < K16; k += 16) step(k, 16);  // unmasked: the constant 16 folds the masks away
+  if (K16 < K) step(K16, K - K16);
+  for (int64_t r = 0; r < MR; r++) {
+    for (int64_t c = 0; c < nr; c++) C[(i0 + r) * N + j0 + c] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+}
+
+template <bool BF16>
+MLA_AVX512_FN void rows_chunk_512(const float* A, const uint16_t* B, int64_t M, int64_t K, int64_t j0, int64_t j1,
+                                  float* C, int64_t N) {
+  for (int64_t j = j0; j < j1; j += 4) {
+    const int64_t nr = std::min<int64_t>(4, j1 - j);
+    int64_t i = 0;
+    for (; i + 6 <= M; i += 6) rows_block_512<6, BF16>(A, B, K, i, j, nr, C, N);
+    switch (M - i) {
+      case 5: rows_block_512<5, BF16>(A, B, K, i, j, nr, C, N); break;
+      case 4: rows_block_512<4, BF16>(A, B, K, i, j, nr, C, N); break;
+      case 3: rows_block_512<3, BF16>(A, B, K, i, j, nr, C, N); break;
+      case 2: rows_block_512<2, BF16>(A, B, K, i, j, nr, C, N); break;
+      case 1: rows_block_512<1, BF16>(A, B, K, i, j, nr, C, N); break;
+      default: break;
+    }
+  }
+}
+#pragma GCC diagnostic pop
 #endif
-  for (; i < n; i++) s += x[i] * half_to_f32(y[i], bf16);
-  return s;
+
+#if MLA_AVX2
+/** C[i0:i0+MR][j0:j0+nr] = MR rows of A · nr rows of B, MR ≤ 4, nr ≤ 3 (≤ 12 ymm accumulators); the K tail (< 8)
+ *  in scalar. */
+template <int MR>
+void rows_block_avx2(const float* A, const uint16_t* B, int64_t K, int64_t i0, int64_t j0, int64_t nr, bool bf16,
+                     float* C, int64_t N) {
+  const float* a[MR];
+  const uint16_t* b[3];
+  for (int r = 0; r < MR; r++) a[r] = A + (i0 + r) * K;
+  for (int c = 0; c < 3; c++) b[c] = B + (j0 + std::min<int64_t>(c, nr - 1)) * K;
+  __m256 acc[MR][3];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; c++) acc[r][c] = _mm256_setzero_ps();
+  }
+  const int64_t K8 = K / 8 * 8;
+  for (int64_t k = 0; k < K8; k += 8) {
+    __m256 bv[3];
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; c++) bv[c] = load8(b[c] + k, bf16);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++) {
+      const __m256 av = _mm256_loadu_ps(a[r] + k);
+#pragma GCC unroll 3
+      for (int c = 0; c < 3; c++) acc[r][c] = _mm256_fmadd_ps(av, bv[c], acc[r][c]);
+    }
+  }
+  for (int64_t r = 0; r < MR; r++) {
+    for (int64_t c = 0; c < nr; c++) {
+      float s = hsum256(acc[r][c]);
+      for (int64_t k = K8; k < K; k++) s += a[r][k] * half_to_f32(b[c][k], bf16);
+      C[(i0 + r) * N + j0 + c] = s;
+    }
+  }
+}
+#endif
+
+/** C (M, N) = A (M, K) · Bᵀ with B (N, K) half, for a few rows of A (a decode batch): weight rows read once each. */
+void gemm_half_rows(int64_t M, int64_t N, int64_t K, const float* A, const uint16_t* B, bool bf16, float* C, bool par) {
+  constexpr int64_t CHUNK = 12;  // weight rows per task unit: a multiple of both blockings (4 and 3)
+  const int64_t nchunks = (N + CHUNK - 1) / CHUNK;
+#if MLA_X86
+  if (simd_avx512()) {
+    parallel_for(nchunks, par ? 4 : nchunks, [&](int64_t c0, int64_t c1) {
+      const int64_t j0 = c0 * CHUNK, j1 = std::min(N, c1 * CHUNK);
+      if (bf16) rows_chunk_512<true>(A, B, M, K, j0, j1, C, N);
+      else rows_chunk_512<false>(A, B, M, K, j0, j1, C, N);
+    });
+    return;
+  }
+#endif
+  parallel_for(nchunks, par ? 4 : nchunks, [&](int64_t c0, int64_t c1) {
+    const int64_t j0 = c0 * CHUNK, j1 = std::min(N, c1 * CHUNK);
+#if MLA_AVX2
+    for (int64_t j = j0; j < j1; j += 3) {
+      const int64_t nr = std::min<int64_t>(3, j1 - j);
+      int64_t i = 0;
+      for (; i + 4 <= M; i += 4) rows_block_avx2<4>(A, B, K, i, j, nr, bf16, C, N);
+      switch (M - i) {
+        case 3: rows_block_avx2<3>(A, B, K, i, j, nr, bf16, C, N); break;
+        case 2: rows_block_avx2<2>(A, B, K, i, j, nr, bf16, C, N); break;
+        case 1: rows_block_avx2<1>(A, B, K, i, j, nr, bf16, C, N); break;
+        default: break;
+      }
+    }
+#else
+    for (int64_t j = j0; j < j1; j++) {
+      for (int64_t i = 0; i < M; i++) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; k++) acc += A[i * K + k] * half_to_f32(B[j * K + k], bf16);
+        C[i * N + j] = acc;
+      }
+    }
+#endif
+  });
 }
 
 thread_local Scratch<float> tl_tile;
 thread_local Scratch<float> tl_ctile;
 thread_local Scratch<float> tl_row;
+
+/** Rows of A up to which x·Wᵀ reads W row by row (gemm_half_rows) instead of widening tiles for sgemm: below it the
+ *  product is bound by reading the weight, above it by arithmetic, where the packed GEMMs win. */
+constexpr int64_t kRowsMax = 64;
 
 /** Largest scratch tile of widened B, in floats (32 MiB). */
 constexpr int64_t kTileFloats = int64_t{1} << 23;
@@ -100,14 +246,8 @@ void gemm_half_one(int64_t M, int64_t N, int64_t K, const float* A, const uint16
     return;
   }
   const bool par = 2.0 * M * N * K >= 1.0e6;
-  if (M <= 4 && transB) {
-    // Decode: C[i][j] = A_i · B_j with B_j (K halves) widened inside the dot product.
-    parallel_for(N, par ? 16 : N, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; j++) {
-        const uint16_t* bj = B + j * K;
-        for (int64_t i = 0; i < M; i++) C[i * N + j] = dot_half(A + i * K, bj, K, bf16);
-      }
-    });
+  if (M <= kRowsMax && transB) {
+    gemm_half_rows(M, N, K, A, B, bf16, C, par);
     return;
   }
   if (M <= 4) {

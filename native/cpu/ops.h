@@ -86,6 +86,7 @@ void op_rope(const Call&);
 // attention.cpp
 void op_attention(const Call&);
 void op_attention_backward(const Call&);
+void op_attention_distance(const Call&);
 // swiglu.cpp
 void op_swiglu(const Call&);
 void op_swiglu_backward(const Call&);

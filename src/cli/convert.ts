@@ -1,6 +1,6 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--recipe x-ecomla|mha2mla|transmla] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--recipe x-ecomla|mha2mla|transmla] [--share-latent G] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16 (default: the input's)] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
@@ -14,7 +14,10 @@ import {
 } from '../convert/convert.js';
 import { convertToDir } from '../convert/stream.js';
 import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
+import { convertSharedLatent } from '../convert/xkv.js';
+import { saveConverted } from '../convert/record.js';
 import { PlanSearch, SEARCH_DEFAULTS, type SearchResult } from '../convert/search.js';
+import { calibrationProgress } from '../convert/calibrate.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { CONVERT_DEFAULTS } from '../convert/defaults.js';
@@ -22,7 +25,7 @@ import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
 import type { LayerStats } from '../convert/calibrate.js';
-import { Progress } from './progress.js';
+import { Progress, type ProgressSink } from './progress.js';
 import { table } from '../report/table.js';
 
 export const convertSpec = {
@@ -53,6 +56,10 @@ export const convertSpec = {
       doc: "the rope pairs' dims in the no-rope path: kept minus what the rope key carries (d_n = head dim), or dropped (d_n = head dim − rope dims)",
     },
     'keep-layers': { type: 'string', value: 'I,J,...|auto:K', doc: 'layers kept as original attention (a hybrid model); auto:K keeps the K layers whose conversion costs most calibration KL' },
+    'share-latent': {
+      type: 'string', value: 'G', field: 'shareLatent', defaultText: 'none: every layer its own latent',
+      doc: "xKV: groups of G adjacent converted layers share one latent cache (each group's rank = the sum of its layers' ranks; not exportable)",
+    },
     search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
     'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
@@ -180,13 +187,24 @@ export async function convertCommand(argv: string[]): Promise<void> {
 
 function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions, dtype: 'F32' | 'BF16' | undefined, be: Backend, opened: OpenedWeights): void {
   const K = autoKeepCount(values);
-  const model = K !== null || values.search || needsCalibration(targetOptions(opened.config, opts).opts)
+  const model = K !== null || values.search || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts)
     ? openModel(path, { tokenizer: values.tokenizer }, be).model
     : null;
   const searchSamples = numFlag(values['search-samples'], 'search-samples', positiveInt, 'a positive integer');
   // Sampled sequences tick once when drawn and once when their statistics are taken; the search draws its own too.
-  const calibBar = (extra = 0) => new Progress(opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)', opts.calib.samples * (opts.calib.file ? 1 : 2) + extra, 'seq');
-  const layerBar = new Progress('convert', opened.config.numLayers, 'layer');
+  const calibLabel = opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)';
+  const calibBar = (extra = 0) => new Progress(calibLabel, opts.calib.samples * (opts.calib.file ? 1 : 2) + extra, 'seq');
+  // Without a search, calibration is one pass that ticks per forward step: the bar's first line, after one measured
+  // step, carries the ETA.
+  const calibSteps = calibrationProgress(opened.config.maxPositions, opts.calib);
+  const calibOnePass = (): ProgressSink => {
+    const bar = new Progress(calibLabel, calibSteps.total, calibSteps.unit);
+    // The layer bar's clock starts when calibration ends, so its rate and ETA are the layers' own.
+    return { tick: (n, extra) => bar.tick(n, extra), end: () => { bar.end(); layerBar = newLayerBar(); } };
+  };
+  const newLayerBar = (): Progress => new Progress('convert', opened.config.numLayers, 'layer');
+  let layerBar = newLayerBar();
+  const layers: ProgressSink = { tick: (n, extra) => layerBar.tick(n, extra), end: () => layerBar.end() };
   let stats: LayerStats[] | undefined;
   let before = '';
   const extraJson: Record<string, unknown> = {};
@@ -207,11 +225,21 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
       before += searchReport(found);
     }
   }
-  const r = convertToDir(
-    { config: opened.config, be, weights: opened.weights, model }, opened.tokenizer, opts, values.out!,
-    { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) },
-    { calib: needsCalibration(opts) && !stats ? calibBar() : { tick() {}, end() {} }, layers: layerBar }, { stats },
-  );
+  const share = values['share-latent'] === undefined ? null : num(values['share-latent'], 'share-latent', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2 (layers per shared latent)');
+  if (share !== null && (K !== null || values.search)) throw new UserError('--share-latent: not with --search or --keep-layers auto:K (they plan per-layer latents)');
+  let r: ConvertSummary;
+  if (share !== null) {
+    // Cross-layer sharing factors groups of layers together: it runs on the loaded model and saves from memory.
+    const shared = convertSharedLatent(model!, opened.tokenizer, opts, share, { calib: calibBar(), layers });
+    saveConverted(values.out!, opts, shared, { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) });
+    r = shared;
+  } else {
+    r = convertToDir(
+      { config: opened.config, be, weights: opened.weights, model }, opened.tokenizer, opts, values.out!,
+      { source: path, dtype, overwrite: values.overwrite, copyFiles: tokenizerFiles(path, values.tokenizer) },
+      { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats },
+    );
+  }
   if (values.json) {
     process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {

@@ -23,7 +23,7 @@ import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
-import { calibrationSequences, collectStats, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
+import { calibrate, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import {
   componentFor, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
@@ -35,6 +35,7 @@ import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { teacherLayer } from './kinds.js';
+import type { AttentionKindName } from '../model/attention/index.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
 export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
@@ -79,7 +80,7 @@ export interface ConvertOptions {
 
 export interface LayerReport {
   layer: number;
-  kind: 'gqa' | 'mla';
+  kind: AttentionKindName;
   kvRank: number | null;
   ropeDim: number | null;
   /** Fraction of the basis energy kept (1 for kept layers). */
@@ -243,7 +244,7 @@ export function prepareConversion(
   if (needsCalibration(opts)) {
     const model = teacher.model;
     if (!model) throw new Error('convert: these options need calibration, which needs the teacher model loaded (Teacher.model)');
-    stats = given.stats ?? collectStats(model, calibrationSequences(model, tokenizer, opts.calib, calibProgress), calibProgress);
+    stats = given.stats ?? calibrate(model, tokenizer, opts.calib, calibProgress);
   }
   const notes: string[] = [...targeted.notes];
   const rule = opts.ropeRule ?? 'geometric';

@@ -13,6 +13,7 @@ export type SourceKind<A extends LayerAttention> = { teacher: (a: A) => GqaAtten
 export const SOURCE_KINDS: { [K in AttentionKindName]: SourceKind<AttentionOf<K>> } = {
   gqa: { teacher: (a) => a },
   mla: { refused: 'already MLA' },
+  xkv: { refused: 'already MLA (an xKV layer reading a shared latent)' },
 };
 
 /** The layer's geometry as a conversion source, or null when its kind cannot be one. */

@@ -9,7 +9,7 @@ import type { AttentionKindName } from '../model/attention/index.js';
 import { writeGguf } from '../io/gguf.js';
 import { padVocab, vocabKvs, type GgufVocab } from './gguf-vocab.js';
 import type { GgufDtype, GgufPlan } from './gguf-tensors.js';
-import { EXPORT_KINDS } from './kinds/index.js';
+import { assertStockKinds, EXPORT_KINDS } from './kinds/index.js';
 
 export { GGUF_DTYPES, type GgufDtype, type GgufPlan } from './gguf-tensors.js';
 
@@ -35,6 +35,7 @@ export function planGguf(cfg: ModelConfig, weights: Map<string, Tensor>, opts: G
   const dtype = opts.dtype ?? 'f32';
   const source = opts.source ?? 'model';
   const name = opts.name ?? basename(source).replace(/\.(bin|gguf)$/, '');
+  assertStockKinds(cfg, 'GGUF', source);
   const vocab = padVocab(opts.vocab, cfg.vocabSize);
   const kinds = new Set(cfg.layers.map((a) => a.kind));
   const kind = kinds.size === 1 ? [...kinds][0]! : HYBRID_GGUF_KIND;

@@ -10,6 +10,7 @@ import { attentionKind } from '../model/attention/index.js';
 import { geometricFit, saveModelDir } from '../io/deepseek.js';
 import type { SafetensorsDtype } from '../io/safetensors.js';
 import { servingVerdicts, toStockMla } from './kinds/mla-stock.js';
+import { assertStockKinds } from './kinds/index.js';
 import { rescaleNormEps, TRANSFORMERS_LATENT_EPS } from './norm-eps.js';
 
 export interface HfExportOptions {
@@ -31,6 +32,7 @@ export interface HfExportReport {
 /** Write `dir` in the stock DeepSeek-V3 layout (atomically), or refuse with every reason at once. */
 export function exportHf(dir: string, cfg: ModelConfig, weights: Map<string, Tensor>, opts: HfExportOptions = {}): HfExportReport {
   const source = opts.source ?? 'model';
+  assertStockKinds(cfg, 'the stock DeepSeek-V3 layout', source);
   const stock = toStockMla(cfg, weights, 'hf', opts.padRanks ?? false, source, opts.ropeTolerance);
   const eps = rescaleNormEps(stock.config, stock.weights);
   saveModelDir(dir, eps.config, eps.weights, {

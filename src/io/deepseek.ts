@@ -9,7 +9,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { LayerAttention, MlaAttention, ModelConfig } from '../model/config.js';
 import { defaultInvFreq, llama3InvFreq } from '../model/config.js';
 import { modelTensors } from '../model/weights.js';
-import { ATTENTION_KINDS, attentionKind, isAttentionKind } from '../model/attention/index.js';
+import { ATTENTION_KINDS, attentionKind, configProblems, isAttentionKind } from '../model/attention/index.js';
 import { UserError } from '../errors.js';
 import { Fields, isObject, readJsonObject, stringifyWithFloats, type JsonObject } from './json.js';
 import { hfConfigJson } from './hfconfig.js';
@@ -346,6 +346,9 @@ export function readDeepseekConfig(dir: string): { config: ModelConfig; headers:
     eosTokenId: f.optTokenId('eos_token_id'),
     layers,
   };
+  // Cross-layer constraints (an xKV layer reads an earlier MLA layer of its group): only our extra key has them.
+  const problems = configProblems(config);
+  if (ext && problems.length) throw ext.error('layers', `layers that fit together (${problems.join('; ')})`);
   return { config, headers };
 }
 

@@ -82,7 +82,8 @@ export class QuantRows {
   ) {
     const n = batch * capacity;
     const { width: W, quantCols: Q, groups: G } = layout;
-    if (Q % G !== 0 || Q > W) throw new Error(`QuantRows: ${Q} quantised columns do not split into ${G} groups of a ${W}-wide row`);
+    // groups 0 with no quantised columns: a row kept whole in the 16-bit tail (an xKV layer's rope key).
+    if ((G === 0 ? Q !== 0 : Q % G !== 0) || Q > W) throw new Error(`QuantRows: ${Q} quantised columns do not split into ${G} groups of a ${W}-wide row`);
     if (dtype === 'int8') {
       this.q = new Int8Array(n * Q);
       this.scales = new Float32Array(n * G);

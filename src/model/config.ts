@@ -32,7 +32,26 @@ export interface MlaAttention {
   ropeInvFreq: number[];
 }
 
-export type LayerAttention = GqaAttention | MlaAttention;
+/**
+ * A layer of an xKV group (cross-layer latent): MLA without a latent of its own. It reads the latent c_t of layer
+ * `source` (the group's first layer, an MLA layer, at the same positions) through its own kv_b_proj, with its own
+ * query and its own rope key (k_rope_proj, Dr values per token cached per layer).
+ */
+export interface XkvAttention {
+  kind: 'xkv';
+  /** The layer whose latent this one reads: an earlier MLA layer, with only xkv layers of the same group between. */
+  source: number;
+  kvRank: number; // R: the source's kv rank (checked)
+  ropeDim: number; // Dr
+  nopeDim: number; // Dn
+  vDim: number; // Dv
+  qRank: number | null;
+  /** q_proj and k_rope_proj carry a bias. */
+  bias: boolean;
+  ropeInvFreq: number[];
+}
+
+export type LayerAttention = GqaAttention | MlaAttention | XkvAttention;
 
 export interface ModelConfig {
   arch: Architecture;

@@ -10,7 +10,7 @@ import { Var } from '../autograd/var.js';
 import { Functions } from '../autograd/functions.js';
 import type { ModelConfig } from './config.js';
 import { modelTensors } from './weights.js';
-import { attentionKind } from './attention/index.js';
+import { attentionKind, configProblems } from './attention/index.js';
 import { UserError } from '../errors.js';
 
 export class Model {
@@ -23,6 +23,8 @@ export class Model {
     readonly params: Map<string, Var>,
     readonly be: Backend,
   ) {
+    const problems = configProblems(config);
+    if (problems.length) throw new UserError(`model config: ${problems.join('; ')}`);
     this.F = new Functions(be);
     this.invFreq = config.layers.map((a) => Float64Array.from(attentionKind(a).ropeInvFreq(config, a)));
   }

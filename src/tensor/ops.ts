@@ -59,6 +59,10 @@ export interface OpSpecs {
     params: { scale: number; qOffset: number };
     outputs: [dq: Tensor, dk: Tensor, dv: Tensor];
   };
+  /** The causal softmax attention's mass by query−key distance (calibration statistics; no backward). With
+   *  p[b,h,t,j] = softmax_j(scale·q[b,t,h]·k[b,j,g(h)]) over the keys j ≤ qOffset + t (query t at position qOffset + t),
+   *  dist[h, Δ] = Σ_b Σ_t p[b,h,t,qOffset+t−Δ]. q (B, T, H, Dk), k (B, S, Hkv, Dk), qOffset + T ≤ S → dist (H, S). */
+  attentionDistance: { inputs: [q: Tensor, k: Tensor]; params: { scale: number; qOffset: number }; outputs: [Tensor] };
   /** y = silu(g) · u. */
   swiglu: { inputs: [g: Tensor, u: Tensor]; params: Record<string, never>; outputs: [Tensor] };
   swigluBackward: { inputs: [dy: Tensor, g: Tensor, u: Tensor]; params: Record<string, never>; outputs: [dg: Tensor, du: Tensor] };
@@ -103,7 +107,8 @@ export const OP_NAMES = [
   'matmul', 'add', 'sub', 'mul', 'affine', 'sumTo', 'sumSquares', 'permute', 'narrow', 'pad', 'concat',
   'rmsnorm', 'rmsnormBackward', 'rope', 'attention', 'attentionBackward', 'swiglu', 'swigluBackward',
   'embedding', 'embeddingBackward', 'crossEntropy', 'crossEntropyBackward', 'klDiv', 'klDivBackward',
-  'adamw', 'writeAt',
+  // attentionDistance last: the conformance seeds (1000·(index + 1)) of the ops before it stay as they were.
+  'adamw', 'writeAt', 'attentionDistance',
 ] as const satisfies readonly OpName[];
 
 // Compile-time check that OP_NAMES lists every op exactly (a missing one is a type error here).

@@ -59,7 +59,7 @@ export interface DistillRun {
 
 /** Whether `--train attention` trains a layer of each kind: the attention a conversion produced (MLA) trains; the
  *  teacher's own attention (GQA/MHA, a hybrid's kept layers) stays as it was. A new kind must say which it is. */
-const TRAINS_ATTENTION: Record<AttentionKindName, boolean> = { gqa: false, mla: true };
+const TRAINS_ATTENTION: Record<AttentionKindName, boolean> = { gqa: false, mla: true, xkv: true };
 
 /** Names of the parameters that train: the attention of converted layers (TRAINS_ATTENTION), or everything. */
 export function trainableNames(student: Model, scope: TrainScope): Set<string> {

@@ -17,6 +17,7 @@ import type { ModelConfig } from '../model/config.js';
 import { modelTensors, type TensorSpec } from '../model/weights.js';
 import { deepseekConfigJson } from '../io/deepseek.js';
 import { UserError } from '../errors.js';
+import { assertTorchKinds } from './torch-kinds.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { OptionError } from '../errors.js';
@@ -200,6 +201,8 @@ export function prepareTorchRun(run: TorchRun): string {
 
 /** Run the distillation job on torch; resolves with the final evaluation (as distill()). */
 export async function distillTorch(run: TorchRun): Promise<EvalResult> {
+  assertTorchKinds(run.student.config, 'student'); // kinds the Python model lacks (torch-kinds.ts)
+  assertTorchKinds(run.teacher.config, 'teacher');
   const py = findTorchPython(run.torch.python);
   if (run.torch.device === 'cuda' && !py.cuda) throw cudaMissing(py);
   const perProcess = run.torch.teacherDevice === 'own-gpu' ? 2 : 1;

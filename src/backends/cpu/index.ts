@@ -34,11 +34,14 @@ interface Addon {
   ops(): string[];
   setThreads(n: number): number;
   setBlasEnabled(on: boolean): boolean;
+  /** Older builds lack it (then AVX-512 variants do not exist either). */
+  setSimd?(level: 'avx512' | 'avx2'): string;
 }
 
 interface AddonInfo {
   threads: number;
   simd: string;
+  avx512?: boolean;
   blas: string | null;
   blasReason: string;
   blasEnabled: boolean;
@@ -57,8 +60,11 @@ export interface BlasInfo {
   /** Whether LAPACKE (liblapacke.so.3) is loaded: linalg is then 'lapack', else the TypeScript provider. */
   lapack: boolean;
   lapackReason: string;
-  /** 'avx2+fma' or 'scalar': what the addon was compiled for (-march=native on the building machine). */
+  /** The kernel variants in effect: 'avx512' (chosen at run time where the CPU has AVX-512 F/BW/VL/DQ, unless
+   *  env MLA_SIMD=avx2 or setSimd('avx2')), else 'avx2+fma' or 'scalar' (what -march=native compiled). */
   simd: string;
+  /** The CPU has AVX-512 F/BW/VL/DQ (setSimd('avx512') can take effect). */
+  avx512: boolean;
   threads: number;
 }
 
@@ -70,6 +76,9 @@ export interface CpuBackend extends Backend {
   setThreads(n: number): number;
   /** Switch OpenBLAS off (own kernels) or back on; returns whether it is now used. For benchmarks. */
   setBlasEnabled(on: boolean): boolean;
+  /** Kernel variants: 'avx512' (where supported) or 'avx2' (forced, as an AVX2-only machine runs); returns the simd
+   *  in effect (blasInfo().simd). For tests and benchmarks. */
+  setSimd(level: 'avx512' | 'avx2'): string;
   /** C = op(A)·op(B) into a preallocated c (M·N), no allocation: the timed call of bench/sgemm.ts.
    *  a is (M, K) or (K, M) when transA, b is (K, N) or (N, K) when transB; lengths are checked natively. */
   sgemm(M: number, N: number, K: number, a: Float32Array, b: Float32Array, c: Float32Array, transA?: boolean, transB?: boolean): void;
@@ -241,6 +250,13 @@ function makeKernels(addon: Addon): Kernels {
       const params = P(B, T, H, Dk, S, Hkv, v.dim(3), scale, qOffset, kvLen, vDim);
       run('attention', params, f32(q), f32(k), f32(v), f32(o), f32(lse));
       return [o, lse];
+    },
+    attentionDistance([q, k], { scale, qOffset }) {
+      const [B, T, H, Dk] = q.shape as [number, number, number, number];
+      const [, S, Hkv] = k.shape as [number, number, number, number];
+      const dist = zeros([H, S]);
+      run('attentionDistance', P(B, T, H, Dk, S, Hkv, scale, qOffset), f32(q), f32(k), f32(dist));
+      return [dist];
     },
     attentionBackward([dout, q, k, v, o, lse], { scale, qOffset }) {
       const [B, T, H, Dk] = q.shape as [number, number, number, number];
@@ -446,6 +462,7 @@ function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
         lapack: i.lapack,
         lapackReason: i.lapackReason,
         simd: i.simd,
+        avx512: i.avx512 ?? false,
         threads: i.threads,
       };
     },
@@ -453,6 +470,9 @@ function makeBackend(addon: Addon, native: Set<string>): CpuBackend {
       if (!Number.isInteger(n) || n < 1) throw new Error(`cpu.setThreads: expected an integer ≥ 1, got ${n}`);
       threads = addon.setThreads(n);
       return threads;
+    },
+    setSimd(level: 'avx512' | 'avx2'): string {
+      return addon.setSimd ? addon.setSimd(level) : addon.info().simd;
     },
     setBlasEnabled(on: boolean): boolean {
       return addon.setBlasEnabled(on);

@@ -129,3 +129,42 @@ export function attentionBackward(
   dvT.data.set(dv);
   return [dqT, dkT, dvT];
 }
+
+/** dist[h, Δ] = Σ_b Σ_t p[b,h,t,qOffset+t−Δ], p the causal softmax of s_j = scale·q[b,t,h]·k[b,j,g(h)] over j ≤ qOffset + t
+ *  (the same formula and non-finite behaviour as attention's probabilities).
+ *  q (B, T, H, Dk), k (B, S, Hkv, Dk) → dist (H, S). */
+export function attentionDistance([q, k]: OpInputs<'attentionDistance'>, { scale, qOffset }: OpParams<'attentionDistance'>): OpOutputs<'attentionDistance'> {
+  const [B, T, H, Dk] = q.shape as [number, number, number, number];
+  const S = k.dim(1);
+  const Hkv = k.dim(2);
+  const dist = Tensor.zeros([H, S], q.dtype);
+  const Q = q.data;
+  const K = k.data;
+  const out = dist.data;
+  const scores = new Float64Array(S);
+  const acc = new Float64Array(S);
+  for (let h = 0; h < H; h++) {
+    const g = Math.floor((h * Hkv) / H);
+    acc.fill(0);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const last = qOffset + t;
+        const qOff = ((b * T + t) * H + h) * Dk;
+        let max = -Infinity;
+        for (let j = 0; j <= last; j++) {
+          const kOff = ((b * S + j) * Hkv + g) * Dk;
+          let dot = 0;
+          for (let d = 0; d < Dk; d++) dot += Q[qOff + d]! * K[kOff + d]!;
+          const s = scale * dot;
+          scores[j] = s;
+          if (s > max) max = s;
+        }
+        let z = 0;
+        for (let j = 0; j <= last; j++) z += scores[j] = Math.exp(scores[j]! - max);
+        for (let j = 0; j <= last; j++) acc[last - j] = acc[last - j]! + scores[j]! / z;
+      }
+    }
+    for (let d = 0; d < S; d++) out[h * S + d] = acc[d]!;
+  }
+  return [dist];
+}

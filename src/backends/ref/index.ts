@@ -12,7 +12,7 @@ import { hostMemory } from '../host.js';
 import { OP_NAMES } from '../../tensor/ops.js';
 import type { Kernels, OpInputs, OpName, OpOutputs, OpParams } from '../../tensor/ops.js';
 import { tsLinalg } from '../../linalg/ts-linalg.js';
-import { attention, attentionBackward } from './attention.js';
+import { attention, attentionBackward, attentionDistance } from './attention.js';
 import { add, affine, mul, sub, sumSquares, sumTo } from './elementwise.js';
 import { embedding, embeddingBackward } from './embedding.js';
 import { concat, narrow, pad, permute, writeAt } from './layout.js';
@@ -43,6 +43,7 @@ export const refKernels: Kernels = {
   rope,
   attention,
   attentionBackward,
+  attentionDistance,
   swiglu,
   swigluBackward,
   embedding,

@@ -71,7 +71,7 @@ function checkLossRows(logits: Tensor, name: string, fail: Fail): [number, numbe
 /** Number of tensor inputs of each op (checked at run time: a JS caller can pass anything). */
 const INPUT_COUNTS: { [O in OpName]: OpInputs<O>['length'] } = {
   matmul: 2, add: 2, sub: 2, mul: 2, affine: 1, sumTo: 1, sumSquares: 1, permute: 1, narrow: 1, pad: 1, concat: 2,
-  rmsnorm: 2, rmsnormBackward: 4, rope: 1, attention: 3, attentionBackward: 6, swiglu: 2, swigluBackward: 3,
+  rmsnorm: 2, rmsnormBackward: 4, rope: 1, attention: 3, attentionBackward: 6, attentionDistance: 2, swiglu: 2, swigluBackward: 3,
   embedding: 1, embeddingBackward: 1, crossEntropy: 1, crossEntropyBackward: 2, klDiv: 2, klDivBackward: 3,
   adamw: 4, writeAt: 2,
 };
@@ -181,6 +181,19 @@ const validators: Validators = {
     if (!isInt(qOffset) || qOffset < 0) fail(`qOffset must be an integer ≥ 0, got ${qOffset}`);
     if (!isInt(kvLen) || kvLen < 1 || kvLen > S) fail(`${desc}: kvLen ${kvLen} must be in [1, S = ${S}]`);
     if (!isInt(vDim) || vDim < 0 || vDim > v.dim(3)) fail(`${desc}: vDim ${vDim} must be in [0, Dvs = ${v.dim(3)}]`);
+  },
+  attentionDistance([q, k], { scale, qOffset }, fail) {
+    checkRank(q, 'q', 4, '(B, T, H, Dk)', fail);
+    checkRank(k, 'k', 4, '(B, S, Hkv, Dk)', fail);
+    const desc = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}`;
+    const [B, T, H, Dk] = q.shape as [number, number, number, number];
+    const [Bk, S, Hkv, Dkk] = k.shape as [number, number, number, number];
+    if (Bk !== B) fail(`${desc}: batch sizes differ`);
+    if (Dkk !== Dk) fail(`${desc}: q and k head dims differ`);
+    if (Hkv < 1 || H < 1) fail(`${desc}: need at least one head`);
+    if (!isFinite(scale)) fail(`scale must be finite, got ${scale}`);
+    if (!isInt(qOffset) || qOffset < 0) fail(`qOffset must be an integer ≥ 0, got ${qOffset}`);
+    if (qOffset + T > S) fail(`${desc}: qOffset ${qOffset} + T ${T} exceeds the S = ${S} key rows`);
   },
   attentionBackward([dout, q, k, v, o, lse], { scale, qOffset }, fail) {
     // Training-time attention reads every key row and value column; the rank guards let attention's own check

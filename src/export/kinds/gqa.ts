@@ -64,6 +64,8 @@ export function llamaPlan(cfg0: ModelConfig, w0: Map<string, Tensor>, a: GqaAtte
 }
 
 export const gqa: ExportKind<GqaAttention> = {
+  refused: null,
+
   gguf(cfg, weights, opts) {
     const a = uniformGqa(cfg);
     if (typeof a === 'string') throw new UserError(`${opts.source}: cannot export to GGUF (llama): ${a}; llama.cpp's llama architecture has one attention geometry`);

@@ -10,6 +10,8 @@ import type { AttentionKindName, AttentionOf } from '../../model/attention/index
 import type { GgufDtype, GgufPlan } from '../gguf-tensors.js';
 import { gqa } from './gqa.js';
 import { mla } from './mla.js';
+import { xkv } from './xkv.js';
+import { UserError } from '../../errors.js';
 
 /** What a kind's GGUF plan is given (the vocabulary is added by the caller). */
 export interface GgufKindOptions {
@@ -32,6 +34,8 @@ export interface ScaledRows {
 
 /** Everything the export job needs to know about one attention kind. */
 export interface ExportKind<A extends LayerAttention> {
+  /** Why no stock engine runs a layer of this kind (every export refuses a model with one), or null. */
+  refused: string | null;
   /** The GGUF plan (metadata and tensors, no vocabulary yet) of a model whose every layer is of this kind, in the
    *  llama.cpp architecture that runs it; a UserError with every reason when the model is outside that layout. */
   gguf(cfg: ModelConfig, weights: Map<string, Tensor>, opts: GgufKindOptions): GgufPlan;
@@ -40,7 +44,19 @@ export interface ExportKind<A extends LayerAttention> {
   normEpsScaled(cfg: ModelConfig, i: number, a: A): ScaledRows[];
 }
 
-export const EXPORT_KINDS: { [K in AttentionKindName]: ExportKind<AttentionOf<K>> } = { gqa, mla };
+export const EXPORT_KINDS: { [K in AttentionKindName]: ExportKind<AttentionOf<K>> } = { gqa, mla, xkv };
+
+/** Refuse, before any other check, a model with a layer of a kind no stock engine runs: the layers and why. */
+export function assertStockKinds(cfg: ModelConfig, what: string, source: string): void {
+  const reasons = new Map<string, number[]>();
+  cfg.layers.forEach((a, i) => {
+    const why = exportKind(a).refused;
+    if (why !== null) reasons.set(why, [...(reasons.get(why) ?? []), i]);
+  });
+  if (reasons.size === 0) return;
+  const lines = [...reasons].map(([why, ls]) => `layer(s) ${ls.join(', ')} ${why}`);
+  throw new UserError(`${source}: cannot export to ${what}: ${lines.join('; ')}`);
+}
 
 /** The export module of a layer's kind (one cast, as model/attention attentionKind: the mapped type guarantees the
  *  entry matches the kind). */

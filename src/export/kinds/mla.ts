@@ -98,6 +98,8 @@ export function deepseek2Plan(
 }
 
 export const mla: ExportKind<MlaAttention> = {
+  refused: null,
+
   gguf: (cfg, weights, opts) => deepseek2Plan(cfg, weights, opts.dtype, opts.padRanks, opts.name, opts.source, opts.ropeTolerance),
 
   // o_proj adds into the residual stream; the latent rows of kv_a_proj_with_mqa and q_a_proj feed the latent norms

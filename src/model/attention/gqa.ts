@@ -78,6 +78,10 @@ export const gqa: AttentionKind<GqaAttention, GqaLayerCache> = {
 
   cacheBytes: (c) => (c.kq && c.vq ? c.kq.bytes() + c.vq.bytes() : c.k.data.byteLength + c.v.data.byteLength),
 
+  reads: () => [],
+
+  check: () => null,
+
   forward(model, i, a, h, B, T, positions, cache, P) {
     const { F, config: cfg } = model;
     const H = cfg.numHeads;

@@ -1,7 +1,9 @@
 // One module per attention kind behind one interface: a layer's config declares its kind, and everything the model
 // layer does that depends on the kind (its tensors, rope rows, cache size, rope frequencies, description, decode
-// cache, forward) is looked up here. A new kind (xKV shared latents, an SSM layer) is a new module plus one entry in
-// ATTENTION_KINDS; the mapped type makes a kind without a module a compile error. The jobs keep their per-kind parts
+// cache, forward) is looked up here. A new kind (an SSM layer, say) is a new module plus one entry in
+// ATTENTION_KINDS; the mapped type makes a kind without a module a compile error. Layers may share state within one
+// forward pass: a kind names the earlier layers it reads (reads), the writer publishes into the pass's LayerShare
+// (share.ts) only what some later layer reads, and the reader takes it (xkv.ts reads its group's MLA latent). The jobs keep their per-kind parts
 // the same way, keyed by AttentionKindName: export/kinds/ (GGUF architecture, norm-eps rescale), convert/kinds.ts
 // (what a layer is as a conversion source), train/distill.ts TRAINS_ATTENTION; test/kinds.test.ts keeps kind tests
 // (`a.kind === 'mla'`) out of the rest of the tree.
@@ -15,9 +17,11 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { CacheDtype, RowLayout } from '../cache-dtype.js';
 import { gqa, type GqaLayerCache } from './gqa.js';
 import { mla, type MlaLayerCache } from './mla.js';
+import { xkv, type XkvLayerCache } from './xkv.js';
+import type { LayerShare } from './share.js';
 
-export type { GqaLayerCache, MlaLayerCache };
-export type LayerCache = GqaLayerCache | MlaLayerCache;
+export type { GqaLayerCache, MlaLayerCache, XkvLayerCache };
+export type LayerCache = GqaLayerCache | MlaLayerCache | XkvLayerCache;
 export type AttentionKindName = LayerAttention['kind'];
 /** The config type of one kind: AttentionOf<'mla'> is MlaAttention. */
 export type AttentionOf<K extends AttentionKindName> = Extract<LayerAttention, { kind: K }>;
@@ -69,14 +73,22 @@ export interface AttentionKind<A extends LayerAttention, C extends LayerCache> {
   createCache(model: Model, i: number, a: A, batch: number, capacity: number, opts: CacheOptions): C;
   /** Bytes the cache buffers hold (the cached rows and int8 scales; derived matrices and scratch are not cache). */
   cacheBytes(c: C): number;
+  /** Earlier layers whose published state this layer's forward reads (share.ts; xKV: its group's first layer). */
+  reads(a: A): number[];
+  /** Why layer i does not fit the rest of the model (cross-layer constraints a single layer's fields cannot say),
+   *  or null when it does. Checked when a Model is built and when a config is read. */
+  check(cfg: ModelConfig, i: number, a: A): string | null;
   /** The attention block: h (N, C) normed input → (N, C) output. With a cache, the T new positions follow P cached
-   *  ones, are appended to the cache and attend over all P + T (decode); without, the T positions attend causally. */
-  forward(model: Model, i: number, a: A, h: Var, B: number, T: number, positions: Int32Array, cache: C | undefined, P: number): Var;
+   *  ones, are appended to the cache and attend over all P + T (decode); without, the T positions attend causally.
+   *  `share` carries state between the layers of this one pass: a layer publishes what later layers read. */
+  forward(
+    model: Model, i: number, a: A, h: Var, B: number, T: number, positions: Int32Array, cache: C | undefined, P: number, share: LayerShare,
+  ): Var;
 }
 
 type KindTable = { [K in AttentionKindName]: AttentionKind<Extract<LayerAttention, { kind: K }>, Extract<LayerCache, { kind: K }>> };
 
-export const ATTENTION_KINDS: KindTable = { gqa, mla };
+export const ATTENTION_KINDS: KindTable = { gqa, mla, xkv };
 
 /** Whether a string names an attention kind (for parsing configs). */
 export function isAttentionKind(s: string): s is AttentionKindName {
@@ -87,4 +99,12 @@ export function isAttentionKind(s: string): s is AttentionKindName {
  *  the one cast: the table's mapped type guarantees the entry matches the kind.) */
 export function attentionKind(a: LayerAttention): AttentionKind<LayerAttention, LayerCache> {
   return ATTENTION_KINDS[a.kind] as unknown as AttentionKind<LayerAttention, LayerCache>;
+}
+
+/** Every cross-layer problem of a config (AttentionKind.check), as "layer i: why" lines. */
+export function configProblems(cfg: ModelConfig): string[] {
+  return cfg.layers.flatMap((a, i) => {
+    const why = attentionKind(a).check(cfg, i, a);
+    return why === null ? [] : [`layer ${i}: ${why}`];
+  });
 }

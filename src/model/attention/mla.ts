@@ -10,6 +10,7 @@ import type { MlaAttention, ModelConfig } from '../config.js';
 import { layerPrefix } from '../names.js';
 import type { TensorSpec } from '../weights.js';
 import type { AttentionKind } from './index.js';
+import type { Model } from '../model.js';
 import { writeCache } from './common.js';
 import { QuantRows } from '../cache-dtype.js';
 
@@ -91,58 +92,37 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
   cacheRows: (a) => [{ width: a.kvRank + a.ropeDim, quantCols: a.kvRank, groups: 1 }],
 
   createCache(model, i, a, batch, capacity, opts) {
-    const { be } = model;
-    const H = model.config.numHeads;
-    const { kvRank: R, nopeDim: Dn, vDim: Dv } = a;
-    // kv_b (H·(Dn+Dv), R) → per head (H, Dn+Dv, R) → (H, R, Dn+Dv), then split the columns.
-    const kvb = model.p(`${layerPrefix(i)}.self_attn.kv_b_proj.weight`).value.reshape([H, Dn + Dv, R]);
-    const [wUKt, wUVt] = noGrad(() => {
-      const t = be.run('permute', [kvb], { perm: [0, 2, 1] })[0];
-      return [be.run('narrow', [t], { start: 0, len: Dn })[0], be.run('narrow', [t], { start: Dn, len: Dv })[0]];
-    });
+    const { wUKt, wUVt } = absorbedUp(model, i, a);
     const shape = [batch, capacity, 1, a.kvRank + a.ropeDim];
-    if (opts.dtype === 'f32') return { kind: 'mla', latent: Tensor.zeros(shape, be.dtype), stored: null, wUKt, wUVt };
+    if (opts.dtype === 'f32') return { kind: 'mla', latent: Tensor.zeros(shape, model.be.dtype), stored: null, wUKt, wUVt };
     const stored = new QuantRows(opts.dtype, batch, capacity, mla.cacheRows(a)[0]!);
     return { kind: 'mla', latent: opts.scratch('latent', shape), stored, wUKt, wUVt };
   },
 
   cacheBytes: (c) => (c.stored ? c.stored.bytes() : c.latent.data.byteLength),
 
-  forward(model, i, a, h, B, T, positions, cache, P) {
-    const { F, config: cfg, be } = model;
-    const H = cfg.numHeads;
-    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv } = a;
-    const p = `${layerPrefix(i)}.self_attn`;
-    const inv = model.invFreq[i]!;
-    const pairing = cfg.ropePairing;
-    const scale = 1 / Math.sqrt(Dn + Dr);
+  reads: () => [],
 
-    // Query (B, T, H, Dn+Dr); rope on the last Dr columns of each head.
+  check: () => null,
+
+  forward(model, i, a, h, B, T, positions, cache, P, share) {
+    const { F, config: cfg, be } = model;
+    const { kvRank: R, ropeDim: Dr } = a;
+    const p = `${layerPrefix(i)}.self_attn`;
     const bias = (n: string): Var | null => (a.bias ? model.p(`${p}.${n}.bias`) : null);
-    const qFlat =
-      a.qRank === null
-        ? F.linear(h, model.p(`${p}.q_proj.weight`), bias('q_proj'))
-        : F.linear(
-            F.rmsnorm(F.linear(h, model.p(`${p}.q_a_proj.weight`)), model.p(`${p}.q_a_layernorm.weight`), cfg.rmsNormEps),
-            model.p(`${p}.q_b_proj.weight`),
-          );
-    const q = F.rope(F.reshape(qFlat, [B, T, H, Dn + Dr]), positions, inv, pairing, Dn);
+    const q = latentQuery(model, i, a, h, B, T, positions);
 
     // Latent and shared rope key: kv_a (N, R+Dr) = [c | k_rope].
     const kva = F.linear(h, model.p(`${p}.kv_a_proj_with_mqa.weight`), bias('kv_a_proj_with_mqa'));
     let c = F.narrow(kva, 0, R); // (N, R)
     if (a.latentNorm) c = F.rmsnorm(c, model.p(`${p}.kv_a_layernorm.weight`), cfg.rmsNormEps);
-    const kr = F.rope(F.reshape(F.narrow(kva, R, Dr), [B, T, 1, Dr]), positions, inv, pairing); // (B, T, 1, Dr)
+    const kr = ropeKey(model, i, F.narrow(kva, R, Dr), B, T, positions); // (B, T, 1, Dr)
 
     let o: Var; // (B, T, H, Dv)
     if (!cache) {
-      // Naive path (training, whole sequences): per-head keys [k_nope | shared k_rope] and values.
-      const kvb = F.reshape(F.linear(c, model.p(`${p}.kv_b_proj.weight`)), [B, T, H, Dn + Dv]);
-      const k = F.concat(F.narrow(kvb, 0, Dn), F.expand(kr, [B, T, H, Dr]));
-      const v = F.narrow(kvb, Dn, Dv);
-      o = F.attention(q, k, v, scale);
+      share.put(i, new SharedLatent(c, null));
+      o = attendNaive(model, i, a, q, c, kr, B, T);
     } else {
-      // Absorbed decode: q̃_h = W_UK,hᵀ q_nope,h lives in latent space; attend over [c | k_rope] rows as MQA.
       const row = be.run('concat', [c.value.reshape([B, T, 1, R]), kr.value], {})[0]; // (B, T, 1, R+Dr)
       if (cache.stored) {
         // Quantised storage: store the new rows, then read all P + T back (dequantised) for the attention kernel.
@@ -151,19 +131,91 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
       } else {
         writeCache(model, cache.latent, row, B, T, P);
       }
-      const qn = be.run('permute', [be.run('narrow', [q.value], { start: 0, len: Dn })[0].reshape([B * T, H, Dn])], {
-        perm: [1, 0, 2],
-      })[0]; // (H, N, Dn)
-      const qLat = be.run('matmul', [qn, cache.wUKt], { transA: false, transB: true })[0]; // (H, N, R)
-      const qAbs = be.run('concat', [
-        be.run('permute', [qLat], { perm: [1, 0, 2] })[0].reshape([B, T, H, R]),
-        be.run('narrow', [q.value], { start: Dn, len: Dr })[0],
-      ], {})[0]; // (B, T, H, R+Dr)
-      const [oLat] = be.run('attention', [qAbs, cache.latent, cache.latent], { scale, qOffset: P, kvLen: P + T, vDim: R });
-      const oh = be.run('permute', [oLat.reshape([B * T, H, R])], { perm: [1, 0, 2] })[0]; // (H, N, R)
-      const ov = be.run('matmul', [oh, cache.wUVt], { transA: false, transB: false })[0]; // (H, N, Dv)
-      o = Var.const(be.run('permute', [ov], { perm: [1, 0, 2] })[0]);
+      share.put(i, new SharedLatent(null, cache.latent));
+      o = attendAbsorbed(model, a, q, cache.latent, cache.wUKt, cache.wUVt, B, T, P);
     }
-    return F.linear(F.reshape(o, [B * T, H * Dv]), model.p(`${p}.o_proj.weight`));
+    return F.linear(F.reshape(o, [B * T, H(model) * a.vDim]), model.p(`${p}.o_proj.weight`));
   },
 };
+
+const H = (model: Model): number => model.config.numHeads;
+
+/** What an MLA layer publishes for the xKV layers that read its latent (share.ts): the latent c (N, R) after the
+ *  latent norm in a pass without cache (a Var: training backpropagates through it into kv_a), or the decode rows
+ *  (B, Smax, 1, R+Dr) = [c | k_rope] of all P + T positions with a cache (the cache, or its read-back scratch). */
+export class SharedLatent {
+  constructor(
+    readonly c: Var | null,
+    readonly rows: Tensor | null,
+  ) {}
+}
+
+/** The fields MLA and xKV layers share: a query, keys and values from a latent, a rope key. */
+export type LatentGeometry = Pick<MlaAttention, 'kvRank' | 'ropeDim' | 'nopeDim' | 'vDim' | 'qRank' | 'bias'>;
+
+/** Query (B, T, H, Dn+Dr) from h (N, C): q_proj, or q_a → RMSNorm → q_b; rope on the last Dr columns of each head. */
+export function latentQuery(model: Model, i: number, a: LatentGeometry, h: Var, B: number, T: number, positions: Int32Array): Var {
+  const { F, config: cfg } = model;
+  const p = `${layerPrefix(i)}.self_attn`;
+  const qFlat =
+    a.qRank === null
+      ? F.linear(h, model.p(`${p}.q_proj.weight`), a.bias ? model.p(`${p}.q_proj.bias`) : null)
+      : F.linear(
+          F.rmsnorm(F.linear(h, model.p(`${p}.q_a_proj.weight`)), model.p(`${p}.q_a_layernorm.weight`), cfg.rmsNormEps),
+          model.p(`${p}.q_b_proj.weight`),
+        );
+  return F.rope(F.reshape(qFlat, [B, T, cfg.numHeads, a.nopeDim + a.ropeDim]), positions, model.invFreq[i]!, cfg.ropePairing, a.nopeDim);
+}
+
+/** The shared rope key (B, T, 1, Dr) from its projected rows k (N, Dr), rotated at the positions. */
+export function ropeKey(model: Model, i: number, k: Var, B: number, T: number, positions: Int32Array): Var {
+  const Dr = k.shape[1]!;
+  return model.F.rope(model.F.reshape(k, [B, T, 1, Dr]), positions, model.invFreq[i]!, model.config.ropePairing);
+}
+
+/** Naive attention (training, whole sequences) of layer i's kv_b over the latent c (N, R): per-head keys
+ *  [k_nope | shared k_rope] and values; returns (B, T, H, Dv). */
+export function attendNaive(model: Model, i: number, a: LatentGeometry, q: Var, c: Var, kr: Var, B: number, T: number): Var {
+  const { F } = model;
+  const { ropeDim: Dr, nopeDim: Dn, vDim: Dv } = a;
+  const heads = H(model);
+  const kvb = F.reshape(F.linear(c, model.p(`${layerPrefix(i)}.self_attn.kv_b_proj.weight`)), [B, T, heads, Dn + Dv]);
+  const k = F.concat(F.narrow(kvb, 0, Dn), F.expand(kr, [B, T, heads, Dr]));
+  return F.attention(q, k, F.narrow(kvb, Dn, Dv), 1 / Math.sqrt(Dn + Dr));
+}
+
+/** Layer i's absorbed up-projections from kv_b (H·(Dn+Dv), R): W_UK per head transposed (H, R, Dn) and W_UV (H, R, Dv). */
+export function absorbedUp(model: Model, i: number, a: LatentGeometry): { wUKt: Tensor; wUVt: Tensor } {
+  const { be } = model;
+  const { kvRank: R, nopeDim: Dn, vDim: Dv } = a;
+  // kv_b (H·(Dn+Dv), R) → per head (H, Dn+Dv, R) → (H, R, Dn+Dv), then split the columns.
+  const kvb = model.p(`${layerPrefix(i)}.self_attn.kv_b_proj.weight`).value.reshape([H(model), Dn + Dv, R]);
+  return noGrad(() => {
+    const t = be.run('permute', [kvb], { perm: [0, 2, 1] })[0];
+    return { wUKt: be.run('narrow', [t], { start: 0, len: Dn })[0], wUVt: be.run('narrow', [t], { start: Dn, len: Dv })[0] };
+  });
+}
+
+/**
+ * Absorbed decode: q̃_h = W_UK,hᵀ q_nope,h lives in latent space; the T queries attend over rows (B, Smax, 1, R+Dr)
+ * = [c | k_rope] (the first P + T valid) as MQA, and the latent output goes through W_UV. Returns (B, T, H, Dv).
+ */
+export function attendAbsorbed(
+  model: Model, a: LatentGeometry, q: Var, rows: Tensor, wUKt: Tensor, wUVt: Tensor, B: number, T: number, P: number,
+): Var {
+  const { be } = model;
+  const heads = H(model);
+  const { kvRank: R, ropeDim: Dr, nopeDim: Dn } = a;
+  const qn = be.run('permute', [be.run('narrow', [q.value], { start: 0, len: Dn })[0].reshape([B * T, heads, Dn])], {
+    perm: [1, 0, 2],
+  })[0]; // (H, N, Dn)
+  const qLat = be.run('matmul', [qn, wUKt], { transA: false, transB: true })[0]; // (H, N, R)
+  const qAbs = be.run('concat', [
+    be.run('permute', [qLat], { perm: [1, 0, 2] })[0].reshape([B, T, heads, R]),
+    be.run('narrow', [q.value], { start: Dn, len: Dr })[0],
+  ], {})[0]; // (B, T, H, R+Dr)
+  const [oLat] = be.run('attention', [qAbs, rows, rows], { scale: 1 / Math.sqrt(Dn + Dr), qOffset: P, kvLen: P + T, vDim: R });
+  const oh = be.run('permute', [oLat.reshape([B * T, heads, R])], { perm: [1, 0, 2] })[0]; // (H, N, R)
+  const ov = be.run('matmul', [oh, wUVt], { transA: false, transB: false })[0]; // (H, N, Dv)
+  return Var.const(be.run('permute', [ov], { perm: [1, 0, 2] })[0]);
+}
