@@ -112,7 +112,9 @@ test('torch engine: 20 steps give the cpu engine losses; kill -9 + --resume repr
       // --teacher-device cpu: the teacher's own head copy, its hidden states moved to the student's device (both the
       // CPU here: the code path of a teacher on its own GPU, not its transfer).
       mlaOk(runArgs(student, join(dir, 'p2'), [...extra, '--nproc', '2', '--teacher-device', 'cpu']));
-      sameLog(log(join(dir, 'p2')), log(join(dir, 'p1')), 1e-5, '2 processes vs 1');
+      // 1e-4, the issue's engine tolerance: the two runs sum in another order (gloo's all-reduce of two halves, the
+      // teacher's head applied apart), and f32 reordering moved a held-out ppl by 1.6e-5 relative on a loaded box.
+      sameLog(log(join(dir, 'p2')), log(join(dir, 'p1')), 1e-4, '2 processes vs 1');
     });
   } finally {
     cleanup();
