@@ -9,7 +9,7 @@ import { Var, noGrad } from '../../autograd/var.js';
 import type { MlaAttention, ModelConfig } from '../config.js';
 import { layerPrefix } from '../names.js';
 import type { TensorSpec } from '../weights.js';
-import type { AttentionKind } from './index.js';
+import type { AttentionKind, RopeRows } from './index.js';
 import type { Model } from '../model.js';
 import { writeCache } from './common.js';
 import { QuantRows } from '../cache-dtype.js';
@@ -28,18 +28,8 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
   tensors(cfg: ModelConfig, i: number, a: MlaAttention): TensorSpec[] {
     const p = `${layerPrefix(i)}.self_attn`;
     const { numHeads: H, hiddenSize: C } = cfg;
-    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank } = a;
-    const specs: TensorSpec[] = [];
-    if (qRank === null) {
-      specs.push({ name: `${p}.q_proj.weight`, shape: [H * (Dn + Dr), C] });
-      if (a.bias) specs.push({ name: `${p}.q_proj.bias`, shape: [H * (Dn + Dr)] });
-    } else {
-      specs.push(
-        { name: `${p}.q_a_proj.weight`, shape: [qRank, C] },
-        { name: `${p}.q_a_layernorm.weight`, shape: [qRank] },
-        { name: `${p}.q_b_proj.weight`, shape: [H * (Dn + Dr), qRank] },
-      );
-    }
+    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv } = a;
+    const specs = queryTensors(cfg, i, a);
     specs.push({ name: `${p}.kv_a_proj_with_mqa.weight`, shape: [R + Dr, C] });
     if (a.bias) specs.push({ name: `${p}.kv_a_proj_with_mqa.bias`, shape: [R + Dr] });
     if (a.latentNorm) specs.push({ name: `${p}.kv_a_layernorm.weight`, shape: [R] });
@@ -51,15 +41,8 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
   },
 
   ropeRows(cfg, i, a) {
-    const p = `${layerPrefix(i)}.self_attn`;
-    const { nopeDim: Dn, ropeDim: Dr } = a;
-    // Query heads are [nope Dn | rope Dr]; kv_a is [latent R | shared rope key Dr].
-    const q = Array.from({ length: cfg.numHeads }, (_, h) => h * (Dn + Dr) + Dn);
-    return [
-      { tensor: `${p}.q_proj`, starts: q, d: Dr },
-      { tensor: `${p}.kv_a_proj_with_mqa`, starts: [a.kvRank], d: Dr },
-      { tensor: `${p}.q_b_proj`, starts: q, d: Dr },
-    ];
+    // kv_a is [latent R | shared rope key Dr].
+    return [...queryRopeRows(cfg, i, a), { tensor: `${layerPrefix(i)}.self_attn.kv_a_proj_with_mqa`, starts: [a.kvRank], d: a.ropeDim }];
   },
 
   kvValuesPerToken: (a) => a.kvRank + a.ropeDim,
@@ -152,6 +135,33 @@ export class SharedLatent {
 
 /** The fields MLA and xKV layers share: a query, keys and values from a latent, a rope key. */
 export type LatentGeometry = Pick<MlaAttention, 'kvRank' | 'ropeDim' | 'nopeDim' | 'vDim' | 'qRank' | 'bias'>;
+
+/** The query's tensors of a latent layer (MLA, xKV): full q_proj, or q_a_proj / q_a_layernorm / q_b_proj. */
+export function queryTensors(cfg: ModelConfig, i: number, a: LatentGeometry & { qRank: number | null; bias: boolean }): TensorSpec[] {
+  const p = `${layerPrefix(i)}.self_attn`;
+  const { numHeads: H, hiddenSize: C } = cfg;
+  const { ropeDim: Dr, nopeDim: Dn, qRank } = a;
+  if (qRank !== null) {
+    return [
+      { name: `${p}.q_a_proj.weight`, shape: [qRank, C] },
+      { name: `${p}.q_a_layernorm.weight`, shape: [qRank] },
+      { name: `${p}.q_b_proj.weight`, shape: [H * (Dn + Dr), qRank] },
+    ];
+  }
+  const specs: TensorSpec[] = [{ name: `${p}.q_proj.weight`, shape: [H * (Dn + Dr), C] }];
+  if (a.bias) specs.push({ name: `${p}.q_proj.bias`, shape: [H * (Dn + Dr)] });
+  return specs;
+}
+
+/** The query rows that feed rope slices: each head is [nope Dn | rope Dr] (in q_proj or q_b_proj). */
+export function queryRopeRows(cfg: ModelConfig, i: number, a: LatentGeometry): RopeRows[] {
+  const p = `${layerPrefix(i)}.self_attn`;
+  const q = Array.from({ length: cfg.numHeads }, (_, h) => h * (a.nopeDim + a.ropeDim) + a.nopeDim);
+  return [
+    { tensor: `${p}.q_proj`, starts: q, d: a.ropeDim },
+    { tensor: `${p}.q_b_proj`, starts: q, d: a.ropeDim },
+  ];
+}
 
 /** Query (B, T, H, Dn+Dr) from h (N, C): q_proj, or q_a → RMSNorm → q_b; rope on the last Dr columns of each head. */
 export function latentQuery(model: Model, i: number, a: LatentGeometry, h: Var, B: number, T: number, positions: Int32Array): Var {

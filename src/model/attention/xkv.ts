@@ -15,7 +15,7 @@ import type { TensorSpec } from '../weights.js';
 import type { AttentionKind } from './index.js';
 import { writeCache } from './common.js';
 import { QuantRows } from '../cache-dtype.js';
-import { absorbedUp, attendAbsorbed, attendNaive, latentQuery, ropeKey, SharedLatent } from './mla.js';
+import { absorbedUp, attendAbsorbed, attendNaive, latentQuery, queryRopeRows, queryTensors, ropeKey, SharedLatent } from './mla.js';
 
 export interface XkvLayerCache {
   kind: 'xkv';
@@ -33,18 +33,8 @@ export const xkv: AttentionKind<XkvAttention, XkvLayerCache> = {
   tensors(cfg: ModelConfig, i: number, a: XkvAttention): TensorSpec[] {
     const p = `${layerPrefix(i)}.self_attn`;
     const { numHeads: H, hiddenSize: C } = cfg;
-    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv, qRank } = a;
-    const specs: TensorSpec[] = [];
-    if (qRank === null) {
-      specs.push({ name: `${p}.q_proj.weight`, shape: [H * (Dn + Dr), C] });
-      if (a.bias) specs.push({ name: `${p}.q_proj.bias`, shape: [H * (Dn + Dr)] });
-    } else {
-      specs.push(
-        { name: `${p}.q_a_proj.weight`, shape: [qRank, C] },
-        { name: `${p}.q_a_layernorm.weight`, shape: [qRank] },
-        { name: `${p}.q_b_proj.weight`, shape: [H * (Dn + Dr), qRank] },
-      );
-    }
+    const { kvRank: R, ropeDim: Dr, nopeDim: Dn, vDim: Dv } = a;
+    const specs = queryTensors(cfg, i, a);
     // The layer's own rope key; no latent rows (the group's first layer makes the latent).
     specs.push({ name: `${p}.k_rope_proj.weight`, shape: [Dr, C] });
     if (a.bias) specs.push({ name: `${p}.k_rope_proj.bias`, shape: [Dr] });
@@ -56,14 +46,7 @@ export const xkv: AttentionKind<XkvAttention, XkvLayerCache> = {
   },
 
   ropeRows(cfg, i, a) {
-    const p = `${layerPrefix(i)}.self_attn`;
-    const { nopeDim: Dn, ropeDim: Dr } = a;
-    const q = Array.from({ length: cfg.numHeads }, (_, h) => h * (Dn + Dr) + Dn);
-    return [
-      { tensor: `${p}.q_proj`, starts: q, d: Dr },
-      { tensor: `${p}.k_rope_proj`, starts: [0], d: Dr },
-      { tensor: `${p}.q_b_proj`, starts: q, d: Dr },
-    ];
+    return [...queryRopeRows(cfg, i, a), { tensor: `${layerPrefix(i)}.self_attn.k_rope_proj`, starts: [0], d: a.ropeDim }];
   },
 
   kvValuesPerToken: (a) => a.ropeDim,
