@@ -187,6 +187,9 @@ export async function convertCommand(argv: string[]): Promise<void> {
 
 function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions, dtype: 'F32' | 'BF16' | undefined, be: Backend, opened: OpenedWeights): void {
   const K = autoKeepCount(values);
+  // Checked before any model is loaded or searched.
+  const share = values['share-latent'] === undefined ? null : num(values['share-latent'], 'share-latent', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2 (layers per shared latent)');
+  if (share !== null && (K !== null || values.search)) throw new UserError('--share-latent: not with --search or --keep-layers auto:K (they plan per-layer latents)');
   const model = K !== null || values.search || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts)
     ? openModel(path, { tokenizer: values.tokenizer }, be).model
     : null;
@@ -225,8 +228,6 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
       before += searchReport(found);
     }
   }
-  const share = values['share-latent'] === undefined ? null : num(values['share-latent'], 'share-latent', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2 (layers per shared latent)');
-  if (share !== null && (K !== null || values.search)) throw new UserError('--share-latent: not with --search or --keep-layers auto:K (they plan per-layer latents)');
   let r: ConvertSummary;
   if (share !== null) {
     // Cross-layer sharing factors groups of layers together: it runs on the loaded model and saves from memory.

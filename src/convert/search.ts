@@ -158,8 +158,11 @@ export class PlanSearch {
     const rules = opts.target ? TARGET_RULES[opts.target] : null;
     if (rules?.shapes) return NOPE_INITS.length;
     const dims = this.ropeDims(opts);
+    const D = (this.ctx.model.config.layers[0] as GqaAttention).headDim;
+    // The uniform plan is scored first and not again among the splits.
+    const again = dims.includes(opts.ropeDim ?? D / 2) ? 1 : 0;
     const perLayer = rules?.uniformRank ? 0 : 3 * (this.ctx.model.config.numLayers - opts.keepLayers.length) + 2;
-    return 1 + dims.length * NOPE_INITS.length + perLayer;
+    return 1 + dims.length * NOPE_INITS.length - again + perLayer;
   }
 
   private ropeDims(opts: ConvertOptions): number[] {
