@@ -16,6 +16,7 @@
 // Legend: L layers, D head dim, Dr rope dims, r kv rank, V vocabulary, T tokens per sequence.
 
 import { noGrad } from '../autograd/var.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { forward } from '../model/forward.js';
 import { Model } from '../model/model.js';
 import { kvValuesPerToken, type GqaAttention } from '../model/config.js';
@@ -54,51 +55,33 @@ export interface SearchResult {
   tried: SearchCandidate[];
 }
 
-/** Scores students against the teacher on fixed sequences: mean per-token KL(teacher ‖ student). */
+/** Scores students against the teacher on fixed sequences: mean per-token KL(teacher ‖ student), by the backend's
+ *  klDiv op (as `mla compare` measures it). The teacher's logits are computed once and kept. */
 class KlMeter {
-  private readonly teacher: Float64Array[];
+  private readonly teacher: Tensor[];
 
   constructor(
     readonly model: Model,
     readonly seqs: number[][],
   ) {
-    this.teacher = seqs.map((s) => logProbs(model, s));
+    this.teacher = noGrad(() => seqs.map((s) => tidy(() => logits(model, s))));
   }
 
   kl(student: Model): number {
     let sum = 0;
     let n = 0;
-    this.seqs.forEach((s, i) => {
-      const q = logProbs(student, s);
-      const p = this.teacher[i]!;
-      const V = this.model.config.vocabSize;
-      for (let t = 0; t < s.length; t++) {
-        let k = 0;
-        for (let v = 0; v < V; v++) {
-          const lp = p[t * V + v]!;
-          k += Math.exp(lp) * (lp - q[t * V + v]!);
-        }
-        sum += k;
-        n++;
-      }
-    });
+    noGrad(() => this.seqs.forEach((s, i) => tidy(() => {
+      const kd = student.be.run('klDiv', [logits(student, s), this.teacher[i]!], { temperature: 1 })[0];
+      for (let r = 0; r < s.length; r++) sum += kd.data[r]!;
+      n += s.length;
+    })));
     return sum / n;
   }
 }
 
-/** (T, V) log-softmax of the model's logits for one sequence, in float64. */
-function logProbs(model: Model, seq: number[]): Float64Array {
-  const V = model.config.vocabSize;
-  const logits = noGrad(() => tidy(() => Float64Array.from(forward(model, Int32Array.from(seq), 1, seq.length).value.data)));
-  for (let t = 0; t < seq.length; t++) {
-    let m = -Infinity;
-    for (let v = 0; v < V; v++) m = Math.max(m, logits[t * V + v]!);
-    let z = 0;
-    for (let v = 0; v < V; v++) z += Math.exp(logits[t * V + v]! - m);
-    const lse = m + Math.log(z);
-    for (let v = 0; v < V; v++) logits[t * V + v]! -= lse;
-  }
-  return logits;
+/** (T, V) logits of the model for one sequence. */
+function logits(model: Model, seq: number[]): Tensor {
+  return forward(model, Int32Array.from(seq), 1, seq.length).value;
 }
 
 /** What every candidate shares: the statistics, the KL meter and the teacher's per-layer cache sizes. */
