@@ -9,7 +9,7 @@ import { Var, noGrad } from '../../autograd/var.js';
 import type { MlaAttention, ModelConfig } from '../config.js';
 import { layerPrefix } from '../names.js';
 import type { TensorSpec } from '../weights.js';
-import type { AttentionKind, RopeRows } from './index.js';
+import type { AttentionKind, LayerFields, RopeRows } from './index.js';
 import type { Model } from '../model.js';
 import { writeCache } from './common.js';
 import { QuantRows } from '../cache-dtype.js';
@@ -54,18 +54,7 @@ export const mla: AttentionKind<MlaAttention, MlaLayerCache> = {
     rope_inv_freq: a.ropeInvFreq,
   }),
 
-  fromJson(f) {
-    const freqs = f.obj.rope_inv_freq;
-    const ropeDim = f.int('rope_dim');
-    if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
-      throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
-    }
-    const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
-    return {
-      kind: 'mla', kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
-      latentNorm: f.bool('latent_norm'), bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
-    };
-  },
+  fromJson: (f) => ({ kind: 'mla', ...latentFields(f), latentNorm: f.bool('latent_norm') }),
 
   describe: (a) => ({
     fields: { kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank, latent_norm: a.latentNorm },
@@ -135,6 +124,20 @@ export class SharedLatent {
 
 /** The fields MLA and xKV layers share: a query, keys and values from a latent, a rope key. */
 export type LatentGeometry = Pick<MlaAttention, 'kvRank' | 'ropeDim' | 'nopeDim' | 'vDim' | 'qRank' | 'bias'>;
+
+/** The fields every latent layer (MLA, xKV) saves: ranks, dims, bias and the rope key's exact frequencies. */
+export function latentFields(f: LayerFields): Omit<MlaAttention, 'kind' | 'latentNorm'> {
+  const freqs = f.obj.rope_inv_freq;
+  const ropeDim = f.int('rope_dim');
+  if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
+    throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
+  }
+  const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
+  return {
+    kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank, bias: f.optBool('bias', false),
+    ropeInvFreq: freqs as number[],
+  };
+}
 
 /** The query's tensors of a latent layer (MLA, xKV): full q_proj, or q_a_proj / q_a_layernorm / q_b_proj. */
 export function queryTensors(cfg: ModelConfig, i: number, a: LatentGeometry & { qRank: number | null; bias: boolean }): TensorSpec[] {

@@ -15,7 +15,7 @@ import type { TensorSpec } from '../weights.js';
 import type { AttentionKind } from './index.js';
 import { writeCache } from './common.js';
 import { QuantRows } from '../cache-dtype.js';
-import { absorbedUp, attendAbsorbed, attendNaive, latentQuery, queryRopeRows, queryTensors, ropeKey, SharedLatent } from './mla.js';
+import { absorbedUp, attendAbsorbed, attendNaive, latentFields, latentQuery, queryRopeRows, queryTensors, ropeKey, SharedLatent } from './mla.js';
 
 export interface XkvLayerCache {
   kind: 'xkv';
@@ -58,18 +58,7 @@ export const xkv: AttentionKind<XkvAttention, XkvLayerCache> = {
     rope_inv_freq: a.ropeInvFreq,
   }),
 
-  fromJson(f) {
-    const freqs = f.obj.rope_inv_freq;
-    const ropeDim = f.int('rope_dim');
-    if (!Array.isArray(freqs) || freqs.length !== ropeDim / 2 || freqs.some((x) => typeof x !== 'number' || !(x > 0))) {
-      throw f.error('rope_inv_freq', `expected ${ropeDim / 2} positive numbers (rope_dim / 2)`);
-    }
-    const qRank = f.obj.q_rank === null || f.obj.q_rank === undefined ? null : f.int('q_rank');
-    return {
-      kind: 'xkv', source: f.int('source', 0), kvRank: f.int('kv_rank'), ropeDim, nopeDim: f.int('nope_dim', 0), vDim: f.int('v_dim'), qRank,
-      bias: f.optBool('bias', false), ropeInvFreq: freqs as number[],
-    };
-  },
+  fromJson: (f) => ({ kind: 'xkv', source: f.int('source', 0), ...latentFields(f) }),
 
   describe: (a) => ({
     fields: { source: a.source, kv_rank: a.kvRank, rope_dim: a.ropeDim, nope_dim: a.nopeDim, v_dim: a.vDim, q_rank: a.qRank },
