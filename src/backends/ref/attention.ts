@@ -13,6 +13,24 @@
 import { Tensor } from '../../tensor/tensor.js';
 import type { OpInputs, OpOutputs, OpParams } from '../../tensor/ops.js';
 
+/** scores[j] = scale·q·k[row0 + j, g] for j < n (q at qOff, keys (·, Hkv, Dk) from row row0); returns their max
+ *  (a NaN score is skipped by the max test and left for the sum to spread, as the header says). */
+function scoreRow(
+  Q: ArrayLike<number>, qOff: number, K: ArrayLike<number>, row0: number, Hkv: number, g: number, Dk: number, scale: number, n: number,
+  scores: Float64Array,
+): number {
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const kOff = ((row0 + j) * Hkv + g) * Dk;
+    let dot = 0;
+    for (let d = 0; d < Dk; d++) dot += Q[qOff + d]! * K[kOff + d]!;
+    const s = scale * dot;
+    scores[j] = s;
+    if (s > max) max = s;
+  }
+  return max;
+}
+
 /** s_j = scale·q[b,t,h]·k[b,j,g(h)] for visible j;  lse[b,h,t] = log Σ_j exp(s_j);
  *  o[b,t,h,:] = Σ_j exp(s_j − lse)·v[b,j,g(h),:vDim].
  *  q (B, T, H, Dk), k (B, S, Hkv, Dk), v (B, S, Hkv, Dvs) → o (B, T, H, vDim), lse (B, H, T). */
@@ -36,15 +54,7 @@ export function attention([q, k, v]: OpInputs<'attention'>, params: OpParams<'at
       for (let t = 0; t < T; t++) {
         const nVis = Math.min(qOffset + t + 1, kvLen);
         const qOff = ((b * T + t) * H + h) * Dk;
-        let max = -Infinity;
-        for (let j = 0; j < nVis; j++) {
-          const kOff = ((b * S + j) * Hkv + g) * Dk;
-          let dot = 0;
-          for (let d = 0; d < Dk; d++) dot += Q[qOff + d]! * K[kOff + d]!;
-          const s = scale * dot;
-          scores[j] = s;
-          if (s > max) max = s;
-        }
+        const max = scoreRow(Q, qOff, K, b * S, Hkv, g, Dk, scale, nVis, scores);
         // Subtracting the max keeps exp in range for any score magnitude.
         let sum = 0;
         for (let j = 0; j < nVis; j++) sum += Math.exp(scores[j]! - max);
@@ -150,15 +160,7 @@ export function attentionDistance([q, k]: OpInputs<'attentionDistance'>, { scale
       for (let t = 0; t < T; t++) {
         const last = qOffset + t;
         const qOff = ((b * T + t) * H + h) * Dk;
-        let max = -Infinity;
-        for (let j = 0; j <= last; j++) {
-          const kOff = ((b * S + j) * Hkv + g) * Dk;
-          let dot = 0;
-          for (let d = 0; d < Dk; d++) dot += Q[qOff + d]! * K[kOff + d]!;
-          const s = scale * dot;
-          scores[j] = s;
-          if (s > max) max = s;
-        }
+        const max = scoreRow(Q, qOff, K, b * S, Hkv, g, Dk, scale, last + 1, scores);
         let z = 0;
         for (let j = 0; j <= last; j++) z += scores[j] = Math.exp(scores[j]! - max);
         for (let j = 0; j <= last; j++) acc[last - j] = acc[last - j]! + scores[j]! / z;
