@@ -1,21 +1,35 @@
-// The seed papers' recipes against ours at equal KV bytes, training-free: held-out perplexity of each conversion on
-// one or more texts (one text can mislead). Rows: x-ecomla, mha2mla, transmla (`mla convert --recipe R`), ours (the
-// defaults), ours with --search, ours with --keep-layers auto:K (a hybrid at the same total KV bytes; '-' where the
-// budget cannot hold K original layers); columns: KV compression (r_kv + d_r) × text.
+// The seed papers' recipes against ours at equal KV bytes: held-out perplexity of each conversion on one or more texts
+// (one text can mislead), training-free and (--distill) after the same distillation. Rows: x-ecomla, mha2mla, transmla
+// (`mla convert --recipe R`), ours (the defaults), ours with --search, ours with --keep-layers auto:K (a hybrid at the
+// same total KV bytes; '-' where the budget cannot hold K original layers), ours with --share-latent G (xkv:G, xKV);
+// columns: KV compression (r_kv + d_r) × text.
+// --distill TOKENS: every student is then distilled as `mla distill` does (train/run.ts runDistill, its defaults) for
+// TOKENS tokens, all on the same teacher samples (drawn once, seed 1) and the same data order; a conversion identical
+// to an earlier row's (mha2mla picks x-ecomla's pairs on stories260K) reuses that row's distillation. Runs go to --work
+// DIR (default: a temporary directory, removed at the end); a cell whose DIR/<cell>/bench.json exists is read back, so
+// an interrupted run continues where it stopped.
 // Usage: node dist/bench/recipes.js [--model M --tokenizer T] [--texts a.txt,b.txt] [--ctx N] [--ratios 2:4,4:4,6.4:4,10:2]
-//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1] [--json]
+//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2] [--distill TOKENS [--work DIR]] [--json]
 // Prints a markdown table (README "Conversion recipes") and, with --json, one JSON line per cell.
 
 import { parseArgs } from 'node:util';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { openModel } from '../src/infer/open.js';
 import { Model } from '../src/model/model.js';
 import { perplexity } from '../src/eval/perplexity.js';
 import { readUtf8File } from '../src/io/text.js';
-import { convert } from '../src/convert/convert.js';
+import { writeTextAtomic } from '../src/io/run-files.js';
+import { tokenizerFiles } from '../src/io/tokenizer-files.js';
+import { convert, type ConvertResult } from '../src/convert/convert.js';
+import { convertSharedLatent } from '../src/convert/xkv.js';
+import { saveConverted } from '../src/convert/record.js';
 import { withConvertDefaults } from '../src/convert/defaults.js';
 import { RECIPE_OPTIONS, isRecipe } from '../src/convert/recipes.js';
 import { PlanSearch } from '../src/convert/search.js';
+import { DISTILL_DEFAULTS, drawTeacherSamples, resolveSettings, runDistill } from '../src/train/run.js';
 import { UserError } from '../src/errors.js';
 
 const { values } = parseArgs({
@@ -25,7 +39,9 @@ const { values } = parseArgs({
     texts: { type: 'string', default: 'fixtures/heldout/stories-heldout.txt' },
     ctx: { type: 'string', default: '256' },
     ratios: { type: 'string', default: '2:4,4:4,6.4:4,10:2' },
-    recipes: { type: 'string', default: 'x-ecomla,mha2mla,transmla,ours,search,auto:1' },
+    recipes: { type: 'string', default: 'x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2' },
+    distill: { type: 'string' },
+    work: { type: 'string' },
     backend: { type: 'string', default: 'auto' },
     json: { type: 'boolean', default: false },
   },
@@ -33,49 +49,145 @@ const { values } = parseArgs({
 const ctx = Number(values.ctx);
 const settings = values.ratios.split(',').map((s) => s.split(':').map(Number) as [number, number]);
 const recipes = values.recipes.split(',');
-const ours = (r: string) => r === 'ours' || r === 'search' || /^auto:\d+$/.test(r);
-for (const r of recipes) if (!ours(r) && !isRecipe(r)) throw new Error(`--recipes: '${r}' is not a recipe, ours, search or auto:K`);
+const ours = (r: string) => r === 'ours' || r === 'search' || /^auto:\d+$/.test(r) || /^xkv:\d+$/.test(r);
+for (const r of recipes) if (!ours(r) && !isRecipe(r)) throw new Error(`--recipes: '${r}' is not a recipe, ours, search, auto:K or xkv:G`);
+const distillTokens = values.distill === undefined ? null : Number(values.distill);
+if (distillTokens !== null && !(Number.isInteger(distillTokens) && distillTokens > 0)) throw new Error(`--distill: expected a positive integer of tokens, got '${values.distill}'`);
 const opened = openModel(values.model, { tokenizer: values.tokenizer, backend: values.backend });
 const teacher = opened.model;
 const texts = values.texts.split(',').map((f) => ({ name: basename(f), ids: opened.tokenizer!.encode(readUtf8File(f, f), true) }));
 const teacherPpl = texts.map((t) => perplexity(teacher, t.ids, ctx).perplexity);
 process.stderr.write(`teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(3)}`).join(', ')}\n`);
-const rows: string[][] = [];
+
+// Distillation: the defaults of `mla distill` but for the token budget; evaluation and checkpoints only at the end
+// (they do not change the trajectory, and at a few dozen steps every-step evaluation would cost more than training).
+const work = distillTokens === null ? null : values.work ?? mkdtempSync(join(tmpdir(), 'mla-recipes-'));
+const distillSettings = distillTokens === null ? null : resolveSettings({ tokens: distillTokens });
+const distillOverrides = distillSettings && { tokens: distillTokens!, evalEvery: distillSettings.steps, checkpointEvery: distillSettings.steps };
+// One epoch of distinct teacher samples, drawn once: every student trains on the same sequences in the same order.
+const samples = distillSettings && drawTeacherSamples(teacher, distillSettings.steps * distillSettings.batch, distillSettings);
+if (work) process.stderr.write(`distilling every student for ${distillTokens} tokens (${distillSettings!.steps} steps of ${distillSettings!.batch} × ${distillSettings!.seq}, ${samples!.train.length} teacher samples) in ${work}\n`);
+
+/** A conversion's identity: its config and every weight (two recipes that give the same student share a distillation). */
+function fingerprint(r: ConvertResult): string {
+  const h = createHash('sha256').update(JSON.stringify(r.config));
+  for (const name of [...r.weights.keys()].sort()) {
+    const d = r.weights.get(name)!.toF32();
+    h.update(name).update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex');
+}
+
+interface Distilled { fingerprint: string; ppl: number[]; seconds: number }
+const byFingerprint = new Map<string, Distilled>();
+
+/** Distil the converted student `r` (cell directory `dir`) and measure it on every text; read back when done before. */
+function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults>, dir: string): Distilled & { reused: string | null } {
+  const fp = fingerprint(r);
+  const same = byFingerprint.get(fp);
+  if (same) return { ...same, reused: 'an identical conversion' };
+  const doneFile = join(dir, 'bench.json');
+  if (existsSync(doneFile)) {
+    const d = JSON.parse(readFileSync(doneFile, 'utf8')) as Distilled;
+    if (d.fingerprint === fp && d.ppl.length === texts.length) {
+      byFingerprint.set(fp, d);
+      return { ...d, reused: doneFile };
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const t0 = Date.now();
+  saveConverted(join(dir, 'student'), opts, r, { source: values.model, copyFiles: tokenizerFiles(values.model, values.tokenizer) });
+  const res = runDistill({
+    out: join(dir, 'distilled'), teacher: values.model, student: join(dir, 'student'), tokenizer: values.tokenizer,
+    samples: samples!, settings: distillOverrides!, backend: teacher.be,
+  });
+  const d: Distilled = { fingerprint: fp, ppl: texts.map((t) => perplexity(res.student, t.ids, ctx).perplexity), seconds: (Date.now() - t0) / 1000 };
+  writeTextAtomic(doneFile, JSON.stringify(d) + '\n');
+  byFingerprint.set(fp, d);
+  return { ...d, reused: null };
+}
+
+const rows: { recipe: string; free: (number[] | null)[]; dist: (number[] | null)[]; notes: string[] }[] = [];
 for (const recipe of recipes) {
-  const row = [recipe];
+  const row: (typeof rows)[number] = { recipe, free: [], dist: [], notes: [] };
   for (const [ratio, ropeDim] of settings) {
     let opts = withConvertDefaults({ ...(ours(recipe) ? {} : RECIPE_OPTIONS[recipe as keyof typeof RECIPE_OPTIONS]), plan: { kind: 'ratio', ratio }, ropeDim });
-    let r;
+    let r: ConvertResult;
+    const t0 = Date.now();
     try {
       if (recipe === 'search' || recipe.startsWith('auto:')) {
         const s = new PlanSearch(teacher, opened.tokenizer, opts);
         if (recipe === 'search') opts = s.plan(opts).options;
         else opts = { ...opts, keepLayers: s.autoKeep(opts, Number(recipe.slice(5))).keep };
         r = convert(teacher, opened.tokenizer, opts, undefined, { stats: s.stats });
+      } else if (recipe.startsWith('xkv:')) {
+        r = convertSharedLatent(teacher, opened.tokenizer, opts, Number(recipe.slice(4)));
       } else {
         r = convert(teacher, opened.tokenizer, opts);
       }
     } catch (e) {
       if (!(e instanceof UserError)) throw e;
       process.stderr.write(`${recipe} ${ratio}×: ${e.message}\n`);
-      for (const _ of texts) row.push('-');
+      row.free.push(null);
+      row.dist.push(null);
+      row.notes.push(e.message);
       continue;
     }
+    const convertSeconds = (Date.now() - t0) / 1000;
     const student = Model.fromWeights(r.config, r.weights, teacher.be);
-    texts.forEach((t) => {
-      const p = perplexity(student, t.ids, ctx).perplexity;
-      row.push(p.toFixed(2));
-      const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
-      const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
-      if (values.json) process.stdout.write(JSON.stringify({ recipe, text: t.name, ratio: r.compression, kv_rank: rank, rope_dim: dr, ppl: p }) + '\n');
-      process.stderr.write(`${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr}) ${t.name}: ${p.toFixed(3)}\n`);
-    });
+    const free = texts.map((t) => perplexity(student, t.ids, ctx).perplexity);
+    const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
+    const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
+    const tag = `${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr})`;
+    process.stderr.write(`${tag} training-free: ${texts.map((t, i) => `${t.name} ${free[i]!.toFixed(3)}`).join(', ')} (converted in ${convertSeconds.toFixed(0)} s)\n`);
+    row.free.push(free);
+    let d: ReturnType<typeof distilled> | null = null;
+    if (work) {
+      d = distilled(r, opts, join(work, `${recipe.replace(':', '')}-${ratio}`));
+      process.stderr.write(`${tag} distilled: ${texts.map((t, i) => `${t.name} ${d!.ppl[i]!.toFixed(3)}`).join(', ')} (${d.reused ? `read back: ${d.reused}` : `${d.seconds.toFixed(0)} s`})\n`);
+    }
+    row.dist.push(d?.ppl ?? null);
+    row.notes.push(`${rank}+${dr}`);
+    if (values.json) {
+      process.stdout.write(JSON.stringify({
+        recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, texts: texts.map((t) => t.name), ppl: free,
+        ...(d ? { distill_tokens: distillTokens, distilled_ppl: d.ppl } : {}),
+      }) + '\n');
+    }
   }
   rows.push(row);
 }
+if (work && values.work === undefined) rmSync(work, { recursive: true, force: true });
+
 if (!values.json) {
-  const head = ['recipe', ...settings.flatMap(([x, d]) => texts.map((t) => `${x}× (d_r ${d}) ${texts.length > 1 ? t.name : ''}`.trim()))];
-  const lines = [`teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx})`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
-  for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
+  // Cells: perplexity on each text, 'held-out / calib'; the best of each column (by the first text) in bold.
+  const cols = settings.flatMap((_, i) => (distillTokens === null ? [{ i, dist: false }] : [{ i, dist: false }, { i, dist: true }]));
+  const cell = (v: number[] | null) => (v ? v.map((p) => p.toFixed(2)).join(' / ') : '-');
+  const best = cols.map(({ i, dist }) => Math.min(...rows.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity)));
+  const head = ['recipe', ...cols.map(({ i, dist }) => `${settings[i]![0]}× (d_r ${settings[i]![1]})${distillTokens === null ? '' : dist ? `, distilled ${distillTokens / 1000}k` : ', training-free'}`)];
+  const lines = [
+    `teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx}); cells: ${texts.map((t) => t.name).join(' / ')}`,
+    '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`,
+  ];
+  for (const r of rows) {
+    lines.push(`| ${[r.recipe, ...cols.map(({ i, dist }, c) => {
+      const v = (dist ? r.dist : r.free)[i] ?? null;
+      return v && v[0] === best[c] ? `**${cell(v)}**` : cell(v);
+    })].join(' | ')} |`);
+  }
+  // Per ratio: ours (best of its rows) against the best seed recipe, on the first text.
+  const oursRows = rows.filter((r) => ours(r.recipe));
+  const seedRows = rows.filter((r) => !ours(r.recipe));
+  if (oursRows.length > 0 && seedRows.length > 0) {
+    lines.push('');
+    for (const { i, dist } of cols) {
+      const min = (rs: typeof rows) => Math.min(...rs.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity));
+      const o = min(oursRows);
+      const p = min(seedRows);
+      lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'}: ours ${o.toFixed(2)} vs best seed recipe ${p.toFixed(2)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
+    }
+  }
+  if (distillTokens !== null) lines.push('', `distilled: \`mla distill\` defaults (${DISTILL_DEFAULTS.seq} × ${DISTILL_DEFAULTS.batch}, lr ${DISTILL_DEFAULTS.lr}) for ${distillTokens} tokens on the same ${samples!.train.length} teacher samples`);
   process.stdout.write(lines.join('\n') + '\n');
 }
