@@ -78,18 +78,22 @@ function fingerprint(r: ConvertResult): string {
   return h.digest('hex');
 }
 
-interface Distilled { fingerprint: string; ppl: number[]; seconds: number }
+interface Distilled { fingerprint: string; seconds: number; ppl: number[] }
 const byFingerprint = new Map<string, Distilled>();
 
-/** Distil the converted student `r` (cell directory `dir`) and measure it on every text; read back when done before. */
+/** Distil the converted student `r` (cell directory `dir`) and measure it on every text. A conversion identical to an
+ *  earlier cell's reuses its result; a cell distilled by an earlier run (its bench.json) is read back from its
+ *  directory and measured on the texts of this run. */
 function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults>, dir: string): Distilled & { reused: string | null } {
   const fp = fingerprint(r);
   const same = byFingerprint.get(fp);
   if (same) return { ...same, reused: 'an identical conversion' };
   const doneFile = join(dir, 'bench.json');
+  const measure = (m: Model) => texts.map((t) => perplexity(m, t.ids, ctx).perplexity);
   if (existsSync(doneFile)) {
-    const d = JSON.parse(readFileSync(doneFile, 'utf8')) as Distilled;
-    if (d.fingerprint === fp && d.ppl.length === texts.length) {
+    const done = JSON.parse(readFileSync(doneFile, 'utf8')) as { fingerprint: string; seconds: number; tokens: number };
+    if (done.fingerprint === fp && done.tokens === distillTokens) {
+      const d = { ...done, ppl: measure(openModel(join(dir, 'distilled'), { backend: values.backend }).model) };
       byFingerprint.set(fp, d);
       return { ...d, reused: doneFile };
     }
@@ -102,8 +106,8 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
     out: join(dir, 'distilled'), teacher: values.model, student: join(dir, 'student'), tokenizer: values.tokenizer,
     samples: samples!, settings: distillOverrides!, backend: teacher.be,
   });
-  const d: Distilled = { fingerprint: fp, ppl: texts.map((t) => perplexity(res.student, t.ids, ctx).perplexity), seconds: (Date.now() - t0) / 1000 };
-  writeTextAtomic(doneFile, JSON.stringify(d) + '\n');
+  const d: Distilled = { fingerprint: fp, seconds: (Date.now() - t0) / 1000, ppl: measure(res.student) };
+  writeTextAtomic(doneFile, JSON.stringify({ fingerprint: fp, seconds: d.seconds, tokens: distillTokens }) + '\n');
   byFingerprint.set(fp, d);
   return { ...d, reused: null };
 }
