@@ -112,7 +112,7 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
   return { ...d, reused: null };
 }
 
-const rows: { recipe: string; free: (number[] | null)[]; dist: (number[] | null)[]; notes: string[] }[] = [];
+const rows: { recipe: string; free: (number[] | null)[]; dist: (number[] | null)[]; notes: (string | null)[] }[] = [];
 for (const recipe of recipes) {
   const row: (typeof rows)[number] = { recipe, free: [], dist: [], notes: [] };
   for (const [ratio, ropeDim] of settings) {
@@ -135,7 +135,7 @@ for (const recipe of recipes) {
       process.stderr.write(`${recipe} ${ratio}×: ${e.message}\n`);
       row.free.push(null);
       row.dist.push(null);
-      row.notes.push(e.message);
+      row.notes.push(null);
       continue;
     }
     const convertSeconds = (Date.now() - t0) / 1000;
@@ -152,7 +152,10 @@ for (const recipe of recipes) {
       process.stderr.write(`${tag} distilled: ${texts.map((t, i) => `${t.name} ${d!.ppl[i]!.toFixed(3)}`).join(', ')} (${d.reused ? `read back: ${d.reused}` : `${d.seconds.toFixed(0)} s`})\n`);
     }
     row.dist.push(d?.ppl ?? null);
-    row.notes.push(`${rank}+${dr}`);
+    // The plan where the row chooses it (the others' r_kv + d_r follow from the ratio and the rope dim given).
+    const ranks = r.layers.flatMap((l) => (l.kvRank === null ? [] : [l.kvRank]));
+    const kept = r.layers.flatMap((l, i) => (l.kvRank === null ? [i] : []));
+    row.notes.push(recipe === 'search' ? `d_r ${dr}, r ${Math.min(...ranks)}–${Math.max(...ranks)}` : kept.length > 0 ? `layer ${kept.join(', ')} kept, r ${ranks[0]} + ${dr}` : null);
     if (values.json) {
       process.stdout.write(JSON.stringify({
         recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, texts: texts.map((t) => t.name), ppl: free,
@@ -165,19 +168,21 @@ for (const recipe of recipes) {
 if (work && values.work === undefined) rmSync(work, { recursive: true, force: true });
 
 if (!values.json) {
-  // Cells: perplexity on each text, 'held-out / calib'; the best of each column (by the first text) in bold.
-  const cols = settings.flatMap((_, i) => (distillTokens === null ? [{ i, dist: false }] : [{ i, dist: false }, { i, dist: true }]));
-  const cell = (v: number[] | null) => (v ? v.map((p) => p.toFixed(2)).join(' / ') : '-');
-  const best = cols.map(({ i, dist }) => Math.min(...rows.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity)));
-  const head = ['recipe', ...cols.map(({ i, dist }) => `${settings[i]![0]}× (d_r ${settings[i]![1]})${distillTokens === null ? '' : dist ? `, distilled ${distillTokens / 1000}k` : ', training-free'}`)];
+  // One column per ratio; a cell is 'training-free → distilled', each 'held-out / calib' (one value per text), the best
+  // of each (by the first text) in bold; a searched or hybrid plan in brackets.
+  const fmt = (v: number[] | null) => (v ? v.map((p) => p.toFixed(2)).join(' / ') : '-');
+  const bestOf = (i: number, dist: boolean) => Math.min(...rows.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity));
+  const part = (v: number[] | null, best: number) => (v && v[0] === best ? `**${fmt(v)}**` : fmt(v));
+  const head = ['recipe', ...settings.map(([x, d]) => `${x}× (d_r ${d})`)];
   const lines = [
-    `teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx}); cells: ${texts.map((t) => t.name).join(' / ')}`,
+    `teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx}); cells: ${distillTokens === null ? '' : 'training-free → distilled, each '}${texts.map((t) => t.name).join(' / ')}`,
     '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`,
   ];
   for (const r of rows) {
-    lines.push(`| ${[r.recipe, ...cols.map(({ i, dist }, c) => {
-      const v = (dist ? r.dist : r.free)[i] ?? null;
-      return v && v[0] === best[c] ? `**${cell(v)}**` : cell(v);
+    lines.push(`| ${[r.recipe, ...settings.map((_, i) => {
+      if (!r.free[i]) return '-';
+      const c = part(r.free[i]!, bestOf(i, false)) + (distillTokens === null ? '' : ` → ${part(r.dist[i]!, bestOf(i, true))}`);
+      return r.notes[i] ? `${c} (${r.notes[i]})` : c;
     })].join(' | ')} |`);
   }
   // Per ratio: ours (best of its rows) against the best seed recipe, on the first text.
@@ -185,10 +190,11 @@ if (!values.json) {
   const seedRows = rows.filter((r) => !ours(r.recipe));
   if (oursRows.length > 0 && seedRows.length > 0) {
     lines.push('');
-    for (const { i, dist } of cols) {
+    for (const { i, dist } of settings.flatMap((_, i) => [{ i, dist: false }, ...(distillTokens === null ? [] : [{ i, dist: true }])])) {
       const min = (rs: typeof rows) => Math.min(...rs.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity));
       const o = min(oursRows);
       const p = min(seedRows);
+      if (o === Infinity || p === Infinity) continue;
       lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'}: ours ${o.toFixed(2)} vs best seed recipe ${p.toFixed(2)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
     }
   }
