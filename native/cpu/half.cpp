@@ -206,22 +206,34 @@ void rows_block_avx2(const float* A, const uint16_t* B, int64_t K, int64_t i0, i
 }
 #endif
 
-/** C (M, N) = A (M, K) · Bᵀ with B (N, K) half, for a few rows of A (a decode batch): weight rows read once each. */
-void gemm_half_rows(int64_t M, int64_t N, int64_t K, const float* A, const uint16_t* B, bool bf16, float* C, bool par) {
+/** C (M, N) = A (M, K) · Bᵀ with B (N, K) half, for a few rows of A (a decode batch): weight rows read once each.
+ *  The rows are cut into tasks of about kTaskBytes of weight, taken dynamically by the pool's threads: a thread
+ *  that starts late (woken from sleep, or descheduled on a busy machine) finds the others have taken its share
+ *  instead of holding up the op; a weight under two tasks' worth runs on the calling thread alone. Each output
+ *  element is computed by the same code whichever thread runs it, so results do not depend on the thread count. */
+void gemm_half_rows(int64_t M, int64_t N, int64_t K, const float* A, const uint16_t* B, bool bf16, float* C) {
   constexpr int64_t CHUNK = 12;  // weight rows per task unit: a multiple of both blockings (4 and 3)
+  constexpr int64_t kTaskBytes = 64 * 1024;
   const int64_t nchunks = (N + CHUNK - 1) / CHUNK;
+  const int64_t chunkBytes = CHUNK * K * 2 * std::max<int64_t>(1, M / 4);  // more rows of A: more work per byte
+  const int64_t per = std::max<int64_t>(1, kTaskBytes / std::max<int64_t>(chunkBytes, 1));
+  const int64_t ntasks = (nchunks + per - 1) / per;
+  const auto rows = [&](int64_t t, auto&& chunk) {
+    const int64_t j0 = t * per * CHUNK, j1 = std::min(N, (t + 1) * per * CHUNK);
+    chunk(j0, j1);
+  };
 #if MLA_X86
   if (simd_avx512()) {
-    parallel_for(nchunks, par ? 4 : nchunks, [&](int64_t c0, int64_t c1) {
-      const int64_t j0 = c0 * CHUNK, j1 = std::min(N, c1 * CHUNK);
+    const auto run = [&](int64_t j0, int64_t j1) {
       if (bf16) rows_chunk_512<true>(A, B, M, K, j0, j1, C, N);
       else rows_chunk_512<false>(A, B, M, K, j0, j1, C, N);
-    });
+    };
+    if (ntasks < 2) run(0, N);
+    else parallel_tasks(ntasks, [&](int64_t t) { rows(t, run); });
     return;
   }
 #endif
-  parallel_for(nchunks, par ? 4 : nchunks, [&](int64_t c0, int64_t c1) {
-    const int64_t j0 = c0 * CHUNK, j1 = std::min(N, c1 * CHUNK);
+  const auto run = [&](int64_t j0, int64_t j1) {
 #if MLA_AVX2
     const char* end = reinterpret_cast<const char*>(B + j1 * K);
     for (int64_t j = j0; j < j1; j += 3) {
@@ -246,7 +258,9 @@ void gemm_half_rows(int64_t M, int64_t N, int64_t K, const float* A, const uint1
       }
     }
 #endif
-  });
+  };
+  if (ntasks < 2) run(0, N);
+  else parallel_tasks(ntasks, [&](int64_t t) { rows(t, run); });
 }
 
 thread_local Scratch<float> tl_tile;
@@ -270,7 +284,7 @@ void gemm_half_one(int64_t M, int64_t N, int64_t K, const float* A, const uint16
   }
   const bool par = 2.0 * M * N * K >= 1.0e6;
   if (M <= kRowsMax && transB) {
-    gemm_half_rows(M, N, K, A, B, bf16, C, par);
+    gemm_half_rows(M, N, K, A, B, bf16, C);
     return;
   }
   if (M <= 4) {

@@ -126,22 +126,28 @@ class ThreadPool {
     set_threads(n);
   }
 
-  /** Polls cond for up to kSpinMicros (a pause between polls); whether it became true. Waking a sleeping thread
-   *  costs tens of microseconds (more on a VM, where the idle vCPU halts): a decode step issues ~100 parallel
-   *  jobs of 50–300 µs each, a few tens of µs of JavaScript apart, so sleeping between them cost more than the
-   *  second thread gained. A bounded spin keeps an idle pool from burning a core for longer than that. */
+  /** Polls cond for up to kSpinMicros; whether it became true. Waking a sleeping thread costs tens of microseconds
+   *  (more on a VM, where the idle vCPU halts): a decode step issues ~100 parallel jobs of 20–300 µs each, a few
+   *  tens of µs of JavaScript apart, and sleeping between them cost more than the second thread gained. The first
+   *  kPauseMicros poll with a pause; after that each poll yields the CPU, so on a machine with more runnable threads
+   *  than cores the thread we wait for (or another process) runs instead of our spin. After kSpinMicros the caller
+   *  sleeps: an idle pool does not burn a core. */
   template <class Cond>
   static bool spin_until(Cond&& cond) {
     if (cond()) return true;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
-    for (int i = 1;; i++) {
-      for (int p = 0; p < 32; p++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto pauseUntil = t0 + std::chrono::microseconds(kPauseMicros);
+    const auto until = t0 + std::chrono::microseconds(kSpinMicros);
+    for (;;) {
+      for (int p = 0; p < 64; p++) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
         if (cond()) return true;
       }
-      if ((i & 7) == 0 && std::chrono::steady_clock::now() >= until) return cond();
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) return cond();
+      if (now >= pauseUntil) std::this_thread::yield();
     }
   }
 
@@ -189,6 +195,7 @@ class ThreadPool {
     }
   }
 
+  static constexpr int kPauseMicros = 30;
   static constexpr int kSpinMicros = 300;
 
   std::mutex submit_mu_;  // one job at a time
@@ -220,6 +227,20 @@ inline void parallel_for(int64_t n, int64_t grain, F&& fn) {
 
 /** task(i) for i in [0, ntasks), dynamically scheduled (for tasks of uneven cost). */
 inline void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& task) {
+  ThreadPool::get().run_tasks(ntasks, task);
+}
+
+/** Multiply-adds below which an op runs on the calling thread: handing out a job and collecting it costs a few
+ *  microseconds even when the workers are spinning (tens when they sleep), the time of ~10⁵ multiply-adds. */
+constexpr double kMinParallelWork = 1.0e5;
+
+/** parallel_tasks, or all tasks in order on the calling thread when `work` (multiply-adds, or elements touched)
+ *  is below kMinParallelWork. */
+inline void parallel_tasks(int64_t ntasks, double work, const std::function<void(int64_t)>& task) {
+  if (work < kMinParallelWork) {
+    for (int64_t i = 0; i < ntasks; i++) task(i);
+    return;
+  }
   ThreadPool::get().run_tasks(ntasks, task);
 }
 
