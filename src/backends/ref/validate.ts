@@ -81,15 +81,16 @@ export const WEIGHT_SLOT: Partial<Record<OpName, number>> = { matmul: 1, embeddi
 
 const validators: Validators = {
   matmul([a, b], { transA, transB }, fail) {
-    const desc = `a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)} (transA=${transA}, transB=${transB})`;
+    // Built only for a message: this runs before every matmul, ~200 times per decode step.
+    const desc = (): string => `a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)} (transA=${transA}, transB=${transB})`;
     if (typeof transA !== 'boolean' || typeof transB !== 'boolean') fail(`transA and transB must be booleans`);
-    if (a.rank < 2 || b.rank < 2) fail(`${desc}: both inputs need rank ≥ 2`);
+    if (a.rank < 2 || b.rank < 2) fail(`${desc()}: both inputs need rank ≥ 2`);
     if (b.rank !== 2 && !sameShape(a.shape.slice(0, -2), b.shape.slice(0, -2))) {
-      fail(`${desc}: b must have the batch axes of a or none`);
+      fail(`${desc()}: b must have the batch axes of a or none`);
     }
     const Ka = transA ? a.dim(-2) : a.dim(-1);
     const Kb = transB ? b.dim(-1) : b.dim(-2);
-    if (Ka !== Kb) fail(`${desc}: contracted sizes ${Ka} and ${Kb} differ`);
+    if (Ka !== Kb) fail(`${desc()}: contracted sizes ${Ka} and ${Kb} differ`);
   },
   add([a, b], _p, fail) {
     checkBroadcast(a, b, fail);
@@ -139,7 +140,7 @@ const validators: Validators = {
   },
   rmsnorm([x, w], { eps }, fail) {
     if (x.rank < 1) fail(`x must be (N, C), got ${fmtShape(x.shape)}`);
-    checkShape(w, `w (C) for x ${fmtShape(x.shape)}`, [x.dim(-1)], fail);
+    if (w.rank !== 1 || w.dim(0) !== x.dim(-1)) checkShape(w, `w (C) for x ${fmtShape(x.shape)}`, [x.dim(-1)], fail);
     if (!isFinite(eps) || eps < 0) fail(`eps must be a finite number ≥ 0, got ${eps}`);
   },
   rmsnormBackward([dy, x, w, rstd], _p, fail) {
@@ -170,17 +171,17 @@ const validators: Validators = {
     checkRank(q, 'q', 4, '(B, T, H, Dk)', fail);
     checkRank(k, 'k', 4, '(B, S, Hkv, Dk)', fail);
     checkRank(v, 'v', 4, '(B, S, Hkv, Dvs)', fail);
-    const desc = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
+    const desc = (): string => `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
     const [B, , H, Dk] = q.shape as [number, number, number, number];
     const [Bk, S, Hkv, Dkk] = k.shape as [number, number, number, number];
-    if (Bk !== B || v.dim(0) !== B) fail(`${desc}: batch sizes differ`);
-    if (Dkk !== Dk) fail(`${desc}: q and k head dims differ`);
-    if (v.dim(1) !== S || v.dim(2) !== Hkv) fail(`${desc}: k and v must agree on (B, S, Hkv)`);
-    if (Hkv < 1 || H < 1) fail(`${desc}: need at least one head`);
+    if (Bk !== B || v.dim(0) !== B) fail(`${desc()}: batch sizes differ`);
+    if (Dkk !== Dk) fail(`${desc()}: q and k head dims differ`);
+    if (v.dim(1) !== S || v.dim(2) !== Hkv) fail(`${desc()}: k and v must agree on (B, S, Hkv)`);
+    if (Hkv < 1 || H < 1) fail(`${desc()}: need at least one head`);
     if (!isFinite(scale)) fail(`scale must be finite, got ${scale}`);
     if (!isInt(qOffset) || qOffset < 0) fail(`qOffset must be an integer ≥ 0, got ${qOffset}`);
-    if (!isInt(kvLen) || kvLen < 1 || kvLen > S) fail(`${desc}: kvLen ${kvLen} must be in [1, S = ${S}]`);
-    if (!isInt(vDim) || vDim < 0 || vDim > v.dim(3)) fail(`${desc}: vDim ${vDim} must be in [0, Dvs = ${v.dim(3)}]`);
+    if (!isInt(kvLen) || kvLen < 1 || kvLen > S) fail(`${desc()}: kvLen ${kvLen} must be in [1, S = ${S}]`);
+    if (!isInt(vDim) || vDim < 0 || vDim > v.dim(3)) fail(`${desc()}: vDim ${vDim} must be in [0, Dvs = ${v.dim(3)}]`);
   },
   attentionDistance([q, k], { scale, qOffset }, fail) {
     checkRank(q, 'q', 4, '(B, T, H, Dk)', fail);
