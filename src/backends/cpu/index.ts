@@ -159,6 +159,13 @@ const P = (...v: number[]): Float64Array => Float64Array.from(v);
 function makeKernels(addon: Addon): Kernels {
   const run = (op: string, params: Float64Array, ...arrays: Arr[]): void => addon.run(op, params, ...arrays);
   const binary = (op: 'add' | 'sub' | 'mul') => ([a, b]: [Tensor, Tensor]): [Tensor] => {
+    if (a.rank >= 1 && a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i])) {
+      // Same shapes (a residual add): rows × last axis, no broadcast strides to build.
+      const cols = a.dim(-1);
+      const out = zeros(a.shape);
+      run(op, P(2, rowsOf(a.shape), cols, cols, 1, cols, 1), f32(a), f32(b), f32(out));
+      return [out];
+    }
     const shape = broadcastShape(a.shape, b.shape);
     const r = shape.length;
     const out = zeros(shape);
