@@ -197,7 +197,7 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
     // The default calibration is budgeted by the teacher's size (convert/defaults.ts), and says so when it is cut.
     const n = defaultCalibSamples(opened.config, opts.calib.length);
     if (n !== opts.calib.samples) {
-      notes.push(`calibration: ${n} sequences of ${opts.calib.length} tokens, not ${opts.calib.samples}: the default is capped at ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward (${(forwardFlopsPerToken(opened.config) / 1e9).toFixed(2)} GFLOP per token here); give {calib.samples} to choose`);
+      notes.push(`calibration: ${n} sequences of ${opts.calib.length} tokens, not ${opts.calib.samples}: the default is capped at ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward (${(forwardFlopsPerToken(opened.config) / 1e9).toFixed(2)} GFLOP per token here); give {calib.samples} N to choose`);
       opts.calib.samples = n;
     }
   }
