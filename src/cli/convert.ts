@@ -10,7 +10,7 @@ import { openModel, resolveBackend } from '../infer/open.js';
 import { openWeights, type OpenedWeights } from '../io/load.js';
 import type { Backend } from '../tensor/backend.js';
 import {
-  needsCalibration, NOPE_INITS, NOPE_KEYS, targetOptions, type ConvertOptions, type ConvertSummary, type NopeInit, type NopeKeys, type RankPlan,
+  checkFoldOptions, needsCalibration, NOPE_INITS, NOPE_KEYS, targetOptions, type ConvertOptions, type ConvertSummary, type NopeInit, type NopeKeys, type RankPlan,
 } from '../convert/convert.js';
 import { convertToDir } from '../convert/stream.js';
 import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
@@ -203,6 +203,7 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
   if (values.search && opts.freqfold !== 1) {
     throw new UserError(`--freqfold ${String(opts.freqfold)}: not with --search (each rope dim it tries would need its own folds); search with --freqfold 1${values.recipe ? ` (--recipe ${values.recipe} sets auto)` : ''}`);
   }
+  checkFoldOptions(opened.config, targetOptions(opened.config, opts).opts);
   const autoFold = opts.freqfold === 'auto';
   const model = K !== null || values.search || autoFold || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts)
     ? openModel(path, { tokenizer: values.tokenizer }, be).model

@@ -27,7 +27,7 @@ import { calibrate, crossMoment, identityStats, type CalibrationOptions, type La
 import {
   componentFor, componentTerms, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
-import { checkFreqfold, foldComponents, foldPairs, transmlaBalance, type Freqfold } from './freqfold.js';
+import { autoFolds, checkFreqfold, foldComponents, foldPairs, transmlaBalance, type Freqfold } from './freqfold.js';
 import { ropeAccepts, TARGET_RULES, type RopeRule, type Target } from './targets.js';
 import { planTarget, ROPE_FORMS } from './plan.js';
 import { energyKept, factorize, type BasisInput, type BasisMethod } from './basis.js';
@@ -231,7 +231,7 @@ export function prepareConversion(
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new OptionError('ropeDim', undefined, `expected an even number ≥ 2, got ${ropeDim}`);
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
   const fold = foldOf(opts);
-  if (fold > 1) teacherLayers.forEach((a, l) => convertSet[l] && checkFreqfold(fold, a.headDim, ropeDim));
+  checkFoldOptions(cfg, opts);
   if ((opts.kvBalance ?? 'energy') === 'transmla' && (opts.ropeMethod !== 'transmla' || opts.basis !== 'activation')) {
     throw new OptionError('kvBalance', 'transmla', `balances TransMLA's rotated keys: needs {ropeMethod} transmla and {basis} activation, got ${opts.ropeMethod} and ${opts.basis}`);
   }
@@ -461,6 +461,28 @@ interface LayerOut {
 }
 
 const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0), kMoment: new Float64Array(0) };
+
+/**
+ * Refuse a freqfold the options or the model cannot take (before any calibration): a number FreqFold's layout cannot
+ * hold for a converted layer's head dim and the rope dim, or a fold with another rope method or 'drop' no-rope keys.
+ * 'auto' passes (its folds are chosen from the valid ones).
+ */
+export function checkFoldOptions(cfg: ModelConfig, opts: ConvertOptions): void {
+  const D0 = (cfg.layers.find((a) => a.kind === 'gqa') as GqaAttention | undefined)?.headDim ?? 0;
+  const ropeDim = opts.ropeDim ?? D0 / 2;
+  if (opts.freqfold === 'auto') {
+    if (opts.ropeMethod !== 'transmla') throw new OptionError('freqfold', 'auto', `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${opts.ropeMethod}`);
+    if (!autoFolds(D0, ropeDim).length) {
+      throw new OptionError('freqfold', 'auto', `tries c = head_dim/rope_dim, 2c, 4c, …: the rope dim must divide the head dim (head dim ${D0}, {ropeDim} ${ropeDim}); give {freqfold} 1`);
+    }
+    return;
+  }
+  const fold = foldOf(opts);
+  if (fold === 1) return;
+  cfg.layers.forEach((a, l) => {
+    if (a.kind === 'gqa' && !opts.keepLayers.includes(l)) checkFreqfold(fold, a.headDim, ropeDim);
+  });
+}
 
 /** The numeric freqfold of options (1 when absent), refused where FreqFold does not apply. */
 function foldOf(o: ConvertOptions): number {

@@ -26,7 +26,7 @@ import { tidy } from '../tensor/storage.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { calibrationSequences, collectStats, type LayerStats } from './calibrate.js';
-import { convert, targetOptions, NOPE_INITS, type ConvertGiven, type ConvertOptions, type NopeInit } from './convert.js';
+import { checkFoldOptions, convert, targetOptions, NOPE_INITS, type ConvertGiven, type ConvertOptions, type NopeInit } from './convert.js';
 import { TARGET_RULES } from './targets.js';
 import { autoFolds } from './freqfold.js';
 import { assertFiniteRows, assertFiniteValue } from '../model/finite.js';
@@ -239,14 +239,11 @@ export class PlanSearch {
     const ctx = this.ctx;
     const cfg = ctx.model.config;
     const { opts } = targetOptions(cfg, opts0);
-    if (opts.ropeMethod !== 'transmla') throw new OptionError('freqfold', 'auto', `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${opts.ropeMethod}`);
+    checkFoldOptions(cfg, { ...opts, freqfold: 'auto' });
     const layers = cfg.layers as GqaAttention[];
     const D = layers[0]!.headDim;
     const Dr = opts.ropeDim ?? D / 2;
     const folds = autoFolds(D, Dr);
-    if (!folds.length) {
-      throw new OptionError('freqfold', 'auto', `tries c = head_dim/rope_dim, 2c, 4c, …: the rope dim must divide the head dim (head dim ${D}, {ropeDim} ${Dr}); give {freqfold} 1`);
-    }
     const full = layers.map((a) => (opts.basis === 'weight' ? Math.min(2 * a.numKvHeads * a.headDim, cfg.hiddenSize) : 2 * a.numKvHeads * a.headDim));
     const tried: { freqfold: number; kl: number }[] = [];
     let best: { freqfold: number; kl: number } | null = null;
