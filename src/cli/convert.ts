@@ -19,6 +19,7 @@ import { saveConverted } from '../convert/record.js';
 import { PlanSearch, SEARCH_DEFAULTS, requireBudget, type SearchResult } from '../convert/search.js';
 import { calibrationProgress } from '../convert/calibrate.js';
 import { autoFolds } from '../convert/freqfold.js';
+import { teacherAttention } from '../convert/kinds.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
 import { CONVERT_DEFAULTS } from '../convert/defaults.js';
@@ -230,7 +231,7 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
     const s = new PlanSearch(model!, opened.tokenizer, opts, { samples: searchSamples }, calibBar(opts.calib.file ? 0 : searchSamples));
     stats = s.stats;
     if (autoFold) {
-      const D = opened.config.layers.find((a) => a.kind === 'gqa')?.headDim ?? 0;
+      const D = opened.config.layers.map(teacherAttention).find((a) => a !== null)?.headDim ?? 0;
       const fold = s.freqfold(opts, new Progress('freqfold auto', Math.max(1, autoFolds(D, opts.ropeDim ?? D / 2).length), 'conversion'));
       opts.freqfold = fold.freqfold;
       extraJson.freqfold = fold;

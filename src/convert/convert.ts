@@ -35,7 +35,7 @@ import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import { teacherLayer } from './kinds.js';
+import { teacherAttention, teacherLayer } from './kinds.js';
 import type { AttentionKindName } from '../model/attention/index.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
@@ -80,7 +80,7 @@ export interface ConvertOptions {
   /** Whether the rope pairs' dims stay in the no-rope path (residual) or leave it (drop); default residual. */
   nopeKeys?: NopeKeys;
   /** TransMLA's FreqFold (freqfold.ts): 1 (default) keeps per-pair components; F > 1 folds F adjacent frequencies
-   *  (rope method transmla, residual no-rope keys); 'auto' must be resolved first (search.ts chooseFreqfold). */
+   *  (rope method transmla, residual no-rope keys); 'auto' must be resolved first (search.ts PlanSearch.freqfold). */
   freqfold?: Freqfold;
   /** BKV-PCA's K/V balancing (activation basis); default 'energy'. */
   kvBalance?: KvBalance;
@@ -468,7 +468,8 @@ const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Arr
  * 'auto' passes (its folds are chosen from the valid ones).
  */
 export function checkFoldOptions(cfg: ModelConfig, opts: ConvertOptions): void {
-  const D0 = (cfg.layers.find((a) => a.kind === 'gqa') as GqaAttention | undefined)?.headDim ?? 0;
+  const sources = cfg.layers.map((a) => teacherAttention(a));
+  const D0 = sources.find((a) => a !== null)?.headDim ?? 0;
   const ropeDim = opts.ropeDim ?? D0 / 2;
   if (opts.freqfold === 'auto') {
     if (opts.ropeMethod !== 'transmla') throw new OptionError('freqfold', 'auto', `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${opts.ropeMethod}`);
@@ -479,8 +480,8 @@ export function checkFoldOptions(cfg: ModelConfig, opts: ConvertOptions): void {
   }
   const fold = foldOf(opts);
   if (fold === 1) return;
-  cfg.layers.forEach((a, l) => {
-    if (a.kind === 'gqa' && !opts.keepLayers.includes(l)) checkFreqfold(fold, a.headDim, ropeDim);
+  sources.forEach((a, l) => {
+    if (a && !opts.keepLayers.includes(l)) checkFreqfold(fold, a.headDim, ropeDim);
   });
 }
 
@@ -488,7 +489,7 @@ export function checkFoldOptions(cfg: ModelConfig, opts: ConvertOptions): void {
 function foldOf(o: ConvertOptions): number {
   const f = o.freqfold ?? 1;
   if (f === 'auto') {
-    throw new OptionError('freqfold', 'auto', 'is chosen by calibration KL before converting: resolve it with chooseFreqfold (convert/search.ts), as mla convert does');
+    throw new OptionError('freqfold', 'auto', 'is chosen by calibration KL before converting: resolve it with PlanSearch.freqfold (convert/search.ts), as mla convert does');
   }
   if (!Number.isInteger(f) || f < 1) throw new OptionError('freqfold', f, 'expected a positive integer or auto');
   if (f > 1 && o.ropeMethod !== 'transmla') throw new OptionError('freqfold', f, `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${o.ropeMethod}`);
