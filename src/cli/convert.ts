@@ -22,7 +22,7 @@ import { autoFolds } from '../convert/freqfold.js';
 import { teacherAttention } from '../convert/kinds.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
-import { CONVERT_DEFAULTS } from '../convert/defaults.js';
+import { CALIB_FLOP_BUDGET, CONVERT_DEFAULTS, defaultCalibSamples, forwardFlopsPerToken, MIN_DEFAULT_CALIB_SAMPLES } from '../convert/defaults.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
@@ -69,7 +69,7 @@ export const convertSpec = {
     search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
     'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
-    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
+    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', defaultText: `${CONVERT_DEFAULTS.calib.samples}, fewer (≥ ${MIN_DEFAULT_CALIB_SAMPLES}) where that costs over ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward`, doc: 'calibration sequences' },
     'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
     seed: { type: 'string', value: 'S', field: 'calib.seed', default: String(CONVERT_DEFAULTS.calib.seed), doc: 'seed of the calibration samples' },
     dtype: {
@@ -132,7 +132,8 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     keepLayers,
     calib: {
       file: v.calib,
-      samples: numFlag(v['calib-samples'], 'calib-samples', positiveInt, 'a positive integer'),
+      // Left out: the default, which convertCommand budgets by the teacher's size once its header is read.
+      samples: v['calib-samples'] === undefined ? CONVERT_DEFAULTS.calib.samples : num(v['calib-samples'], 'calib-samples', 0, positiveInt, 'a positive integer'),
       length: numFlag(v['calib-len'], 'calib-len', (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
       seed: numFlag(v.seed, 'seed', nonNegativeInt, 'a non-negative integer'),
     },
@@ -206,9 +207,17 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
   }
   checkFoldOptions(opened.config, targetOptions(opened.config, opts).opts);
   const autoFold = opts.freqfold === 'auto';
-  const model = K !== null || values.search || autoFold || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts)
-    ? openModel(path, { tokenizer: values.tokenizer }, be).model
-    : null;
+  const calibrates = K !== null || values.search || autoFold || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts);
+  const notes: string[] = [];
+  if (calibrates && values['calib-samples'] === undefined) {
+    // The default calibration is budgeted by the teacher's size (convert/defaults.ts), and says so when it is cut.
+    const n = defaultCalibSamples(opened.config, opts.calib.length);
+    if (n !== opts.calib.samples) {
+      notes.push(`calibration: ${n} sequences of ${opts.calib.length} tokens, not ${opts.calib.samples}: the default is capped at ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward (${(forwardFlopsPerToken(opened.config) / 1e9).toFixed(2)} GFLOP per token here); give {calib.samples} N to choose`);
+      opts.calib.samples = n;
+    }
+  }
+  const model = calibrates ? openModel(path, { tokenizer: values.tokenizer }, be).model : null;
   const searchSamples = numFlag(values['search-samples'], 'search-samples', positiveInt, 'a positive integer');
   // Sampled sequences tick once when drawn and once when their statistics are taken; the search draws its own too.
   const calibLabel = opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)';
@@ -264,8 +273,9 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
       { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats },
     );
   }
+  r = { ...r, notes: [...notes, ...r.notes] };
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, calibration: calibrates ? { samples: opts.calib.samples, length: opts.calib.length, file: opts.calib.file ?? null } : null, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
     process.stdout.write(before + convertReport(r) + `\nwrote ${values.out}\n`);
   }

@@ -23,7 +23,7 @@ import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
-import { calibrate, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
+import { calibrate, crossMoment, identityStats, secondMomentDiag, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import {
   componentFor, componentTerms, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
@@ -514,8 +514,7 @@ function layerEnergies(teacher: Teacher, l: number, a: GqaAttention, st: LayerSt
   const Wk = get('k_proj.weight');
   const bq = a.qkvBias ? get('q_proj.bias') : null;
   const bk = a.qkvBias ? get('k_proj.bias') : null;
-  const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
-  const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
+  const qDiag = secondMomentDiag(model, st, Wq, bq, H * D);
   return ropeEnergies(teacher.config.ropePairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, Hkv * D, Wk, bk, Hkv * D));
 }
 
