@@ -9,7 +9,11 @@
 // DIR (default: a temporary directory, removed at the end); a cell whose DIR/<cell>/bench.json exists is read back, so
 // an interrupted run continues where it stopped.
 // Usage: node dist/bench/recipes.js [--model M --tokenizer T] [--texts a.txt,b.txt] [--ctx N] [--ratios 2:4,4:4,6.4:4,10:2]
-//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2] [--distill TOKENS [--work DIR]] [--json]
+//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2] [--freqfold F|auto] [--kv-balance energy|transmla]
+//   [--distill TOKENS [--work DIR]] [--json]
+// --freqfold / --kv-balance override the transmla recipe's (auto / transmla) to compare its parts; `--freqfold 1
+// --kv-balance energy` is the transmla recipe before FreqFold and TransMLA's balance were added.
+// The transmla recipe's `auto` fold is chosen as `mla convert` does (PlanSearch.freqfold) and shown in stderr.
 // Prints a markdown table (README "Conversion recipes") and, with --json, one JSON line per cell.
 
 import { parseArgs } from 'node:util';
@@ -43,6 +47,8 @@ const { values } = parseArgs({
     distill: { type: 'string' },
     work: { type: 'string' },
     backend: { type: 'string', default: 'auto' },
+    freqfold: { type: 'string' },
+    'kv-balance': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -117,10 +123,21 @@ for (const recipe of recipes) {
   const row: (typeof rows)[number] = { recipe, free: [], dist: [], notes: [] };
   for (const [ratio, ropeDim] of settings) {
     let opts = withConvertDefaults({ ...(ours(recipe) ? {} : RECIPE_OPTIONS[recipe as keyof typeof RECIPE_OPTIONS]), plan: { kind: 'ratio', ratio }, ropeDim });
+    if (recipe === 'transmla') {
+      if (values.freqfold !== undefined) opts.freqfold = values.freqfold === 'auto' ? 'auto' : Number(values.freqfold);
+      if (values['kv-balance'] !== undefined) opts.kvBalance = values['kv-balance'] as 'energy' | 'transmla';
+    }
     let r: ConvertResult;
+    let fold = '';
     const t0 = Date.now();
     try {
-      if (recipe === 'search' || recipe.startsWith('auto:')) {
+      if (opts.freqfold === 'auto') {
+        const s = new PlanSearch(teacher, opened.tokenizer, opts);
+        const c = s.freqfold(opts);
+        opts = { ...opts, freqfold: c.freqfold };
+        fold = ` freqfold ${c.freqfold} (KL ${c.tried.map((t) => `${t.freqfold}: ${t.kl.toFixed(4)}`).join(', ')})`;
+        r = convert(teacher, opened.tokenizer, opts, undefined, { stats: s.stats });
+      } else if (recipe === 'search' || recipe.startsWith('auto:')) {
         const s = new PlanSearch(teacher, opened.tokenizer, opts);
         if (recipe === 'search') opts = s.plan(opts).options;
         else opts = { ...opts, keepLayers: s.autoKeep(opts, Number(recipe.slice(5))).keep };
@@ -143,7 +160,7 @@ for (const recipe of recipes) {
     const free = texts.map((t) => perplexity(student, t.ids, ctx).perplexity);
     const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
     const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
-    const tag = `${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr})`;
+    const tag = `${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr})${fold}`;
     process.stderr.write(`${tag} training-free: ${texts.map((t, i) => `${t.name} ${free[i]!.toFixed(3)}`).join(', ')} (converted in ${convertSeconds.toFixed(0)} s)\n`);
     row.free.push(free);
     let d: ReturnType<typeof distilled> | null = null;
@@ -158,7 +175,7 @@ for (const recipe of recipes) {
     row.notes.push(recipe === 'search' ? `d_r ${dr}, r ${Math.min(...ranks)}–${Math.max(...ranks)}` : kept.length > 0 ? `layer ${kept.join(', ')} kept, r ${ranks[0]} + ${dr}` : null);
     if (values.json) {
       process.stdout.write(JSON.stringify({
-        recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, texts: texts.map((t) => t.name), ppl: free,
+        recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, freqfold: opts.freqfold ?? 1, texts: texts.map((t) => t.name), ppl: free,
         ...(d ? { distill_tokens: distillTokens, distilled_ppl: d.ppl } : {}),
       }) + '\n');
     }

@@ -16,6 +16,8 @@ export const CONVERT_DEFAULTS = {
   latentNorm: false,
   nopeInit: 'mean-rotation',
   nopeKeys: 'residual',
+  freqfold: 1,
+  kvBalance: 'energy',
   keepLayers: [],
   calib: { samples: 32, length: 256, seed: 1234 },
 } as const satisfies Omit<ConvertOptions, 'ropeDim' | 'calib'> & { calib: CalibrationOptions };
@@ -63,6 +65,8 @@ export function withConvertDefaults(s: ConvertSettings = {}, teacher?: ModelConf
     latentNorm: s.latentNorm ?? d.latentNorm,
     nopeInit: s.nopeInit ?? d.nopeInit,
     nopeKeys: s.nopeKeys ?? d.nopeKeys,
+    freqfold: s.freqfold ?? d.freqfold,
+    kvBalance: s.kvBalance ?? d.kvBalance,
     keepLayers: s.keepLayers ?? [...d.keepLayers],
     calib: { ...d.calib, ...s.calib, samples },
   };
