@@ -5,7 +5,8 @@
 #
 # Usage: bash bench/distill-ablation.sh [OUT=runs/ablation] [VARIANT...]
 #   env: TEACHER (default stories260K; or an HF model directory such as a trained GQA model), TOKENIZER (for a
-#        llama2.c teacher), TOKENS (1000000), SELF (2048), SEED (1), JOBS (2 runs at once), KV_RATIO (6.4), ROPE_DIM (4)
+#        llama2.c teacher; empty for a directory that holds its tokenizer), TOKENS (1000000), SELF (2048), SEED (1),
+#        JOBS (2 runs at once), KV_RATIO (6.4), ROPE_DIM (4)
 #   VARIANT: a name from the list below (default: all of them). Prints one markdown table: variant, flags, perplexity
 #   on each text, their geometric mean. `calib+ce` trains on stories-calib.txt: its calib column is then not held out.
 #   TRAIN_ONLY=1: train the variants and stop (score and print on a later call).
@@ -26,20 +27,20 @@ ROPE_DIM=${ROPE_DIM:-4}
 TEXTS=("$H/stories-heldout.txt" "$H/stories-heldout2.txt" "$H/stories-calib.txt")
 export MLA_THREADS=${MLA_THREADS:-1}
 
-# name | flags (teacher-sample variants get --self-generate $SELF added)
+# name | flags. Teacher-sample variants get --self-generate $SELF unless they give their own: the seq variants draw
+# SELF·256/seq samples, so every variant trains on as many distinct teacher tokens (and for as many epochs).
 VARIANTS=(
   "baseline|"
   "sample-t0.7|--sample-temperature 0.7"
-  "sample-t0.85|--sample-temperature 0.85"
-  "sample-t1.2|--sample-temperature 1.2"
   "top-p0.9|--sample-top-p 0.9"
-  "top-p0.95|--sample-top-p 0.95"
   "calib+ce|--data $H/stories-calib.txt --ce-weight 0.5"
-  "seq128|--seq 128 --batch 32"
-  "seq512|--seq 512 --batch 8"
+  "sample-t0.85|--sample-temperature 0.85"
   "train-attention|--train attention"
+  "seq128|--seq 128 --batch 32 --self-generate $((SELF * 2))"
+  "seq512|--seq 512 --batch 8 --self-generate $((SELF / 2))"
+  "top-p0.95|--sample-top-p 0.95"
+  "sample-t1.2|--sample-temperature 1.2"
   "kl-t2|--temperature 2"
-  "lr-1e-3|--lr 1e-3"
 )
 want=("$@")
 
@@ -55,7 +56,7 @@ train() { # name flags
   [ -f "$dir.distill.json" ] && [ -s "$dir.distill.json" ] && return 0
   rm -rf "$dir"
   local data=(--self-generate "$SELF")
-  [[ $flags == *--data* ]] && data=()
+  [[ $flags == *--data* || $flags == *--self-generate* ]] && data=()
   # shellcheck disable=SC2086 # the flags are words
   mla distill --teacher "$TEACHER" "${tok[@]}" --student "$init" --out "$dir" --tokens "$TOKENS" --seed "$SEED" \
     --eval-text "${TEXTS[0]}" "${data[@]}" $flags --json >"$dir.distill.json.tmp" 2>"$dir.log"
