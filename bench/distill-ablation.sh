@@ -33,6 +33,7 @@ export MLA_THREADS=${MLA_THREADS:-1}
 VARIANTS=(
   "baseline|"
   "sample-t0.7|--sample-temperature 0.7"
+  "sample-t1.2|--sample-temperature 1.2"
   "top-p0.9|--sample-top-p 0.9"
   "calib+ce|--data $H/stories-calib.txt --ce-weight 0.5"
   "sample-t0.85|--sample-temperature 0.85"
@@ -40,7 +41,6 @@ VARIANTS=(
   "seq128|--seq 128 --batch 32 --self-generate $((SELF * 2))"
   "seq512|--seq 512 --batch 8 --self-generate $((SELF / 2))"
   "top-p0.95|--sample-top-p 0.95"
-  "sample-t1.2|--sample-temperature 1.2"
   "kl-t2|--temperature 2"
 )
 want=("$@")
@@ -89,9 +89,10 @@ done
 
 tp=(); for t in "${TEXTS[@]}"; do tp+=("$(ppl "$TEACHER" "$t")"); done
 ip=(); for t in "${TEXTS[@]}"; do ip+=("$(ppl "$init" "$t")"); done
-echo "| variant (seed $SEED, $TOKENS tokens) | flags | stories-heldout | stories-heldout2 | stories-calib | geo. mean |"
+# geo. mean: of the two texts held out from every variant (calib+ce trains on stories-calib.txt).
+echo "| variant (seed $SEED, $TOKENS tokens) | flags | stories-heldout | stories-heldout2 | stories-calib | geo. mean heldout, heldout2 |"
 echo "|---|---|---:|---:|---:|---:|"
-row() { node -e "const [n,f,...p]=process.argv.slice(1);const g=Math.exp(p.reduce((a,x)=>a+Math.log(+x),0)/p.length);console.log('| '+n+' | '+(f&&f!=='-'?'\`'+f+'\`':'')+' | '+p.join(' | ')+' | '+g.toFixed(3)+' |')" "$@"; }
+row() { node -e "const [n,f,...p]=process.argv.slice(1);const g=Math.sqrt(p[0]*p[1]);console.log('| '+n+' | '+(f&&f!=='-'?'\`'+f+'\`':'')+' | '+p.map((x)=>(+x).toFixed(3)).join(' | ')+' | '+g.toFixed(3)+' |')" "$@"; }
 row teacher "" "${tp[@]}"
 row "conversion (no training)" "" "${ip[@]}"
 for v in "${VARIANTS[@]}"; do
