@@ -186,9 +186,9 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
       if (job[k] !== undefined) throw new OptionError(k, undefined, `cannot be given with {resume} (the run's ${RUN_RECORD} fixes it)`);
     }
     // The sampling rule made the cached samples: the same value is accepted, another one refused.
-    for (const k of ['sampleTemperature', 'sampleTopP'] as const) {
-      const was = saved[k] ?? DISTILL_DEFAULTS[k];
-      if (job[k] !== undefined && job[k] !== was) throw new OptionError(k, job[k], `cannot change on {resume} (the run's teacher samples were drawn with ${was})`);
+    const was = savedRule(saved);
+    for (const [k, v] of [['sampleTemperature', was.temperature], ['sampleTopP', was.topP]] as const) {
+      if (job[k] !== undefined && job[k] !== v) throw new OptionError(k, job[k], `cannot change on {resume} (the run's teacher samples were drawn with ${v})`);
     }
   } else {
     if (!job.teacher) throw new OptionError('teacher', undefined, 'required (a model path)');
@@ -308,16 +308,23 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
   }
 }
 
-/** The teacher samples' rule: the job's, or on resume the run's (absent from an older run.json: plain sampling);
- *  checked in range, and refused with a corpus (there are no samples to draw). */
+/** The rule a saved run drew its samples with: run.json's, or, absent (a run made before the rule was recorded),
+ *  plain sampling — what every run drew then, whatever today's default. */
+function savedRule(saved: RunRecord): SamplingRule {
+  return { temperature: saved.sampleTemperature ?? PLAIN_SAMPLING.temperature, topP: saved.sampleTopP ?? PLAIN_SAMPLING.topP };
+}
+
+/** The teacher samples' rule: the job's, or on resume the run's; checked in range, and refused with a corpus (there
+ *  are no samples to draw). */
 function samplingRule(job: DistillJob, saved: RunRecord | null): SamplingRule {
   if (!saved && job.data !== undefined) {
     for (const k of ['sampleTemperature', 'sampleTopP'] as const) {
       if (job[k] !== undefined) throw new OptionError(k, job[k], 'only with teacher samples ({selfGenerate}), not with {data}');
     }
   }
-  const t = job.sampleTemperature ?? saved?.sampleTemperature ?? DISTILL_DEFAULTS.sampleTemperature;
-  const p = job.sampleTopP ?? saved?.sampleTopP ?? DISTILL_DEFAULTS.sampleTopP;
+  const was = saved ? savedRule(saved) : null;
+  const t = job.sampleTemperature ?? was?.temperature ?? DISTILL_DEFAULTS.sampleTemperature;
+  const p = job.sampleTopP ?? was?.topP ?? DISTILL_DEFAULTS.sampleTopP;
   if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw new OptionError('sampleTemperature', undefined, `expected a positive number (0 would draw every sample greedily, all the same), got '${t}'`);
   if (typeof p !== 'number' || !(p > 0 && p <= 1)) throw new OptionError('sampleTopP', undefined, `expected a number in (0, 1], got '${p}'`);
   return { temperature: t, topP: p };
