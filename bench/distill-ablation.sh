@@ -34,6 +34,7 @@ VARIANTS=(
   "baseline|"
   "sample-t0.7|--sample-temperature 0.7"
   "sample-t1.2|--sample-temperature 1.2"
+  "sample-t1.5|--sample-temperature 1.5"
   "top-p0.9|--sample-top-p 0.9"
   "calib+ce|--data $H/stories-calib.txt --ce-weight 0.5"
   "sample-t0.85|--sample-temperature 0.85"
