@@ -3,7 +3,10 @@
 // defaults), ours with --search, ours with --keep-layers auto:K (a hybrid at the same total KV bytes; '-' where the
 // budget cannot hold K original layers); columns: KV compression (r_kv + d_r) × text.
 // Usage: node dist/bench/recipes.js [--model M --tokenizer T] [--texts a.txt,b.txt] [--ctx N] [--ratios 2:4,4:4,6.4:4,10:2]
-//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1] [--json]
+//   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1] [--freqfold F|auto] [--kv-balance energy|transmla] [--json]
+// --freqfold / --kv-balance override the transmla recipe's (auto / transmla) to compare its parts; `--freqfold 1
+// --kv-balance energy` is the transmla recipe before FreqFold and TransMLA's balance were added.
+// The transmla recipe's `auto` fold is chosen as `mla convert` does (PlanSearch.freqfold) and shown in stderr.
 // Prints a markdown table (README "Conversion recipes") and, with --json, one JSON line per cell.
 
 import { parseArgs } from 'node:util';
@@ -27,6 +30,8 @@ const { values } = parseArgs({
     ratios: { type: 'string', default: '2:4,4:4,6.4:4,10:2' },
     recipes: { type: 'string', default: 'x-ecomla,mha2mla,transmla,ours,search,auto:1' },
     backend: { type: 'string', default: 'auto' },
+    freqfold: { type: 'string' },
+    'kv-balance': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -45,9 +50,20 @@ for (const recipe of recipes) {
   const row = [recipe];
   for (const [ratio, ropeDim] of settings) {
     let opts = withConvertDefaults({ ...(ours(recipe) ? {} : RECIPE_OPTIONS[recipe as keyof typeof RECIPE_OPTIONS]), plan: { kind: 'ratio', ratio }, ropeDim });
+    if (recipe === 'transmla') {
+      if (values.freqfold !== undefined) opts.freqfold = values.freqfold === 'auto' ? 'auto' : Number(values.freqfold);
+      if (values['kv-balance'] !== undefined) opts.kvBalance = values['kv-balance'] as 'energy' | 'transmla';
+    }
     let r;
+    let fold = '';
     try {
-      if (recipe === 'search' || recipe.startsWith('auto:')) {
+      if (opts.freqfold === 'auto') {
+        const s = new PlanSearch(teacher, opened.tokenizer, opts);
+        const c = s.freqfold(opts);
+        opts = { ...opts, freqfold: c.freqfold };
+        fold = ` freqfold ${c.freqfold} (KL ${c.tried.map((t) => `${t.freqfold}: ${t.kl.toFixed(4)}`).join(', ')})`;
+        r = convert(teacher, opened.tokenizer, opts, undefined, { stats: s.stats });
+      } else if (recipe === 'search' || recipe.startsWith('auto:')) {
         const s = new PlanSearch(teacher, opened.tokenizer, opts);
         if (recipe === 'search') opts = s.plan(opts).options;
         else opts = { ...opts, keepLayers: s.autoKeep(opts, Number(recipe.slice(5))).keep };
@@ -67,8 +83,8 @@ for (const recipe of recipes) {
       row.push(p.toFixed(2));
       const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
       const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
-      if (values.json) process.stdout.write(JSON.stringify({ recipe, text: t.name, ratio: r.compression, kv_rank: rank, rope_dim: dr, ppl: p }) + '\n');
-      process.stderr.write(`${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr}) ${t.name}: ${p.toFixed(3)}\n`);
+      if (values.json) process.stdout.write(JSON.stringify({ recipe, text: t.name, ratio: r.compression, kv_rank: rank, rope_dim: dr, freqfold: opts.freqfold ?? 1, ppl: p }) + '\n');
+      process.stderr.write(`${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr})${fold} ${t.name}: ${p.toFixed(3)}\n`);
     });
   }
   rows.push(row);

@@ -10,6 +10,11 @@
 //        [--skip-default] [--default-timeout S (480)] [--quick] [--threads N] [--json] [--generate-only]
 //        [--decode-only] [--decode-threads 1,2] [--decode-tokens N (32)]
 //        (shape mistral-7b is generated and converted with the weight basis only: no default convert, no ppl, no decode)
+// Shapes ending in -mla are decode rows only: the base shape converted once (cached next to it) with
+// `mla convert --kv-ratio 4 --rope-method ecomla --basis weight --nope-init identity --latent-norm` (the latent norm
+// because stock llama.cpp's deepseek2 applies one), decoded by our absorbed latent cache and by llama.cpp on our GGUF
+// export of it (arch deepseek2). The final table on a quiet machine:
+//   node dist/bench/scale.js --shapes smollm2-135m,smollm2-135m-mla,llama-3.2-1b --decode-only
 // Decode tokens/s against llama.cpp on the same weights: our GGUF export at bf16 (`mla export`'s exportGguf), run by
 // node-llama-cpp's prebuilt CPU build (no GPU, f16 KV cache: its defaults), greedy from an 8-token prompt, the time
 // from the first generated token to the last (decode only); ours: the library's KV-cache decode (forward with a
@@ -28,6 +33,7 @@ import { Model } from '../src/model/model.js';
 import { defaultInvFreq, llama3InvFreq, type ModelConfig } from '../src/model/config.js';
 import { modelTensors, parameterCount, type TensorSpec } from '../src/model/weights.js';
 import { loadHfModel } from '../src/io/hf.js';
+import { loadModel } from '../src/io/load.js';
 import { hfConfigJson } from '../src/io/hfconfig.js';
 import { writeSafetensors, type SafetensorsWriteEntry } from '../src/io/safetensors.js';
 import { perplexity } from '../src/eval/perplexity.js';
@@ -101,6 +107,14 @@ const SHAPES: Record<string, Shape> = {
   'mistral-7b': {
     name: 'mistral-7b', convertOnly: true,
     config: gqa('mistral', { V: 32000, C: 4096, I: 14336, L: 32, H: 32, Hkv: 8, D: 128, bias: false, theta: 10000, eps: 1e-5, maxPos: 32768, tied: false }),
+  },
+};
+
+/** Decode-only rows for an MLA conversion of a shape (see the header): the base shape and the convert flags. */
+const MLA_ROWS: Record<string, { base: string; args: string[] }> = {
+  'smollm2-135m-mla': {
+    base: 'smollm2-135m',
+    args: ['--kv-ratio', '4', '--rope-method', 'ecomla', '--basis', 'weight', '--nope-init', 'identity', '--latent-norm'],
   },
 };
 
@@ -238,7 +252,7 @@ const PROMPT = [1, 300, 301, 302, 303, 304, 305, 306];
 function childDecodeOurs(dir: string, threads: number, n: number): DecodeResult {
   const be = getBackend('cpu');
   (be as CpuBackend).setThreads(threads);
-  const loaded = loadHfModel(dir);
+  const loaded = loadModel(dir);
   const model = Model.fromWeights(loaded.config, loaded.weights, be, dir);
   const V = loaded.config.vocabSize;
   const argmax = (d: ArrayLike<number>, off: number): number => {
@@ -284,7 +298,7 @@ async function childDecodeLlama(gguf: string, threads: number, n: number): Promi
 function ggufOf(dir: string): string {
   const file = `${dir}.bf16.gguf`;
   if (!existsSync(file)) {
-    const loaded = loadHfModel(dir);
+    const loaded = loadModel(dir);
     exportGguf(file, loaded.config, loaded.weights, { dtype: 'bf16', vocab: syntheticVocab(loaded.config.vocabSize), source: dir });
   }
   return file;
@@ -324,11 +338,31 @@ async function main(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const names = values.shapes.split(',').map((s) => s.trim()).filter((s) => s !== '');
   for (const n of names) {
-    if (!SHAPES[n]) throw new Error(`--shapes: unknown shape "${n}" (expected some of ${Object.keys(SHAPES).join(', ')})`);
+    if (!SHAPES[n] && !MLA_ROWS[n]) throw new Error(`--shapes: unknown shape "${n}" (expected some of ${[...Object.keys(SHAPES), ...Object.keys(MLA_ROWS)].join(', ')})`);
   }
   const rows: Row[] = [];
   const decodeTable: (DecodeRow & { shape: string })[] = [];
   for (const n of names) {
+    const mla = MLA_ROWS[n];
+    if (mla) {
+      // Decode rows only, on the base shape's conversion (made once, kept in the cache directory).
+      const baseDir = join(values.cache, mla.base);
+      if (!existsSync(join(baseDir, 'config.json'))) {
+        process.stderr.write(`writing a random bf16 ${mla.base} checkpoint to ${baseDir}\n`);
+        generate(SHAPES[mla.base]!, baseDir);
+      }
+      const dir = join(values.cache, n);
+      if (!existsSync(join(dir, 'config.json'))) {
+        process.stderr.write(`${n}: mla convert ${mla.base} ${mla.args.join(' ')}\n`);
+        const m = await measure([cli, 'convert', baseDir, '--out', dir, '--overwrite', ...mla.args], 3600);
+        if (!m.ok) throw new Error(`${n}: mla convert failed: ${m.note}`);
+      }
+      if (values['generate-only']) continue;
+      const decode = await decodeRows(dir);
+      decodeTable.push(...decode.map((d) => ({ shape: n, ...d })));
+      if (values.json) process.stdout.write(JSON.stringify({ shape: n, decode }) + '\n');
+      continue;
+    }
     const shape = SHAPES[n]!;
     const dir = join(values.cache, n);
     if (!existsSync(join(dir, 'config.json'))) {

@@ -71,7 +71,7 @@ export interface Converted extends Loaded {
  * CONVERT_DEFAULTS (4× KV compression, transmla rope, activation basis).
  */
 export function convert(teacher: Loaded, options: ConvertSettings & { shareLatent?: number } = {}): Converted {
-  const opts = withConvertDefaults(options);
+  const opts = withConvertDefaults(options, teacher.model.config);
   // shareLatent G: xKV, groups of G adjacent layers share one latent (convert/xkv.ts; `mla convert --share-latent`).
   const r = options.shareLatent === undefined
     ? convertModel(teacher.model, teacher.tokenizer, opts)

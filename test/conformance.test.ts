@@ -702,6 +702,10 @@ const HALF_MATMUL: HalfCase[] = [
   hm('decode batch of 64', 64, 33, 14, true),
   hm('decode batch, threaded', 32, 515, 301, true, [], [], true),
   hm('decode, folded batch', 1, 257, 129, true, [3]),
+  // Decode x·Wᵀ at real widths: weight streams longer than the kernels' 4 KiB prefetch distance, split over threads
+  // at row counts that are not multiples of the 4/3-row blocks (the prefetch stops at each thread's last row).
+  hm('decode gemv, prefetched rows', 1, 576, 151, true, [], [], true),
+  hm('decode gemv, long odd rows', 1, 1543, 37, true, [], [], true),
   hm('K=0', 3, 0, 4, true),
   hm('M=0', 0, 5, 4, true, [2]),
 ];

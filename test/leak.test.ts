@@ -60,6 +60,32 @@ test('backward frees the tape: saved tensors and intermediate gradients; only le
   assert.equal(loss.value.data.length, 1, 'activations stay readable after backward');
 });
 
+test('cpu op outputs are recycled only when nobody was handed their array: a read-out array keeps its values', (t) => {
+  if (!availableBackends().includes('cpu')) {
+    t.skip('cpu backend not built');
+    return;
+  }
+  const be = getBackend('cpu');
+  const rng = mulberry32(5);
+  const a = Tensor.rand([1, 777], rng);
+  const b = Tensor.rand([1, 777], rng);
+  const sum = Array.from(a.data, (x, i) => x + b.data[i]!);
+  const before = liveBuffers();
+  // Disposed without a read: its array comes back, zeroed, as the next output of that length (then overwritten).
+  const [y] = be.run('add', [a, b], {});
+  const arr = y.storage.kernelHost(); // what the addon is given: not a loan
+  y.dispose();
+  const [z] = be.run('affine', [a], { a: 2, b: 0 });
+  assert.equal(z.storage.kernelHost(), arr, 'the disposed output array is reused');
+  assert.deepEqual(Array.from(z.data), Array.from(a.data, (x) => Math.fround(2 * x)), 'the reused array holds the new op output');
+  z.dispose();
+  // Read out through .data: the caller may keep the array, so it must never be reused.
+  const kept = tidy(() => be.run('add', [a, b], {})[0].data);
+  for (let i = 0; i < 20; i++) tidy(() => { be.run('affine', [a], { a: -3, b: 1 }); });
+  assert.deepEqual(Array.from(kept), sum.map(Math.fround), 'an array read out before dispose keeps its values');
+  assert.deepEqual(liveBuffers(), before);
+});
+
 function withContext(m: Model, maxPositions: number): Model {
   return Model.fromWeights({ ...m.config, maxPositions }, m.weights(), m.be);
 }

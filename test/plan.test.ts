@@ -15,6 +15,8 @@ import { mla, mlaOk, tempDir } from './helpers.js';
 import { convertOptionsFrom, convertSpec } from '../src/cli/convert.js';
 import { parse } from '../src/cli/args.js';
 import { randomLlama } from './models.js';
+import { parseHfConfig } from '../src/io/hfconfig.js';
+import { CONVERT_DEFAULTS, defaultCalibSamples, forwardFlopsPerToken, MIN_DEFAULT_CALIB_SAMPLES, withConvertDefaults } from '../src/convert/defaults.js';
 
 const LLAMA_32_1B = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16,
@@ -116,4 +118,24 @@ test('export verdicts: which engine refuses which shape', () => {
   assert.match(servingVerdicts(mlaCfg(12, 4, 16), 'hf').join('\n'), /refuse head size kv_lora_rank \+ qk_rope_head_dim = 16 .*576 or 320/);
   assert.match(servingVerdicts(mlaCfg(256, 64, 8), 'gguf').join('\n'), /no flash-attention MLA kernel for K\/V 320\/256 \(needs heads % 32 == 0, the model has 8\)/);
   assert.match(servingVerdicts(mlaCfg(256, 64, 32), 'gguf').join('\n'), /256\+64 has a flash-attention MLA kernel/);
+});
+
+test('the default calibration is capped by the teacher forward FLOPs: 32 samples for small teachers, 12 at 1.2B, ≥ 8', () => {
+  const len = CONVERT_DEFAULTS.calib.length;
+  const cfg = (raw: object) => parseHfConfig(raw, 'config.json');
+  assert.equal(defaultCalibSamples(cfg(SMOLLM_135M), len), 32);
+  // Llama-3.2-1B: 2 × 1.236e9 FLOP per token (tied head counted once), 256 tokens a sample → ⌊8e12 / 6.33e11⌋.
+  assert.equal(forwardFlopsPerToken(cfg(LLAMA_32_1B)), 2 * 1_235_814_400);
+  assert.equal(defaultCalibSamples(cfg(LLAMA_32_1B), len), 12);
+  // Shorter samples buy more of them; a 7B teacher gets the floor.
+  assert.equal(defaultCalibSamples(cfg(LLAMA_32_1B), 64), 32);
+  const mistral7b = { ...LLAMA_32_1B, vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, head_dim: 128, tie_word_embeddings: false, rope_scaling: null };
+  assert.equal(defaultCalibSamples(cfg(mistral7b), len), MIN_DEFAULT_CALIB_SAMPLES);
+  // An untied head costs its matmul; the embedding lookup is free.
+  assert.equal(forwardFlopsPerToken(cfg({ ...SMOLLM_135M, tie_word_embeddings: false })), forwardFlopsPerToken(cfg(SMOLLM_135M)));
+  // The library budgets a left-out sample count; a given one (or no teacher) is used as is.
+  assert.equal(withConvertDefaults({}, cfg(LLAMA_32_1B)).calib.samples, 12);
+  assert.equal(withConvertDefaults({ calib: { samples: 40 } }, cfg(LLAMA_32_1B)).calib.samples, 40);
+  assert.equal(withConvertDefaults({}).calib.samples, 32);
+  assert.equal(convertOptionsFrom(parse(['--calib-samples', '5'], convertSpec).values).calib.samples, 5);
 });

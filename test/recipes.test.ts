@@ -93,7 +93,12 @@ test('mla convert --recipe: sets its options, records them, and refuses a flag t
       assert.equal(r.status, 0, r.stderr);
       const rec = JSON.parse(readFileSync(join(out, 'conversion.json'), 'utf8')) as Record<string, unknown>;
       const o = RECIPE_OPTIONS[recipe];
-      assert.deepEqual([rec.rope_method, rec.basis, rec.nope_init, rec.nope_keys], [o.ropeMethod, o.basis, o.nopeInit, o.nopeKeys], recipe);
+      assert.deepEqual([rec.rope_method, rec.basis, rec.nope_init, rec.nope_keys, rec.kv_balance], [o.ropeMethod, o.basis, o.nopeInit, o.nopeKeys, o.kvBalance], recipe);
+      // transmla's freqfold auto is resolved (head dim 8, rope dim 4: folds 2 or 4) and reported.
+      if (recipe === 'transmla') {
+        assert.ok(rec.freqfold === 2 || rec.freqfold === 4, String(rec.freqfold));
+        assert.match(r.stdout, new RegExp(`^freqfold auto: ${String(rec.freqfold)} \\(calibration KL of the full-rank RoRoPE conversion: 2: \\d`, 'm'));
+      } else assert.equal(rec.freqfold, 1, recipe);
     }
     const clash = mla([...base, '--out', join(dir, 'x'), '--recipe', 'x-ecomla', '--basis', 'activation']);
     assert.equal(clash.status, 1);

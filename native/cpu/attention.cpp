@@ -139,7 +139,9 @@ void op_attention(const Call& c) {
   float* o = c.f32(3, static_cast<size_t>(d.B * d.T * d.H * d.Dv));
   float* lse = c.f32(4, static_cast<size_t>(d.B * d.H * d.T));
   const int64_t ntq = (d.T + TQ - 1) / TQ;
-  parallel_tasks(d.B * d.H * ntq, [&](int64_t task) {
+  // A decode step (T = 1) over a short cache is a few microseconds of work: not worth handing to the pool.
+  const double work = static_cast<double>(d.B * d.H * d.T) * static_cast<double>(d.kvLen) * static_cast<double>(d.Dk + d.Dv);
+  parallel_tasks(d.B * d.H * ntq, work, [&](int64_t task) {
     const int64_t tile = ntq - 1 - task % ntq;  // the longest tiles (latest queries) first
     const int64_t bh = task / ntq;
     const int64_t b = bh / d.H, h = bh % d.H, g = d.group(h);

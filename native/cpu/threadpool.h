@@ -1,11 +1,13 @@
-// A small persistent thread pool: the calling thread plus (threads − 1) workers that sleep on a condition variable
-// between jobs. One process-wide pool; jobs from several JS threads (worker_threads) are serialised by a mutex, and a
-// parallel_for issued from inside a job runs serially on the calling thread (no nesting, no deadlock).
+// A small persistent thread pool: the calling thread plus (threads − 1) workers that spin briefly after each job
+// (to catch the next one without a wake-up) and then sleep on a condition variable. One process-wide pool; jobs
+// from several JS threads (worker_threads) are serialised by a mutex, and a parallel_for issued from inside a job
+// runs serially on the calling thread (no nesting, no deadlock).
 // Thread count: std::thread::hardware_concurrency(), overridden by env MLA_THREADS, changed at run time by set_threads.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -48,30 +50,34 @@ class ThreadPool {
       return;
     }
     std::lock_guard<std::mutex> submit(submit_mu_);
+    // Publish the job: its fields first, then the worker slots, then the generation workers watch.
+    job_ = &task;
+    ntasks_ = ntasks;
+    next_.store(0, std::memory_order_relaxed);
+    remaining_.store(ntasks, std::memory_order_relaxed);
+    error_ = nullptr;
+    // Only as many workers as can take a task join.
+    slots_.store(static_cast<int>(std::min<int64_t>(ntasks - 1, nt - 1)), std::memory_order_seq_cst);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      job_ = &task;
-      ntasks_ = ntasks;
-      next_.store(0, std::memory_order_relaxed);
-      done_ = 0;
-      error_ = nullptr;
-      // Wake only as many workers as can take a task.
-      wake_ = static_cast<int>(std::min<int64_t>(ntasks - 1, nt - 1));
-      gen_++;
+      gen_.fetch_add(1, std::memory_order_seq_cst);
     }
-    cv_.notify_all();
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) cv_.notify_all();
     in_job_ = true;
-    int64_t mine = work();
+    work();
     in_job_ = false;
-    std::unique_lock<std::mutex> lk(mu_);
-    done_ += mine;
-    done_cv_.wait(lk, [this] { return done_ == ntasks_ && busy_ == 0; });
+    // Every task done (spin, then sleep until the worker that finishes the last one says so) ...
+    if (!spin_until([this] { return remaining_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return remaining_.load(std::memory_order_acquire) == 0; });
+    }
+    // ... then no worker may join any more, and the job's fields stay valid until every joined worker has left.
+    slots_.store(0, std::memory_order_seq_cst);
+    while (busy_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
     job_ = nullptr;
     ntasks_ = 0;
-    wake_ = 0;
     std::exception_ptr err = error_;
     error_ = nullptr;
-    lk.unlock();
     if (err) std::rethrow_exception(err);
   }
 
@@ -97,7 +103,8 @@ class ThreadPool {
   ~ThreadPool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_seq_cst);
+      gen_.fetch_add(1, std::memory_order_seq_cst);
     }
     cv_.notify_all();
     for (auto& w : workers_) {
@@ -119,9 +126,33 @@ class ThreadPool {
     set_threads(n);
   }
 
-  // Takes task indices until none are left; returns how many this thread ran.
-  int64_t work() {
-    int64_t count = 0;
+  /** Polls cond for up to kSpinMicros; whether it became true. Waking a sleeping thread costs tens of microseconds
+   *  (more on a VM, where the idle vCPU halts): a decode step issues ~100 parallel jobs of 20–300 µs each, a few
+   *  tens of µs of JavaScript apart, and sleeping between them cost more than the second thread gained. The first
+   *  kPauseMicros poll with a pause; after that each poll yields the CPU, so on a machine with more runnable threads
+   *  than cores the thread we wait for (or another process) runs instead of our spin. After kSpinMicros the caller
+   *  sleeps: an idle pool does not burn a core. */
+  template <class Cond>
+  static bool spin_until(Cond&& cond) {
+    if (cond()) return true;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto pauseUntil = t0 + std::chrono::microseconds(kPauseMicros);
+    const auto until = t0 + std::chrono::microseconds(kSpinMicros);
+    for (;;) {
+      for (int p = 0; p < 64; p++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (cond()) return true;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) return cond();
+      if (now >= pauseUntil) std::this_thread::yield();
+    }
+  }
+
+  // Takes task indices until none are left.
+  void work() {
     const std::function<void(int64_t)>* job = job_;
     const int64_t n = ntasks_;
     for (;;) {
@@ -133,45 +164,57 @@ class ThreadPool {
         std::lock_guard<std::mutex> lk(err_mu_);
         if (!error_) error_ = std::current_exception();
       }
-      count++;
+      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // The last task: wake the submitter if it went to sleep (the lock orders this after its predicate check).
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_one();
+      }
     }
-    return count;
   }
 
   void worker_loop() {
     in_job_ = true;  // a parallel_for inside a task runs serially
-    std::unique_lock<std::mutex> lk(mu_);
-    uint64_t seen = gen_;
+    uint64_t seen = gen_.load(std::memory_order_seq_cst);
     for (;;) {
-      cv_.wait(lk, [&] { return stop_ || (gen_ != seen && wake_ > 0); });
-      if (stop_) return;
-      seen = gen_;
-      wake_--;
-      busy_++;
-      lk.unlock();
-      int64_t mine = work();
-      lk.lock();
-      busy_--;
-      done_ += mine;
-      if (done_ == ntasks_ && busy_ == 0) done_cv_.notify_one();
+      if (!spin_until([&] { return gen_.load(std::memory_order_acquire) != seen; })) {
+        std::unique_lock<std::mutex> lk(mu_);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      }
+      seen = gen_.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_seq_cst)) return;
+      // Join the current job if it still has a free slot. busy_ is raised first, so the submitter (which closes
+      // the slots, then waits for busy_ = 0) never retires a job a worker is about to read.
+      busy_.fetch_add(1, std::memory_order_seq_cst);
+      int s = slots_.load(std::memory_order_seq_cst);
+      while (s > 0 && !slots_.compare_exchange_weak(s, s - 1, std::memory_order_seq_cst)) {
+      }
+      if (s > 0) work();
+      busy_.fetch_sub(1, std::memory_order_seq_cst);
     }
   }
 
+  static constexpr int kPauseMicros = 30;
+  static constexpr int kSpinMicros = 300;
+
   std::mutex submit_mu_;  // one job at a time
-  std::mutex mu_;         // guards the job fields below
+  std::mutex mu_;         // sleeping and waking (cv_, done_cv_), workers_
   std::mutex err_mu_;
   std::condition_variable cv_;
   std::condition_variable done_cv_;
   std::vector<std::thread> workers_;
   std::atomic<int> active_{1};
+  // The current job: written by the submitter before slots_/gen_ are published, read by workers that joined it.
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
-  int64_t done_ = 0;
-  int busy_ = 0;
-  int wake_ = 0;
-  uint64_t gen_ = 0;
-  bool stop_ = false;
+  std::atomic<int64_t> remaining_{0};  // tasks not yet finished
+  std::atomic<int> slots_{0};          // workers that may still join the current job
+  std::atomic<int> busy_{0};           // workers between joining (or trying to) and leaving a job
+  std::atomic<int> sleepers_{0};       // workers waiting on cv_
+  std::atomic<uint64_t> gen_{0};       // bumped for every job (and at shutdown)
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
   static inline thread_local bool in_job_ = false;
 };
@@ -184,6 +227,20 @@ inline void parallel_for(int64_t n, int64_t grain, F&& fn) {
 
 /** task(i) for i in [0, ntasks), dynamically scheduled (for tasks of uneven cost). */
 inline void parallel_tasks(int64_t ntasks, const std::function<void(int64_t)>& task) {
+  ThreadPool::get().run_tasks(ntasks, task);
+}
+
+/** Multiply-adds below which an op runs on the calling thread: handing out a job and collecting it costs a few
+ *  microseconds even when the workers are spinning (tens when they sleep), the time of ~10⁵ multiply-adds. */
+constexpr double kMinParallelWork = 1.0e5;
+
+/** parallel_tasks, or all tasks in order on the calling thread when `work` (multiply-adds, or elements touched)
+ *  is below kMinParallelWork. */
+inline void parallel_tasks(int64_t ntasks, double work, const std::function<void(int64_t)>& task) {
+  if (work < kMinParallelWork) {
+    for (int64_t i = 0; i < ntasks; i++) task(i);
+    return;
+  }
   ThreadPool::get().run_tasks(ntasks, task);
 }
 

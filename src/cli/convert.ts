@@ -1,6 +1,6 @@
 // mla convert MODEL --out DIR [--target native|gguf|transformers|vllm|sglang|llamacpp-cuda]
 //   [--kv-rank R | --kv-ratio X | --energy δ] [--rope-dim D] [--rope-method ecomla|mha2mla|transmla]
-//   [--recipe x-ecomla|mha2mla|transmla] [--share-latent G] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
+//   [--recipe x-ecomla|mha2mla|transmla] [--freqfold F|auto] [--share-latent G] [--basis weight|activation] [--nope-init mean-rotation|identity] [--nope-keys residual|drop] [--q-rank R] [--latent-norm] [--keep-layers 0,5] [--calib FILE] [--calib-samples N]
 //   [--calib-len T] [--seed S] [--dtype f32|bf16 (default: the input's)] [--overwrite] [--json]
 
 import { checkOutput } from '../io/output.js';
@@ -10,17 +10,19 @@ import { openModel, resolveBackend } from '../infer/open.js';
 import { openWeights, type OpenedWeights } from '../io/load.js';
 import type { Backend } from '../tensor/backend.js';
 import {
-  needsCalibration, NOPE_INITS, NOPE_KEYS, targetOptions, type ConvertOptions, type ConvertSummary, type NopeInit, type NopeKeys, type RankPlan,
+  checkFoldOptions, needsCalibration, NOPE_INITS, NOPE_KEYS, targetOptions, type ConvertOptions, type ConvertSummary, type NopeInit, type NopeKeys, type RankPlan,
 } from '../convert/convert.js';
 import { convertToDir } from '../convert/stream.js';
 import { isRecipe, RECIPE_OPTIONS, RECIPES } from '../convert/recipes.js';
 import { convertSharedLatent } from '../convert/xkv.js';
 import { saveConverted } from '../convert/record.js';
-import { PlanSearch, SEARCH_DEFAULTS, type SearchResult } from '../convert/search.js';
+import { PlanSearch, SEARCH_DEFAULTS, requireBudget, type SearchResult } from '../convert/search.js';
 import { calibrationProgress } from '../convert/calibrate.js';
+import { autoFolds } from '../convert/freqfold.js';
+import { teacherAttention } from '../convert/kinds.js';
 import { ROPE_METHODS, type RopeMethod } from '../convert/rope-select.js';
 import { BASIS_METHODS, type BasisMethod } from '../convert/basis.js';
-import { CONVERT_DEFAULTS } from '../convert/defaults.js';
+import { CALIB_FLOP_BUDGET, CONVERT_DEFAULTS, defaultCalibSamples, forwardFlopsPerToken, MIN_DEFAULT_CALIB_SAMPLES } from '../convert/defaults.js';
 import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { TARGETS, TARGET_RULES, type Target } from '../convert/targets.js';
 import { UserError } from '../errors.js';
@@ -42,6 +44,10 @@ export const convertSpec = {
       doc: "a seed paper's recipe exactly: sets --rope-method, --basis, --nope-init and --nope-keys (README: Conversion recipes)",
     },
     'rope-method': { type: 'string', value: 'ecomla|mha2mla|transmla', defaultText: CONVERT_DEFAULTS.ropeMethod, doc: 'which rotary components the rope key keeps' },
+    freqfold: {
+      type: 'string', value: 'F|auto', defaultText: '1 (--recipe transmla: auto)',
+      doc: "TransMLA's FreqFold: treat F adjacent rope frequencies as one in the key PCA (transmla rope method; F a multiple of head_dim/rope_dim dividing the pairs); auto doubles F from head_dim/rope_dim while calibration KL improves",
+    },
     target: {
       type: 'string', value: 'native|gguf|transformers|vllm|sglang|llamacpp-cuda',
       defaultText: 'none: same rope pairs in every layer (exports to GGUF and DeepSeek-V3); no shape rule',
@@ -63,7 +69,7 @@ export const convertSpec = {
     search: { type: 'boolean', default: false, doc: 'choose the rope/latent split, the no-rope init and per-layer ranks by calibration KL at the same KV budget' },
     'search-samples': { type: 'string', value: 'N', field: 'searchSamples', default: String(SEARCH_DEFAULTS.samples), doc: "teacher samples (held out from calibration) the search and auto:K measure KL on" },
     calib: { type: 'string', value: 'FILE', field: 'calib.file', defaultText: "the teacher's own samples", doc: 'calibration text' },
-    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', default: String(CONVERT_DEFAULTS.calib.samples), doc: 'calibration sequences' },
+    'calib-samples': { type: 'string', value: 'N', field: 'calib.samples', defaultText: `${CONVERT_DEFAULTS.calib.samples}, fewer (≥ ${MIN_DEFAULT_CALIB_SAMPLES}) where that costs over ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward`, doc: 'calibration sequences' },
     'calib-len': { type: 'string', value: 'T', field: 'calib.length', default: String(CONVERT_DEFAULTS.calib.length), doc: 'calibration sequence length in tokens' },
     seed: { type: 'string', value: 'S', field: 'calib.seed', default: String(CONVERT_DEFAULTS.calib.seed), doc: 'seed of the calibration samples' },
     dtype: {
@@ -104,6 +110,8 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
   if (!NOPE_INITS.includes(nopeInit)) throw new UserError(`--nope-init: expected ${NOPE_INITS.join(', ')}, got '${nopeInit}'`);
   const nopeKeys = (v['nope-keys'] ?? recipe?.nopeKeys ?? CONVERT_DEFAULTS.nopeKeys) as NopeKeys;
   if (!NOPE_KEYS.includes(nopeKeys)) throw new UserError(`--nope-keys: expected ${NOPE_KEYS.join(', ')}, got '${nopeKeys}'`);
+  const freqfold = v.freqfold === undefined ? recipe?.freqfold ?? 1
+    : v.freqfold === 'auto' ? 'auto' : num(v.freqfold, 'freqfold', 1, positiveInt, '1, a multiple of head_dim/rope_dim that divides the rope pairs (2, 4, 8, … for rope dim = head dim / 2), or auto');
   const auto = v['keep-layers']?.startsWith('auto:') ?? false;
   const keepLayers = v['keep-layers'] && !auto
     ? v['keep-layers'].split(',').map((s) => num(s.trim(), 'keep-layers', 0, nonNegativeInt, 'a comma-separated list of layer indices or auto:K'))
@@ -119,10 +127,13 @@ export function convertOptionsFrom(v: ConvertValues): ConvertOptions {
     latentNorm: v['latent-norm'] ?? false,
     nopeInit,
     nopeKeys,
+    freqfold,
+    kvBalance: recipe?.kvBalance ?? 'energy',
     keepLayers,
     calib: {
       file: v.calib,
-      samples: numFlag(v['calib-samples'], 'calib-samples', positiveInt, 'a positive integer'),
+      // Left out: the default, which convertCommand budgets by the teacher's size once its header is read.
+      samples: v['calib-samples'] === undefined ? CONVERT_DEFAULTS.calib.samples : num(v['calib-samples'], 'calib-samples', 0, positiveInt, 'a positive integer'),
       length: numFlag(v['calib-len'], 'calib-len', (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2'),
       seed: numFlag(v.seed, 'seed', nonNegativeInt, 'a non-negative integer'),
     },
@@ -190,9 +201,23 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
   // Checked before any model is loaded or searched.
   const share = values['share-latent'] === undefined ? null : num(values['share-latent'], 'share-latent', 0, (n) => Number.isInteger(n) && n >= 2, 'an integer ≥ 2 (layers per shared latent)');
   if (share !== null && (K !== null || values.search)) throw new UserError('--share-latent: not with --search or --keep-layers auto:K (they plan per-layer latents)');
-  const model = K !== null || values.search || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts)
-    ? openModel(path, { tokenizer: values.tokenizer }, be).model
-    : null;
+  if (K !== null || values.search) requireBudget(opts);
+  if (values.search && opts.freqfold !== 1) {
+    throw new UserError(`--freqfold ${String(opts.freqfold)}: not with --search (each rope dim it tries would need its own folds); search with --freqfold 1${values.recipe ? ` (--recipe ${values.recipe} sets auto)` : ''}`);
+  }
+  checkFoldOptions(opened.config, targetOptions(opened.config, opts).opts);
+  const autoFold = opts.freqfold === 'auto';
+  const calibrates = K !== null || values.search || autoFold || values['share-latent'] !== undefined || needsCalibration(targetOptions(opened.config, opts).opts);
+  const notes: string[] = [];
+  if (calibrates && values['calib-samples'] === undefined) {
+    // The default calibration is budgeted by the teacher's size (convert/defaults.ts), and says so when it is cut.
+    const n = defaultCalibSamples(opened.config, opts.calib.length);
+    if (n !== opts.calib.samples) {
+      notes.push(`calibration: ${n} sequences of ${opts.calib.length} tokens, not ${opts.calib.samples}: the default is capped at ${CALIB_FLOP_BUDGET / 1e12} TFLOP of teacher forward (${(forwardFlopsPerToken(opened.config) / 1e9).toFixed(2)} GFLOP per token here); give {calib.samples} N to choose`);
+      opts.calib.samples = n;
+    }
+  }
+  const model = calibrates ? openModel(path, { tokenizer: values.tokenizer }, be).model : null;
   const searchSamples = numFlag(values['search-samples'], 'search-samples', positiveInt, 'a positive integer');
   // Sampled sequences tick once when drawn and once when their statistics are taken; the search draws its own too.
   const calibLabel = opts.calib.file ? 'calibrate' : 'calibrate (teacher samples)';
@@ -211,9 +236,16 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
   let stats: LayerStats[] | undefined;
   let before = '';
   const extraJson: Record<string, unknown> = {};
-  if (K !== null || values.search) {
+  if (K !== null || values.search || autoFold) {
     const s = new PlanSearch(model!, opened.tokenizer, opts, { samples: searchSamples }, calibBar(opts.calib.file ? 0 : searchSamples));
     stats = s.stats;
+    if (autoFold) {
+      const D = opened.config.layers.map(teacherAttention).find((a) => a !== null)?.headDim ?? 0;
+      const fold = s.freqfold(opts, new Progress('freqfold auto', Math.max(1, autoFolds(D, opts.ropeDim ?? D / 2).length), 'conversion'));
+      opts.freqfold = fold.freqfold;
+      extraJson.freqfold = fold;
+      before += `freqfold auto: ${fold.freqfold} (calibration KL of the full-rank RoRoPE conversion: ${fold.tried.map((t) => `${t.freqfold}: ${t.kl.toFixed(5)}`).join(', ')})\n`;
+    }
     if (K !== null) {
       const auto = s.autoKeep(opts, K, new Progress(`keep-layers auto:${K}`, opened.config.numLayers + 1, 'conversion'));
       opts.keepLayers = auto.keep;
@@ -241,8 +273,9 @@ function convertOpened(values: ConvertValues, path: string, opts: ConvertOptions
       { calib: needsCalibration(opts) && !stats ? calibOnePass() : { tick() {}, end() {} }, layers }, { stats },
     );
   }
+  r = { ...r, notes: [...notes, ...r.notes] };
   if (values.json) {
-    process.stdout.write(JSON.stringify({ out: values.out, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ out: values.out, calibration: calibrates ? { samples: opts.calib.samples, length: opts.calib.length, file: opts.calib.file ?? null } : null, layers: r.layers.map(({ spectrum: _s, ...l }) => l), teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, compression: r.compression, ...extraJson, notes: r.notes.map((n) => cliText(convertSpec, n)) }, null, 2) + '\n');
   } else {
     process.stdout.write(before + convertReport(r) + `\nwrote ${values.out}\n`);
   }

@@ -3,12 +3,13 @@
 //   weight      X-EcoMLA: joint SVD of the weights [K_nope; V] (the GQA expansion to H heads only scales rows of a
 //               group equally, so the unexpanded matrix has the same singular vectors).
 //   activation  TransMLA's BKV-PCA: PCA of the calibration activations [K_nope/α; V], α = ‖K‖/‖V‖ balancing the two so
-//               the keys do not crowd the values out of the basis.
+//               the keys do not crowd the values out of the basis (ours: the RMS ratio over all columns; the
+//               transmla recipe: TransMLA's mean column-norm ratio and 1 % damping, given in BasisInput.balance).
 // Legend: C hidden, Hkv kv heads, D head dim, KD = Hkv·D, R kv rank.
 
 import type { LinalgProvider } from '../tensor/backend.js';
 import type { Model } from '../model/model.js';
-import { crossMoment, type LayerStats } from './calibrate.js';
+import { crossMoment, matmulF64, secondMomentDiag, type LayerStats } from './calibrate.js';
 
 export type BasisMethod = 'weight' | 'activation';
 export const BASIS_METHODS: readonly BasisMethod[] = ['weight', 'activation'];
@@ -51,6 +52,10 @@ export interface BasisInput {
   C: number;
   stats: LayerStats;
   linalg: LinalgProvider;
+  /** Activation basis: a given balance α (TransMLA's, freqfold.ts transmlaBalance) and damping δ (the moment gets
+   *  δ·mean(diag) on its diagonal, as TransMLA's pca_calc; the eigenvectors do not change, the spectrum shifts);
+   *  absent: α = sqrt(E‖K_nope‖² / E‖V‖²), no damping. */
+  balance?: { alpha: number; damping: number; /** key dims the rope key took (TransMLA's PCA has that many fewer columns) */ ropeDims: number };
 }
 
 export function factorize(method: BasisMethod, inp: BasisInput): Factorization {
@@ -91,40 +96,48 @@ function activationFactorization(inp: BasisInput): Factorization {
   const model = inp.model;
   if (!model) throw new Error('activation basis: needs the calibrated teacher model');
   const energy = (W: Float64Array, b: Float64Array | null) => {
-    const G = crossMoment(model, stats, W, b, KD, W, b, KD);
     let t = 0;
-    for (let i = 0; i < KD; i++) t += G[i * KD + i]!;
+    for (const e of secondMomentDiag(model, stats, W, b, KD)) t += e;
     return t;
   };
-  const eK = energy(Kn, inp.bk);
-  const eV = energy(V, inp.bv);
-  // A key part that is numerically zero (every rope component kept) must not be blown up by the balancing.
-  const alpha = eK > 1e-10 * eV && eV > 0 ? Math.sqrt(eK / eV) : 1;
+  let alpha = inp.balance?.alpha ?? 1;
+  if (!inp.balance) {
+    const eK = energy(Kn, inp.bk);
+    const eV = energy(V, inp.bv);
+    // A key part that is numerically zero (every rope component kept) must not be blown up by the balancing.
+    alpha = eK > 1e-10 * eV && eV > 0 ? Math.sqrt(eK / eV) : 1;
+  }
   const Wz = new Float64Array(2 * KD * C);
   for (let i = 0; i < KD * C; i++) Wz[i] = Kn[i]! / alpha;
   Wz.set(V, KD * C);
   const bz = stackBias(inp.bk, inp.bv, KD, alpha);
   const n = 2 * KD;
   const Cz = crossMoment(model, stats, Wz, bz, n, Wz, bz, n);
+  if (inp.balance && inp.balance.damping > 0) {
+    let tr = 0;
+    for (let i = 0; i < n; i++) tr += Cz[i * n + i]!;
+    const damp = (inp.balance.damping * tr) / (n - inp.balance.ropeDims);
+    for (let i = 0; i < n; i++) Cz[i * n + i]! += damp;
+  }
   const { values, vectors } = inp.linalg.eigh(Cz, n);
   return {
     spectrum: values.map((x) => Math.max(x, 0)),
     maxRank: n,
     build(R) {
       const e = (i: number, r: number) => vectors[i * n + r]!;
-      const A = new Float64Array(R * C);
-      for (let r = 0; r < R; r++) {
-        for (let i = 0; i < n; i++) {
-          const w = e(i, r);
-          if (w === 0) continue;
-          const o = i * C;
-          for (let c = 0; c < C; c++) A[r * C + c]! += w * Wz[o + c]!;
-        }
-      }
+      // A = E_Rᵀ Wz: (R, n)·(n, C), on the backend (at 1B, 224 × 1024 × 2048 per layer).
+      const A = leadingColumnsTimes(model, vectors, n, R, Wz, C);
       const { Bk, Bv } = splitUp(e, KD, R, alpha);
       return { A, a: bz ? project(bz, e, n, R) : null, Bk, Bv };
     },
   };
+}
+
+/** E[:, :R]ᵀ W for row-major E (n, n) and W (n, C): (R, C). */
+function leadingColumnsTimes(model: Model, E: Float64Array, n: number, R: number, W: Float64Array, C: number): Float64Array {
+  const Er = new Float64Array(n * R);
+  for (let i = 0; i < n; i++) Er.set(E.subarray(i * n, i * n + R), i * R);
+  return matmulF64(model, Er, n, R, W, n, C, true, false);
 }
 
 /** Up-projection rows from an orthonormal basis e(i, r) (i < 2·KD): key rows scaled back by α. */

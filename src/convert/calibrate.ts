@@ -304,12 +304,8 @@ export function crossMoment(
   W2: Float64Array, b2: Float64Array | null, m2: number,
 ): Float64Array {
   const C = st.mean.length;
-  const be = model.be;
-  const t = (d: Float64Array, r: number) => new Tensor([r, C], Float32Array.from(d)).to(be.dtype);
-  const S = new Tensor([C, C], Float32Array.from(st.second)).to(be.dtype);
-  const WS = be.run('matmul', [t(W, m), S], { transA: false, transB: false })[0];
-  const G = be.run('matmul', [WS, t(W2, m2)], { transA: false, transB: true })[0];
-  const out = Float64Array.from(G.data);
+  const WS = matmulF64(model, W, m, C, st.second, C, C, false, false);
+  const out = matmulF64(model, WS, m, C, W2, m2, C, false, true);
   if (b || b2) {
     const wmu = matVec(W, m, C, st.mean);
     const w2mu = matVec(W2, m2, C, st.mean);
@@ -322,6 +318,30 @@ export function crossMoment(
     }
   }
   return out;
+}
+
+/** The diagonal of crossMoment(W, b, W, b): E[(wᵢ·x + bᵢ)²] per row, without the (m, m) product. */
+export function secondMomentDiag(model: Model, st: LayerStats, W: Float64Array, b: Float64Array | null, m: number): Float64Array {
+  const C = st.mean.length;
+  const WS = matmulF64(model, W, m, C, st.second, C, C, false, false);
+  const wmu = b ? matVec(W, m, C, st.mean) : null;
+  const out = new Float64Array(m);
+  for (let i = 0; i < m; i++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += WS[i * C + c]! * W[i * C + c]!;
+    out[i] = b ? s + 2 * b[i]! * wmu![i]! + b[i]! * b[i]! : s;
+  }
+  return out;
+}
+
+/** op(A)·op(B) on the model's backend (its dtype: f32 on cpu, f64 on ref) for float64 operands, as float64.
+ *  A is (ra, ca) and B (rb, cb) as stored; transA/transB as in the matmul op. */
+export function matmulF64(
+  model: Model, A: Float64Array, ra: number, ca: number, B: Float64Array, rb: number, cb: number, transA: boolean, transB: boolean,
+): Float64Array {
+  const be = model.be;
+  const t = (d: Float64Array, r: number, c: number) => new Tensor([r, c], Float32Array.from(d)).to(be.dtype);
+  return tidy(() => Float64Array.from(be.run('matmul', [t(A, ra, ca), t(B, rb, cb)], { transA, transB })[0]!.data));
 }
 
 function matVec(W: Float64Array, m: number, C: number, v: Float64Array): Float64Array {

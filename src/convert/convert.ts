@@ -23,18 +23,19 @@ import { OptionError, UserError } from '../errors.js';
 import { NonFiniteError } from '../model/finite.js';
 import { NonFiniteInputError, elementIndex, firstNonFinite, nonFiniteName } from '../tensor/finite.js';
 import { energyRank, roundUp } from '../linalg/pca.js';
-import { calibrate, crossMoment, identityStats, type CalibrationOptions, type LayerStats } from './calibrate.js';
+import { calibrate, crossMoment, identityStats, secondMomentDiag, type CalibrationOptions, type LayerStats } from './calibrate.js';
 import {
-  componentFor, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
+  componentFor, componentTerms, pairScores, selectRope, sharedPairs, ropeEnergies, ropeExpressibility, type RopeComponent, type RopeEnergies, type RopeMethod,
 } from './rope-select.js';
+import { autoFolds, checkFreqfold, foldComponents, foldPairs, transmlaBalance, type Freqfold } from './freqfold.js';
 import { ropeAccepts, TARGET_RULES, type RopeRule, type Target } from './targets.js';
 import { planTarget, ROPE_FORMS } from './plan.js';
-import { energyKept, factorize, type BasisMethod } from './basis.js';
+import { energyKept, factorize, type BasisInput, type BasisMethod } from './basis.js';
 import { addRow, f64, kvHeadOf, pairRows } from './heads.js';
 import type { RopePairing } from '../tensor/ops.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import { teacherLayer } from './kinds.js';
+import { teacherAttention, teacherLayer } from './kinds.js';
 import type { AttentionKindName } from '../model/attention/index.js';
 
 export type NopeInit = 'mean-rotation' | 'identity';
@@ -45,6 +46,11 @@ export const NOPE_INITS: readonly NopeInit[] = ['mean-rotation', 'identity'];
  *  from the no-rope keys and queries (d_n = D − dims of the kept pairs; X-EcoMLA's and MHA2MLA's recipe). */
 export type NopeKeys = 'residual' | 'drop';
 export const NOPE_KEYS: readonly NopeKeys[] = ['residual', 'drop'];
+
+/** How BKV-PCA balances the no-rope keys against the values before the joint PCA: 'energy' (ours) divides the keys
+ *  by sqrt(E‖K_nope‖² / E‖V‖²); 'transmla' by TransMLA's ratio of mean column norms in its rotated key basis
+ *  (freqfold.ts transmlaBalance), with its 1 % damping of the PCA's moment. */
+export type KvBalance = 'energy' | 'transmla';
 
 export type RankPlan =
   | { kind: 'rank'; rank: number }
@@ -73,6 +79,11 @@ export interface ConvertOptions {
   nopeInit: NopeInit;
   /** Whether the rope pairs' dims stay in the no-rope path (residual) or leave it (drop); default residual. */
   nopeKeys?: NopeKeys;
+  /** TransMLA's FreqFold (freqfold.ts): 1 (default) keeps per-pair components; F > 1 folds F adjacent frequencies
+   *  (rope method transmla, residual no-rope keys); 'auto' must be resolved first (search.ts PlanSearch.freqfold). */
+  freqfold?: Freqfold;
+  /** BKV-PCA's K/V balancing (activation basis); default 'energy'. */
+  kvBalance?: KvBalance;
   /** Layers kept as original attention. */
   keepLayers: number[];
   calib: CalibrationOptions;
@@ -219,6 +230,11 @@ export function prepareConversion(
   const ropeDim = opts.ropeDim ?? D0 / 2;
   if (!Number.isInteger(ropeDim) || ropeDim < 2 || ropeDim % 2 !== 0) throw new OptionError('ropeDim', undefined, `expected an even number ≥ 2, got ${ropeDim}`);
   const convertSet = cfg.layers.map((_, i) => !opts.keepLayers.includes(i));
+  const fold = foldOf(opts);
+  checkFoldOptions(cfg, opts);
+  if ((opts.kvBalance ?? 'energy') === 'transmla' && (opts.ropeMethod !== 'transmla' || opts.basis !== 'activation')) {
+    throw new OptionError('kvBalance', 'transmla', `balances TransMLA's rotated keys: needs {ropeMethod} transmla and {basis} activation, got ${opts.ropeMethod} and ${opts.basis}`);
+  }
   const planned = planRanks(cfg, opts.plan, ropeDim, convertSet);
   // Ranks beyond what the factorisation has are refused with the maximum: a clamp would report a rank it did not use.
   const maxRanks = teacherLayers.map((a) => {
@@ -251,7 +267,14 @@ export function prepareConversion(
   // Shared rope pairs: every converted layer's pair scores, then one arithmetic run of pairs for all layers.
   let shared: number[] | null = null;
   const energiesOf: (RopeEnergies | null)[] = cfg.layers.map(() => null);
-  if (rule !== 'free') {
+  if (fold > 1) {
+    // FreqFold fixes the frequencies (pairs 0, c, 2c, …: one geometric run) whatever the rope rule.
+    teacherLayers.forEach((a, l) => {
+      if (convertSet[l]) energiesOf[l] = layerEnergies(teacher, l, a, stats![l]!);
+    });
+    shared = foldPairs(D0, ropeDim);
+    notes.push(`rope: freqfold ${fold} (TransMLA): folds of ${fold} adjacent frequencies, ${(fold * ropeDim) / D0} principal component(s) of each fold's ${fold}·num_kv_heads-dim key PCA kept at teacher pairs ${shared.join(', ')} (one frequency per component: its fold's pair i·${fold} + m·${D0 / ropeDim}); exact only where a fold's frequencies are equal.`);
+  } else if (rule !== 'free') {
     const scores: number[][] = [];
     teacherLayers.forEach((a, l) => {
       if (!convertSet[l]) return;
@@ -437,7 +460,42 @@ interface LayerOut {
   spectrum: number[];
 }
 
-const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0) };
+const emptyEnergies: RopeEnergies = { keyMoment: [], queryEnergy: new Float64Array(0), kMoment: new Float64Array(0) };
+
+/**
+ * Refuse a freqfold the options or the model cannot take (before any calibration): a number FreqFold's layout cannot
+ * hold for a converted layer's head dim and the rope dim, or a fold with another rope method or 'drop' no-rope keys.
+ * 'auto' passes (its folds are chosen from the valid ones).
+ */
+export function checkFoldOptions(cfg: ModelConfig, opts: ConvertOptions): void {
+  const sources = cfg.layers.map((a) => teacherAttention(a));
+  const D0 = sources.find((a) => a !== null)?.headDim ?? 0;
+  const ropeDim = opts.ropeDim ?? D0 / 2;
+  if (opts.freqfold === 'auto') {
+    if (opts.ropeMethod !== 'transmla') throw new OptionError('freqfold', 'auto', `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${opts.ropeMethod}`);
+    if (!autoFolds(D0, ropeDim).length) {
+      throw new OptionError('freqfold', 'auto', `tries c = head_dim/rope_dim, 2c, 4c, …: the rope dim must divide the head dim (head dim ${D0}, {ropeDim} ${ropeDim}); give {freqfold} 1`);
+    }
+    return;
+  }
+  const fold = foldOf(opts);
+  if (fold === 1) return;
+  sources.forEach((a, l) => {
+    if (a && !opts.keepLayers.includes(l)) checkFreqfold(fold, a.headDim, ropeDim);
+  });
+}
+
+/** The numeric freqfold of options (1 when absent), refused where FreqFold does not apply. */
+function foldOf(o: ConvertOptions): number {
+  const f = o.freqfold ?? 1;
+  if (f === 'auto') {
+    throw new OptionError('freqfold', 'auto', 'is chosen by calibration KL before converting: resolve it with PlanSearch.freqfold (convert/search.ts), as mla convert does');
+  }
+  if (!Number.isInteger(f) || f < 1) throw new OptionError('freqfold', f, 'expected a positive integer or auto');
+  if (f > 1 && o.ropeMethod !== 'transmla') throw new OptionError('freqfold', f, `folds RoRoPE's per-frequency key PCA: needs {ropeMethod} transmla, got ${o.ropeMethod}`);
+  if (f > 1 && o.nopeKeys === 'drop') throw new OptionError('freqfold', f, "keeps each fold's other components in the no-rope path: needs {nopeKeys} residual");
+  return f;
+}
 
 /** The teacher model, for the energies that need calibration moments (prepareConversion loaded it when they do). */
 function calibrated(teacher: Teacher): Model {
@@ -456,8 +514,7 @@ function layerEnergies(teacher: Teacher, l: number, a: GqaAttention, st: LayerSt
   const Wk = get('k_proj.weight');
   const bq = a.qkvBias ? get('q_proj.bias') : null;
   const bk = a.qkvBias ? get('k_proj.bias') : null;
-  const qm = crossMoment(model, st, Wq, bq, H * D, Wq, bq, H * D);
-  const qDiag = Float64Array.from({ length: H * D }, (_, i) => qm[i * H * D + i]!);
+  const qDiag = secondMomentDiag(model, st, Wq, bq, H * D);
   return ropeEnergies(teacher.config.ropePairing, H, Hkv, D, qDiag, crossMoment(model, st, Wk, bk, Hkv * D, Wk, bk, Hkv * D));
 }
 
@@ -488,9 +545,13 @@ function convertLayer(
   const bk = a.qkvBias ? get('k_proj.bias') : null;
   const bv = a.qkvBias ? get('v_proj.bias') : null;
 
-  // 1. Rope components: the shared pairs (one component each), or this layer's free choice.
+  // 1. Rope components: FreqFold's, the shared pairs (one component each), or this layer's free choice.
   let comps: RopeComponent[];
-  if (shared) {
+  const fold = foldOf(opts);
+  const balanceEnergies = (): RopeEnergies => sharedEnergies ?? layerEnergies(teacher, l, a, st);
+  if (fold > 1) {
+    comps = foldComponents(balanceEnergies().kMoment, pairing, Hkv, D, Dr, fold, linalg);
+  } else if (shared) {
     const energies = sharedEnergies ?? emptyEnergies;
     comps = shared.map((j) => componentFor({ method: opts.ropeMethod, H, Hkv, D, energies, linalg }, j));
   } else {
@@ -505,13 +566,13 @@ function convertLayer(
   // 2. Shared rope key rows and the no-rope remainder of each kv head's keys.
   const kRope = new Float64Array(Dr * C);
   const kRopeBias = new Float64Array(Dr);
-  comps.forEach((c, pi) => {
+  const terms = comps.map((c) => componentTerms(c, Hkv).map((t) => ({ ...t, src: pairRows(pairing, D, t.pair) })));
+  comps.forEach((_, pi) => {
     const dst = pairRows(pairing, Dr, pi);
-    const src = pairRows(pairing, D, c.pair);
     for (let side = 0; side < 2; side++) {
-      for (let g = 0; g < Hkv; g++) {
-        addRow(kRope, dst[side]!, Wk, g * D + src[side]!, C, c.u[g]!);
-        if (bk) kRopeBias[dst[side]!]! += c.u[g]! * bk[g * D + src[side]!]!;
+      for (const { g, src, w } of terms[pi]!) {
+        addRow(kRope, dst[side]!, Wk, g * D + src[side]!, C, w);
+        if (bk) kRopeBias[dst[side]!]! += w * bk[g * D + src[side]!]!;
       }
     }
   });
@@ -524,13 +585,12 @@ function convertLayer(
   const keptDims = Array.from({ length: D }, (_, r) => r).filter((r) => !dropped.has(r));
   const Dn = keptDims.length;
   if (Dn === 0) throw new OptionError('nopeKeys', 'drop', `leaves no no-rope dims in layer ${l}: the rope key takes every pair of the head dim ${D}; lower {ropeDim}`);
-  if (!dropped.size) comps.forEach((c, pi) => {
+  if (!dropped.size) comps.forEach((_, pi) => {
     const dst = pairRows(pairing, Dr, pi);
-    const src = pairRows(pairing, D, c.pair);
     for (let side = 0; side < 2; side++) {
-      for (let g = 0; g < Hkv; g++) {
-        addRow(Kn, g * D + src[side]!, kRope, dst[side]!, C, -c.u[g]!);
-        if (bkn) bkn[g * D + src[side]!]! -= c.u[g]! * kRopeBias[dst[side]!]!;
+      for (const { g, src, w } of terms[pi]!) {
+        addRow(Kn, g * D + src[side]!, kRope, dst[side]!, C, -w);
+        if (bkn) bkn[g * D + src[side]!]! -= w * kRopeBias[dst[side]!]!;
       }
     }
   });
@@ -542,7 +602,13 @@ function convertLayer(
   }
 
   // 3. Latent basis and rank.
-  const fact = factorize(opts.basis, { model: teacher.model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg });
+  let balance: BasisInput['balance'];
+  if (opts.kvBalance === 'transmla') {
+    const vm = crossMoment(calibrated(teacher), st, Wv, bv, KD, Wv, bv, KD);
+    const vDiag = Float64Array.from({ length: KD }, (_, i) => vm[i * KD + i]!);
+    balance = { alpha: transmlaBalance(balanceEnergies().kMoment, vDiag, pairing, Hkv, D, Dr, fold, comps, linalg), damping: 0.01, ropeDims: Dr };
+  }
+  const fact = factorize(opts.basis, { model: teacher.model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg, balance });
   let R = plannedRank ?? Math.max(8, roundUp(energyRank(fact.spectrum, (opts.plan as { delta: number }).delta), 8));
   R = Math.min(R, fact.maxRank);
   const { A, a: aBias, Bk, Bv } = fact.build(R);
@@ -590,12 +656,18 @@ function convertLayer(
       addRow(Q, h * Dq + r, Wq, h * D + r, C, qs);
       if (qb && bq) qb[h * Dq + r] = qs * bq[h * D + r]!;
     }
-    comps.forEach((c, pi) => {
+    comps.forEach((_, pi) => {
       const dst = pairRows(pairing, Dr, pi);
-      const src = pairRows(pairing, D, c.pair);
       for (let side = 0; side < 2; side++) {
-        addRow(Q, h * Dq + D + dst[side]!, Wq, h * D + src[side]!, C, qs * c.u[g]!);
-        if (qb && bq) qb[h * Dq + D + dst[side]!] = qs * c.u[g]! * bq[h * D + src[side]!]!;
+        let first = true;
+        for (const { g: gt, src, w } of terms[pi]!) {
+          if (gt !== g) continue;
+          addRow(Q, h * Dq + D + dst[side]!, Wq, h * D + src[side]!, C, qs * w);
+          const i = h * Dq + D + dst[side]!;
+          const v = bq ? qs * w * bq[h * D + src[side]!]! : 0;
+          if (qb) qb[i] = first ? v : qb[i]! + v;
+          first = false;
+        }
       }
     });
   }

@@ -7,9 +7,14 @@
 //   mha2mla   MHA2MLA (arXiv 2502.14837): the rope pairs with the largest Σ_h ‖q_{h,j}‖·‖k_{g(h),j}‖ (the 2-norm rule,
 //             from calibration), their dims removed from the no-rope path, joint SVD of the [K_nope; V] weights. MHA2MLA
 //             keeps a rope key per kv head; the DeepSeek layout has one shared rope key, the mean over kv heads.
-//   transmla  TransMLA (arXiv 2502.07864): RoRoPE (per-frequency PCA of the keys across kv heads; the principal
-//             component takes the rope key, the rest stays in the no-rope path) and BKV-PCA (PCA of the balanced
-//             [K_nope; V] activations). FreqFold (treating adjacent frequencies as one) is not applied: freqfold 1.
+//   transmla  TransMLA (arXiv 2502.07864; fxmeng/TransMLA@9c0d2545): RoRoPE with FreqFold (per fold of F adjacent
+//             frequencies a PCA of the keys across kv heads and the fold; each fold's top F·d_r/D components take
+//             the rope key, the rest stays in the no-rope path; freqfold.ts), F chosen as its converter's default
+//             `--freqfold auto` does (c = D/d_r, 2c, … while the RoRoPE-only model improves; here calibration KL, there
+//             WikiText-2 perplexity), and BKV-PCA (PCA of the [K_nope/ratio; V] activations, ratio = mean column
+//             norm of the rotated no-rope keys / that of the values, 1 % damping). --freqfold F overrides the fold
+//             (its scripts pass 4 or 8). Not as TransMLA: our BKV-PCA statistics are the teacher's hidden states,
+//             TransMLA's those of the RoRoPE'd model (its earlier layers already changed).
 // Ours (no --recipe) adds to transmla the mean rotation for dropped pairs and the shared exportable pair choice.
 
 import type { ConvertOptions } from './convert.js';
@@ -18,12 +23,13 @@ export type Recipe = 'x-ecomla' | 'mha2mla' | 'transmla';
 export const RECIPES: readonly Recipe[] = ['x-ecomla', 'mha2mla', 'transmla'];
 
 /** The options a recipe fixes (a flag setting one of them alongside --recipe is refused: it would not be the recipe). */
-export type RecipeFields = Pick<ConvertOptions, 'ropeMethod' | 'basis' | 'nopeInit' | 'nopeKeys'>;
+export type RecipeFields = Pick<ConvertOptions, 'ropeMethod' | 'basis' | 'nopeInit' | 'nopeKeys' | 'kvBalance' | 'freqfold'>;
 
+/** The recipes' options. freqfold is the recipe's default (`--freqfold` may change it: TransMLA's own setting). */
 export const RECIPE_OPTIONS: Record<Recipe, Required<RecipeFields>> = {
-  'x-ecomla': { ropeMethod: 'ecomla', basis: 'weight', nopeInit: 'identity', nopeKeys: 'drop' },
-  mha2mla: { ropeMethod: 'mha2mla', basis: 'weight', nopeInit: 'identity', nopeKeys: 'drop' },
-  transmla: { ropeMethod: 'transmla', basis: 'activation', nopeInit: 'identity', nopeKeys: 'residual' },
+  'x-ecomla': { ropeMethod: 'ecomla', basis: 'weight', nopeInit: 'identity', nopeKeys: 'drop', kvBalance: 'energy', freqfold: 1 },
+  mha2mla: { ropeMethod: 'mha2mla', basis: 'weight', nopeInit: 'identity', nopeKeys: 'drop', kvBalance: 'energy', freqfold: 1 },
+  transmla: { ropeMethod: 'transmla', basis: 'activation', nopeInit: 'identity', nopeKeys: 'residual', kvBalance: 'transmla', freqfold: 'auto' },
 };
 
 export function isRecipe(s: string): s is Recipe {

@@ -12,7 +12,7 @@ import { CONVERSION_RECORD, writeTextAtomic } from '../io/run-files.js';
 /** The conversion.json text for a conversion of `source` with `opts`. */
 export function conversionRecordJson(source: string, opts: ConvertOptions, r: ConvertSummary): string {
   const rec = {
-    source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, nope_keys: opts.nopeKeys ?? 'residual', latent_norm: opts.latentNorm,
+    source, rope_method: opts.ropeMethod, basis: opts.basis, nope_init: opts.nopeInit, nope_keys: opts.nopeKeys ?? 'residual', freqfold: opts.freqfold ?? 1, kv_balance: opts.kvBalance ?? 'energy', latent_norm: opts.latentNorm,
     q_rank: opts.qRank, keep_layers: opts.keepLayers, plan: opts.plan, compression: r.compression,
     teacher_kv_bytes_per_token: r.teacherKvBytesPerToken, kv_bytes_per_token: r.studentKvBytesPerToken, layers: r.layers,
   };

@@ -30,6 +30,18 @@ export interface RopeComponent {
   u: Float64Array;
   /** Importance used for ranking (larger is kept first). */
   score: number;
+  /** FreqFold (freqfold.ts): the fold's teacher pairs u ranges over, u[g·F + f] for pair sources[f] (Hkv·F
+   *  entries); absent: u[g] over the kv heads' pair `pair`. */
+  sources?: number[];
+}
+
+/** A component's terms: key row pair `pair` of kv head g enters with weight w (Σ w² = 1). */
+export function componentTerms(c: RopeComponent, Hkv: number): { g: number; pair: number; w: number }[] {
+  const src = c.sources ?? [c.pair];
+  const F = src.length;
+  const out: { g: number; pair: number; w: number }[] = [];
+  for (let g = 0; g < Hkv; g++) for (let f = 0; f < F; f++) out.push({ g, pair: src[f]!, w: c.u[g * F + f]! });
+  return out;
 }
 
 export interface RopeEnergies {
@@ -37,6 +49,8 @@ export interface RopeEnergies {
   keyMoment: Float64Array[];
   /** queryEnergy[h·(D/2) + j]: E‖q_{h,j}‖². */
   queryEnergy: Float64Array;
+  /** (Hkv·D)² second moment of the keys (FreqFold's fold moments and TransMLA's balance read it). */
+  kMoment: Float64Array;
 }
 
 export interface RopeSelectInput {
@@ -76,7 +90,7 @@ export function ropeEnergies(
       queryEnergy[h * n + j] = qDiag[h * D + a]! + qDiag[h * D + b]!;
     }
   }
-  return { keyMoment, queryEnergy };
+  return { keyMoment, queryEnergy, kMoment };
 }
 
 /** Query energy of pair j along mixing u: Σ_h u[g(h)]² E‖q_{h,j}‖². */

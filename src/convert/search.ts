@@ -26,8 +26,10 @@ import { tidy } from '../tensor/storage.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
 import { calibrationSequences, collectStats, type LayerStats } from './calibrate.js';
-import { convert, targetOptions, NOPE_INITS, type ConvertGiven, type ConvertOptions, type NopeInit } from './convert.js';
+import { checkFoldOptions, convert, targetOptions, NOPE_INITS, type ConvertGiven, type ConvertOptions, type NopeInit } from './convert.js';
 import { TARGET_RULES } from './targets.js';
+import { autoFolds } from './freqfold.js';
+import { assertFiniteRows, assertFiniteValue } from '../model/finite.js';
 
 export interface SearchOptions {
   /** Sequences the KL is measured on (the teacher's samples at seed + 1, calib.length tokens each). */
@@ -35,6 +37,12 @@ export interface SearchOptions {
 }
 
 export const SEARCH_DEFAULTS: SearchOptions = { samples: 8 };
+
+/** `--freqfold auto`: each fold tried (TransMLA's ladder) with the calibration KL of its full-rank conversion. */
+export interface FreqfoldChoice {
+  freqfold: number;
+  tried: { freqfold: number; kl: number }[];
+}
 
 export interface SearchCandidate {
   ropeDim: number;
@@ -56,26 +64,39 @@ export interface SearchResult {
 }
 
 /** Scores students against the teacher on fixed sequences: mean per-token KL(teacher ‖ student), by the backend's
- *  klDiv op (as `mla compare` measures it). The teacher's logits are computed once and kept. */
-class KlMeter {
+ *  klDiv op (as `mla compare` measures it). The teacher's logits are computed once and kept. A non-finite logit or
+ *  KL stops the search (NonFiniteError naming the candidate): a NaN would otherwise lose every comparison silently
+ *  and an ∞ would be ranked. */
+export class KlMeter {
   private readonly teacher: Tensor[];
 
   constructor(
     readonly model: Model,
     readonly seqs: number[][],
   ) {
-    this.teacher = noGrad(() => seqs.map((s) => tidy(() => logits(model, s))));
+    this.teacher = noGrad(() => seqs.map((s) => tidy(() => {
+      const t = logits(model, s);
+      assertFiniteRows('search', 'logits from the teacher', t.data, s.length, model.config.vocabSize);
+      return t;
+    })));
   }
 
-  kl(student: Model): number {
+  /** @param candidate names the candidate in an error ("d_r 4, r_kv 12, identity"). */
+  kl(student: Model, candidate = 'a candidate'): number {
     let sum = 0;
     let n = 0;
+    const context = `search: ${candidate}`;
     noGrad(() => this.seqs.forEach((s, i) => tidy(() => {
-      const kd = student.be.run('klDiv', [logits(student, s), this.teacher[i]!], { temperature: 1 })[0];
+      const sl = logits(student, s);
+      assertFiniteRows(context, 'logits from the student', sl.data, s.length, student.config.vocabSize);
+      const kd = student.be.run('klDiv', [sl, this.teacher[i]!], { temperature: 1 })[0];
+      assertFiniteRows(context, 'KL to the teacher', kd.data.subarray(0, s.length), s.length, 1);
       for (let r = 0; r < s.length; r++) sum += kd.data[r]!;
       n += s.length;
     })));
-    return sum / n;
+    const kl = sum / n;
+    assertFiniteValue(context, 'the mean KL to the teacher', kl, `over ${n} tokens`);
+    return kl;
   }
 }
 
@@ -90,26 +111,31 @@ interface SearchContext {
   tokenizer: Tokenizer | null;
   meter: KlMeter;
   stats: LayerStats[];
-  /** Values per token the budget allows (all layers). */
-  budget: number;
+  /** Values per token the budget allows (all layers); null: the options have no budget (a per-layer plan). */
+  budget: number | null;
+}
+
+/** Refuse options without a KV budget for the search and auto:K (before any model is loaded). */
+export function requireBudget(opts: ConvertOptions): void {
+  if (opts.plan.kind !== 'ratio' && opts.plan.kind !== 'rank') {
+    throw new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
+  }
 }
 
 /** Calibration statistics and the KL meter, prepared once for every candidate of a search and an auto hybrid. */
 export class PlanSearch {
   private readonly ctx: SearchContext;
 
-  /** @param opts the conversion options (a ratio or rank plan: the KV budget); calibration uses opts.calib. */
+  /** @param opts the conversion options (a ratio or rank plan: the KV budget plan() and autoKeep() need; any plan
+   *  for freqfold()); calibration uses opts.calib. */
   constructor(
     model: Model, tokenizer: Tokenizer | null, opts: ConvertOptions, search: SearchOptions = SEARCH_DEFAULTS, calibProgress: ProgressSink = silentProgress,
   ) {
-    if (opts.plan.kind !== 'ratio' && opts.plan.kind !== 'rank') {
-      throw new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
-    }
     if (!Number.isInteger(search.samples) || search.samples < 1) throw new OptionError('searchSamples', search.samples, 'expected a positive integer');
     const cfg = model.config;
     const teacher = cfg.layers.reduce((s, a) => s + kvValuesPerToken(a), 0);
     const D = (cfg.layers[0] as GqaAttention).headDim;
-    const budget = opts.plan.kind === 'ratio' ? teacher / opts.plan.ratio : cfg.numLayers * (opts.plan.rank + (opts.ropeDim ?? D / 2));
+    const budget = opts.plan.kind === 'ratio' ? teacher / opts.plan.ratio : opts.plan.kind === 'rank' ? cfg.numLayers * (opts.plan.rank + (opts.ropeDim ?? D / 2)) : null;
     // Statistics for every candidate (the mean-rotation ones need them even when the given options do not).
     // The KL sequences are held out from the statistics': the teacher's samples at another seed, or the calibration
     // text's windows after the statistics' ones.
@@ -162,6 +188,9 @@ export class PlanSearch {
     const ctx = this.ctx;
     const cfg = ctx.model.config;
     const { opts } = targetOptions(cfg, opts0);
+    if ((opts.freqfold ?? 1) !== 1) {
+      throw new OptionError('freqfold', opts.freqfold, 'not with {search}: each rope dim it tries would need its own folds; search with {freqfold} 1');
+    }
     const rules = opts.target ? TARGET_RULES[opts.target] : null;
     const D = (cfg.layers[0] as GqaAttention).headDim;
     const keep = opts.keepLayers;
@@ -202,6 +231,34 @@ export class PlanSearch {
   }
 
   /**
+   * TransMLA's `--freqfold auto` with our calibration KL in place of its WikiText-2 perplexity: the folds c, 2c, 4c, …
+   * (c = head_dim / rope_dim; freqfold.ts autoFolds) in turn, each scored by its RoRoPE-only conversion (every layer
+   * at full kv rank, so only the rope choice costs), doubling while the KL improves; the last improving fold wins.
+   */
+  freqfold(opts0: ConvertOptions, progress: ProgressSink = silentProgress): FreqfoldChoice {
+    const ctx = this.ctx;
+    const cfg = ctx.model.config;
+    const { opts } = targetOptions(cfg, opts0);
+    checkFoldOptions(cfg, { ...opts, freqfold: 'auto' });
+    const layers = cfg.layers as GqaAttention[];
+    const D = layers[0]!.headDim;
+    const Dr = opts.ropeDim ?? D / 2;
+    const folds = autoFolds(D, Dr);
+    const full = layers.map((a) => (opts.basis === 'weight' ? Math.min(2 * a.numKvHeads * a.headDim, cfg.hiddenSize) : 2 * a.numKvHeads * a.headDim));
+    const tried: { freqfold: number; kl: number }[] = [];
+    let best: { freqfold: number; kl: number } | null = null;
+    for (const F of folds) {
+      const kl = score(ctx, { ...opts, target: undefined, ropeDim: Dr, freqfold: F, plan: { kind: 'ranks', ranks: full } }).kl;
+      progress.tick(1);
+      tried.push({ freqfold: F, kl });
+      if (best && kl >= best.kl) break;
+      best = { freqfold: F, kl };
+    }
+    progress.end();
+    return { freqfold: best!.freqfold, tried };
+  }
+
+  /**
    * The K layers whose conversion costs most: each converted alone with the options (the others kept) and scored by
    * calibration KL. Returns the layers to keep (ascending) and every layer's cost. L + 1 scored conversions.
    */
@@ -227,13 +284,17 @@ export class PlanSearch {
 
 function score(ctx: SearchContext, opts: ConvertOptions, given: ConvertGiven = {}): { kl: number; compression: number; ranks: (number | null)[]; ropePairs: number[] | null } {
   const r = convert(ctx.model, ctx.tokenizer, opts, undefined, { stats: ctx.stats, ...given });
-  const kl = ctx.meter.kl(Model.fromWeights(r.config, r.weights, ctx.model.be));
+  const ranks = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
+  const Dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? '-';
+  const fold = (opts.freqfold ?? 1) === 1 ? '' : `, freqfold ${String(opts.freqfold)}`;
+  const kl = ctx.meter.kl(Model.fromWeights(r.config, r.weights, ctx.model.be), `the candidate d_r ${Dr}, r_kv ${ranks}, ${opts.nopeInit}${fold}`);
   return { kl, compression: r.compression, ranks: r.layers.map((l) => l.kvRank), ropePairs: r.ropePairs };
 }
 
 /** Uniform rank for rope dim Dr at the context's budget, with `kept` layers left as they are. */
 function uniformRank(ctx: SearchContext, Dr: number, kept: number[]): number {
   const cfg = ctx.model.config;
+  if (ctx.budget === null) throw new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
   const keptValues = kept.reduce((s, l) => s + kvValuesPerToken(cfg.layers[l]!), 0);
   return Math.round((ctx.budget - keptValues) / (cfg.numLayers - kept.length) - Dr);
 }

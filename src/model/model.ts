@@ -86,11 +86,12 @@ export class Model {
 /** 'file': keep half-precision matmul/embedding weights as read; 'f32': widen every weight to the backend dtype. */
 export type WeightDtypePolicy = 'file' | 'f32';
 
-/** Whether a weight stays in its half dtype: a projection (matmul weight operand) or the embedding table, read
- *  natively by the backend in that dtype. kv_b_proj is excluded: decode permutes it into absorbed matrices. */
+/** Whether a weight stays in its half dtype: a projection (a matmul weight operand: *_proj, kv_a_proj_with_mqa,
+ *  lm_head) or the embedding table, read natively by the backend in that dtype. kv_b_proj is excluded: decode
+ *  permutes it into absorbed matrices. */
 function keepsHalf(name: string, t: Tensor, be: Backend, policy: WeightDtypePolicy): boolean {
   if (policy === 'f32' || !isHalf(t.dtype)) return false;
   if (name.endsWith('kv_b_proj.weight')) return false;
   if (name === 'model.embed_tokens.weight') return be.supports('embedding', t.dtype) && be.supports('matmul', t.dtype);
-  return /_proj\.weight$|^lm_head\.weight$/.test(name) && be.supports('matmul', t.dtype);
+  return /_proj(_with_mqa)?\.weight$|^lm_head\.weight$/.test(name) && be.supports('matmul', t.dtype);
 }

@@ -46,6 +46,37 @@ export function isHalf(dtype: DType): dtype is HalfDType {
   }
 }
 
+// Reuse of op outputs. `new Float32Array(n)` costs ~3 µs once n passes V8's in-heap limit (an off-heap backing store,
+// external-memory accounting, more GC work), the time of the whole kernel for a decode step's small ops: a 30-layer
+// decode step makes ~600 such outputs. A host backend allocates its op outputs with recycledF32 and marks their
+// storages recyclable; when such a storage is disposed and its array was never handed out (host(), and so
+// Tensor.data / toHost(), marks it lent: the caller may keep the array), the array goes to a free list by length
+// and the next output of that length reuses it, zeroed. Kernels read arrays through kernelHost(), which lends
+// nothing: the addon never keeps an array past its call.
+
+/** Free arrays by length; their total bytes stay under FREE_MAX_BYTES, and arrays over FREE_MAX_LEN are never kept. */
+const freeF32 = new Map<number, Float32Array[]>();
+let freeBytes = 0;
+const FREE_MAX_BYTES = 64 << 20;
+const FREE_MAX_LEN = 1 << 20;
+
+/** A zeroed Float32Array of n elements: a recycled one when a disposed recyclable storage left one of that length. */
+export function recycledF32(n: number): Float32Array {
+  const a = freeF32.get(n)?.pop();
+  if (!a) return new Float32Array(n);
+  freeBytes -= a.byteLength;
+  a.fill(0);
+  return a;
+}
+
+function release(a: HostArray): void {
+  if (!(a instanceof Float32Array) || a.length > FREE_MAX_LEN || a.length === 0 || freeBytes + a.byteLength > FREE_MAX_BYTES) return;
+  let list = freeF32.get(a.length);
+  if (!list) freeF32.set(a.length, (list = []));
+  list.push(a);
+  freeBytes += a.byteLength;
+}
+
 /** A zeroed host array for n elements of dtype. */
 export function allocHost(dtype: DType, n: number): HostArray {
   switch (dtype) {
@@ -156,6 +187,10 @@ export class Storage {
   /** Excluded from every tidy scope (keep()). */
   kept = false;
   private hostArray: HostArray | null;
+  /** The array came from recycledF32 and only this storage refers to it (see recycledF32). */
+  private recyclable = false;
+  /** host() handed the array out: it is never recycled. */
+  private lent = false;
   private live = true;
   /** A device backend's own reference to its buffer (null for host storage). */
   readonly handle: unknown;
@@ -190,17 +225,33 @@ export class Storage {
     return this.pool.host;
   }
 
-  /** The host array (throws when disposed or on a device). */
+  /** The host array (throws when disposed or on a device). The caller may keep it: it is never recycled. */
   host(): HostArray {
+    const h = this.kernelHost();
+    this.lent = true;
+    return h;
+  }
+
+  /** The host array for one kernel call that does not keep it past the call (host backends' op arguments); unlike
+   *  host() it leaves a recyclable array recyclable. */
+  kernelHost(): HostArray {
     if (!this.live) throw new Error(`a ${this.dtype} tensor of ${this.length} elements was used after dispose()`);
     if (!this.hostArray) throw new Error(`a ${this.dtype} tensor lives on ${this.pool.name}: download() it to read it on the host`);
     return this.hostArray;
+  }
+
+  /** Declare this storage's array as made by recycledF32 for it alone (a host backend's op output), so dispose()
+   *  may recycle it unless host() lent it out. Returns this. */
+  markRecyclable(): this {
+    this.recyclable = this.hostArray instanceof Float32Array;
+    return this;
   }
 
   /** Release the buffer (idempotent). Later reads throw. */
   dispose(): void {
     if (!this.live) return;
     this.live = false;
+    if (this.recyclable && !this.lent && this.hostArray) release(this.hostArray);
     this.hostArray = null;
     this.pool.buffers--;
     this.pool.bytes -= this.byteLength;

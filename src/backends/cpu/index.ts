@@ -19,7 +19,7 @@ import type { Kernels, OpInputs, OpName, OpOutputs, OpParams } from '../../tenso
 import { refBackend, validateOp } from '../ref/index.js';
 import { broadcastStrides } from '../ref/elementwise.js';
 import { tsLinalg } from '../../linalg/ts-linalg.js';
-import { BufferPool, isHalf, withPool } from '../../tensor/storage.js';
+import { BufferPool, isHalf, recycledF32, withPool } from '../../tensor/storage.js';
 import { hostMemory } from '../host.js';
 import { assertFiniteMatrix } from '../../tensor/finite.js';
 
@@ -138,12 +138,16 @@ function load(): CpuBackend | Unavailable {
 // ---------------------------------------------------------------------------------------------------------------
 // Argument packing: each kernel builds the params vector and array list that its C++ entry point documents.
 
+/** An input or output array for one addon call (kernelHost: the addon keeps no array past the call). */
 function f32(t: Tensor): Float32Array {
-  return t.data as Float32Array;
+  return t.storage.kernelHost() as Float32Array;
 }
 
+/** A zeroed op output whose array is recycled when it is disposed without having been read out (tensor/storage.ts). */
 function zeros(shape: readonly number[]): Tensor {
-  return new Tensor(shape, new Float32Array(sizeOf(shape)));
+  const t = new Tensor(shape, recycledF32(sizeOf(shape)));
+  t.storage.markRecyclable();
+  return t;
 }
 
 function rowsOf(shape: readonly number[]): number {
@@ -155,6 +159,13 @@ const P = (...v: number[]): Float64Array => Float64Array.from(v);
 function makeKernels(addon: Addon): Kernels {
   const run = (op: string, params: Float64Array, ...arrays: Arr[]): void => addon.run(op, params, ...arrays);
   const binary = (op: 'add' | 'sub' | 'mul') => ([a, b]: [Tensor, Tensor]): [Tensor] => {
+    if (a.rank >= 1 && a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i])) {
+      // Same shapes (a residual add): rows × last axis, no broadcast strides to build.
+      const cols = a.dim(-1);
+      const out = zeros(a.shape);
+      run(op, P(2, rowsOf(a.shape), cols, cols, 1, cols, 1), f32(a), f32(b), f32(out));
+      return [out];
+    }
     const shape = broadcastShape(a.shape, b.shape);
     const r = shape.length;
     const out = zeros(shape);

@@ -79,17 +79,20 @@ const INPUT_COUNTS: { [O in OpName]: OpInputs<O>['length'] } = {
 /** The input that may be a stored weight in bf16/f16 (read with f32/f64 accumulation), per op. */
 export const WEIGHT_SLOT: Partial<Record<OpName, number>> = { matmul: 1, embedding: 0 };
 
+const OP_SET: ReadonlySet<string> = new Set(OP_NAMES);
+
 const validators: Validators = {
   matmul([a, b], { transA, transB }, fail) {
-    const desc = `a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)} (transA=${transA}, transB=${transB})`;
+    // Built only for a message: this runs before every matmul, ~200 times per decode step.
+    const desc = (): string => `a ${fmtShape(a.shape)}, b ${fmtShape(b.shape)} (transA=${transA}, transB=${transB})`;
     if (typeof transA !== 'boolean' || typeof transB !== 'boolean') fail(`transA and transB must be booleans`);
-    if (a.rank < 2 || b.rank < 2) fail(`${desc}: both inputs need rank ≥ 2`);
+    if (a.rank < 2 || b.rank < 2) fail(`${desc()}: both inputs need rank ≥ 2`);
     if (b.rank !== 2 && !sameShape(a.shape.slice(0, -2), b.shape.slice(0, -2))) {
-      fail(`${desc}: b must have the batch axes of a or none`);
+      fail(`${desc()}: b must have the batch axes of a or none`);
     }
     const Ka = transA ? a.dim(-2) : a.dim(-1);
     const Kb = transB ? b.dim(-1) : b.dim(-2);
-    if (Ka !== Kb) fail(`${desc}: contracted sizes ${Ka} and ${Kb} differ`);
+    if (Ka !== Kb) fail(`${desc()}: contracted sizes ${Ka} and ${Kb} differ`);
   },
   add([a, b], _p, fail) {
     checkBroadcast(a, b, fail);
@@ -139,7 +142,7 @@ const validators: Validators = {
   },
   rmsnorm([x, w], { eps }, fail) {
     if (x.rank < 1) fail(`x must be (N, C), got ${fmtShape(x.shape)}`);
-    checkShape(w, `w (C) for x ${fmtShape(x.shape)}`, [x.dim(-1)], fail);
+    if (w.rank !== 1 || w.dim(0) !== x.dim(-1)) checkShape(w, `w (C) for x ${fmtShape(x.shape)}`, [x.dim(-1)], fail);
     if (!isFinite(eps) || eps < 0) fail(`eps must be a finite number ≥ 0, got ${eps}`);
   },
   rmsnormBackward([dy, x, w, rstd], _p, fail) {
@@ -170,17 +173,17 @@ const validators: Validators = {
     checkRank(q, 'q', 4, '(B, T, H, Dk)', fail);
     checkRank(k, 'k', 4, '(B, S, Hkv, Dk)', fail);
     checkRank(v, 'v', 4, '(B, S, Hkv, Dvs)', fail);
-    const desc = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
+    const desc = (): string => `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
     const [B, , H, Dk] = q.shape as [number, number, number, number];
     const [Bk, S, Hkv, Dkk] = k.shape as [number, number, number, number];
-    if (Bk !== B || v.dim(0) !== B) fail(`${desc}: batch sizes differ`);
-    if (Dkk !== Dk) fail(`${desc}: q and k head dims differ`);
-    if (v.dim(1) !== S || v.dim(2) !== Hkv) fail(`${desc}: k and v must agree on (B, S, Hkv)`);
-    if (Hkv < 1 || H < 1) fail(`${desc}: need at least one head`);
+    if (Bk !== B || v.dim(0) !== B) fail(`${desc()}: batch sizes differ`);
+    if (Dkk !== Dk) fail(`${desc()}: q and k head dims differ`);
+    if (v.dim(1) !== S || v.dim(2) !== Hkv) fail(`${desc()}: k and v must agree on (B, S, Hkv)`);
+    if (Hkv < 1 || H < 1) fail(`${desc()}: need at least one head`);
     if (!isFinite(scale)) fail(`scale must be finite, got ${scale}`);
     if (!isInt(qOffset) || qOffset < 0) fail(`qOffset must be an integer ≥ 0, got ${qOffset}`);
-    if (!isInt(kvLen) || kvLen < 1 || kvLen > S) fail(`${desc}: kvLen ${kvLen} must be in [1, S = ${S}]`);
-    if (!isInt(vDim) || vDim < 0 || vDim > v.dim(3)) fail(`${desc}: vDim ${vDim} must be in [0, Dvs = ${v.dim(3)}]`);
+    if (!isInt(kvLen) || kvLen < 1 || kvLen > S) fail(`${desc()}: kvLen ${kvLen} must be in [1, S = ${S}]`);
+    if (!isInt(vDim) || vDim < 0 || vDim > v.dim(3)) fail(`${desc()}: vDim ${vDim} must be in [0, Dvs = ${v.dim(3)}]`);
   },
   attentionDistance([q, k], { scale, qOffset }, fail) {
     checkRank(q, 'q', 4, '(B, T, H, Dk)', fail);
@@ -276,28 +279,31 @@ export function validateOp<O extends OpName>(backend: string, op: O, inputs: OpI
   const fail: Fail = (msg) => {
     throw new Error(`${backend}.${op}: ${msg}`);
   };
-  if (!(OP_NAMES as readonly string[]).includes(op)) fail(`unknown op`);
+  // Plain loops: this runs before every op of every backend (~500 per decode step of a 30-layer model).
+  if (!OP_SET.has(op)) fail(`unknown op`);
   const list = inputs as readonly unknown[];
   if (!Array.isArray(list)) fail(`inputs must be an array of tensors`);
   if (list.length !== INPUT_COUNTS[op]) fail(`expects ${INPUT_COUNTS[op]} input tensors, got ${list.length}`);
-  list.forEach((t, i) => {
-    if (!(t instanceof Tensor)) fail(`input ${i} is not a Tensor`);
-  });
+  for (let i = 0; i < list.length; i++) {
+    if (!(list[i] instanceof Tensor)) fail(`input ${i} is not a Tensor`);
+  }
   const tensors = list as readonly Tensor[];
-  tensors.forEach((t, i) => {
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i]!;
     if (t.disposed) fail(`input ${i} ${fmtShape(t.shape)} was used after dispose()`);
     if (!t.storage.isHost) fail(`input ${i} lives on ${t.storage.pool.name}: download() it first`);
-  });
+  }
   const weightSlot = WEIGHT_SLOT[op];
   // The activations' dtype: the first input that is not the weight slot.
-  const dtype = tensors.find((_t, i) => i !== weightSlot)?.dtype ?? tensors[0]?.dtype;
-  tensors.forEach((t, i) => {
+  const dtype = tensors[weightSlot === 0 ? 1 : 0]?.dtype ?? tensors[0]?.dtype;
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i]!;
     const half = t.dtype === 'bf16' || t.dtype === 'f16';
     if (half && i !== weightSlot) {
       fail(`input ${i} is ${t.dtype}: ${weightSlot === undefined ? 'this op takes f32/f64 inputs only' : `only input ${weightSlot} (the weight) may be bf16/f16`}`);
     }
     if (!half && t.dtype !== dtype) fail(`input ${i} is ${t.dtype} but input ${i === 0 ? 1 : 0} is ${dtype}: all inputs must share a dtype`);
-  });
+  }
   if (params === null || typeof params !== 'object') fail(`params must be an object`);
   (validators[op])(inputs, params, fail);
 }
