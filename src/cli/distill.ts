@@ -1,4 +1,4 @@
-// mla distill --teacher T --student S --out DIR [--data FILE|DIR | --self-generate N] [--eval-text FILE]
+// mla distill --teacher T --student S --out DIR [--data FILE|DIR | --self-generate N [--sample-temperature τ] [--sample-top-p P]] [--eval-text FILE]
 //   [--steps N | --tokens N] [--seq T] [--batch B] [--accum K] [--lr X] [--warmup N] [--clip C] [--kl-weight W]
 //   [--ce-weight W] [--temperature τ] [--train attention|all] [--seed S] [--eval-every N] [--checkpoint-every N]
 //   [--resume DIR] [--json]
@@ -23,6 +23,8 @@ export const distillSpec = {
     out: { type: 'string', value: 'DIR', doc: 'run directory, new or empty (required unless --resume); it becomes a model directory' },
     data: { type: 'string', value: 'FILE|DIR', doc: 'training text (text files, or JSONL with "text") instead of teacher samples' },
     'self-generate': { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.selfGenerate), doc: 'train on N teacher samples (when no --data)' },
+    'sample-temperature': { type: 'string', value: 'τ', defaultText: String(DISTILL_DEFAULTS.sampleTemperature), doc: "temperature the teacher's training samples are drawn at (not the KL's --temperature)" },
+    'sample-top-p': { type: 'string', value: 'P', defaultText: String(DISTILL_DEFAULTS.sampleTopP), doc: "nucleus of the teacher's training samples: the smallest set of tokens with probability ≥ P (1: all)" },
     'eval-text': { type: 'string', value: 'FILE', defaultText: 'held-out teacher samples', doc: 'held-out text for perplexity and KL (never trained on)' },
     steps: { type: 'string', value: 'N', defaultText: '--tokens / (seq · batch · accum)', doc: 'optimiser steps' },
     tokens: { type: 'string', value: 'N', defaultText: String(DISTILL_DEFAULTS.tokens), doc: 'training tokens (sets --steps)' },
@@ -90,6 +92,8 @@ export async function distillCommand(argv: string[]): Promise<void> {
   const job: DistillJob = {
     out, resume: v.resume !== undefined, teacher: v.teacher, student: v.student, tokenizer: v.tokenizer, data: v.data,
     selfGenerate: v['self-generate'] === undefined ? undefined : num(v['self-generate'], 'self-generate', Number.NaN),
+    sampleTemperature: v['sample-temperature'] === undefined ? undefined : num(v['sample-temperature'], 'sample-temperature', Number.NaN),
+    sampleTopP: v['sample-top-p'] === undefined ? undefined : num(v['sample-top-p'], 'sample-top-p', Number.NaN),
     evalText: v['eval-text'], settings, backend: resolveBackend(v.backend),
     progress: (phase, total) => {
       const p = new Progress(phase, total, phase === 'distill' ? 'tok' : 'seq');

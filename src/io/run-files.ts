@@ -75,6 +75,9 @@ export interface RunRecord {
   tokenizer?: string;
   data?: string;
   selfGenerate?: number;
+  /** How the teacher samples were drawn (absent in runs made before these existed: 1 and 1). */
+  sampleTemperature?: number;
+  sampleTopP?: number;
   evalText?: string;
   settings: DistillSettings;
   /** The torch engine's options when the run uses it (train/torch-engine.ts): resume keeps the engine. */
@@ -91,9 +94,18 @@ export function readRunRecord(dir: string): RunRecord {
   return {
     teacher: f.str('teacher'), student: f.str('student'), tokenizer: optStr('tokenizer'), data: optStr('data'),
     selfGenerate: f.has('selfGenerate') ? f.int('selfGenerate') : undefined, evalText: optStr('evalText'),
+    sampleTemperature: f.has('sampleTemperature') ? f.pos('sampleTemperature') : undefined,
+    sampleTopP: f.has('sampleTopP') ? topP(f) : undefined,
     settings: parseSettings(settings),
     torch: f.optObj('torch')?.obj,
   };
+}
+
+/** A nucleus mass: in (0, 1]. */
+function topP(f: Fields): number {
+  const v = f.pos('sampleTopP');
+  if (v > 1) throw f.error('sampleTopP', `expected a number in (0, 1], got ${v}`);
+  return v;
 }
 
 export function writeRunRecord(dir: string, r: RunRecord): void {

@@ -91,8 +91,24 @@ export function generate(model: Model, prompt: number[], opts: SampleOptions): n
   }));
 }
 
-/** n sequences of `len` tokens sampled from the model at temperature 1, `batch` at a time (batched decode). */
-export function sampleSequences(model: Model, n: number, len: number, seed: number, batch = 32, progress: ProgressSink = silentProgress): number[][] {
+/** How sampleSequences draws each token: softmax(logits / temperature) restricted to the top-p nucleus (sampleToken). */
+export interface SamplingRule {
+  /** > 0 (0 would make every sample from BOS the same greedy sequence). */
+  temperature: number;
+  /** In (0, 1]; 1 samples from the whole distribution. */
+  topP: number;
+}
+
+/** The model's own distribution: temperature 1, no nucleus cut. */
+export const PLAIN_SAMPLING: SamplingRule = { temperature: 1, topP: 1 };
+
+/** n sequences of `len` tokens sampled from the model (by default at temperature 1, whole distribution), `batch` at a
+ *  time (batched decode). The rng per batch depends only on (seed, batch start), so the rule changes which tokens are
+ *  drawn, never the random stream. */
+export function sampleSequences(
+  model: Model, n: number, len: number, seed: number, batch = 32, progress: ProgressSink = silentProgress, rule: SamplingRule = PLAIN_SAMPLING,
+): number[][] {
+  if (!(rule.temperature > 0) || !(rule.topP > 0 && rule.topP <= 1)) throw new Error(`sampleSequences: temperature must be > 0 and topP in (0, 1], got ${rule.temperature}, ${rule.topP}`);
   const bos = model.config.bosTokenId;
   if (bos === null) throw new UserError('sampling: the model has no BOS token to start samples from');
   const V = model.config.vocabSize;
@@ -108,7 +124,7 @@ export function sampleSequences(model: Model, n: number, len: number, seed: numb
         ids = tidy(() => {
           const logits = forward(model, ids, B, 1, { cache }).value;
           assertFiniteRows('sampling', 'logits from the sampled model', logits.data, 1, V, FORWARD_HINT, (b) => `sample ${start + b + 1}, position ${t - 1}`);
-          return Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), 1, 1, rng));
+          return Int32Array.from({ length: B }, (_, b) => sampleToken(logits.data.subarray(b * V, (b + 1) * V), rule.temperature, rule.topP, rng));
         });
         seqs.forEach((s, b) => s.push(ids[b]!));
       }

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readUtf8File } from '../io/text.js';
 import { join } from 'node:path';
 import { mulberry32 } from '../tensor/rng.js';
-export { sampleSequences } from '../model/generate.js';
+export { PLAIN_SAMPLING, sampleSequences, type SamplingRule } from '../model/generate.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { OptionError, UserError } from '../errors.js';
 

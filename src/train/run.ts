@@ -13,7 +13,7 @@ import { tokenizerFiles } from '../io/tokenizer-files.js';
 import { OptionError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import { Batcher, readTexts, sampleSequences, tokenizeTexts } from './data.js';
+import { Batcher, PLAIN_SAMPLING, readTexts, sampleSequences, tokenizeTexts, type SamplingRule } from './data.js';
 import { distill, type DistillSettings, type LogLine, type TrainScope } from './distill.js';
 import { checkpointDir, loadCheckpoint, readCheckpointState } from './checkpoint.js';
 import { checkDistillPlan } from './preflight.js';
@@ -25,7 +25,9 @@ import {
 } from '../io/run-files.js';
 
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
-export const DISTILL_DEFAULTS = { seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, evalSamples: 32 };
+export const DISTILL_DEFAULTS = {
+  seq: 256, batch: 16, tokens: 8_000_000, lr: 3e-3, selfGenerate: 8192, sampleTemperature: 1, sampleTopP: 1, evalSamples: 32,
+};
 
 /** Settings a caller may give; every one left out takes the run's saved value on resume, else its default. `tokens`
  *  sets `steps` = tokens / (seq · batch · accum). */
@@ -45,8 +47,15 @@ export interface DistillJob {
   /** Teacher samples to train on when there is no `data`. */
   selfGenerate?: number;
   /** Teacher samples already drawn (drawTeacherSamples) to train and evaluate on instead of drawing `selfGenerate`:
-   *  several students trained on the same samples (bench/recipes.ts --distill). Cached in `out` like drawn ones. */
+   *  several students trained on the same samples (bench/recipes.ts --distill). Cached in `out` like drawn ones;
+   *  draw them with the job's sampling rule (run.json records it). */
   samples?: TeacherSamples;
+  /** How the teacher's training samples are drawn: softmax(logits / sampleTemperature) within the top-sampleTopP
+   *  nucleus (defaults DISTILL_DEFAULTS). The held-out teacher samples are always drawn at temperature 1 over the whole
+   *  distribution, so runs that sample differently are evaluated on the same text. Not the KL temperature
+   *  (settings.temperature). */
+  sampleTemperature?: number;
+  sampleTopP?: number;
   /** Held-out text (never trained on); default: held-out teacher samples. */
   evalText?: string;
   settings?: DistillOverrides;
@@ -121,12 +130,17 @@ function checkSettings(s: DistillSettings, saved: DistillSettings | null): void 
 }
 
 /**
- * The teacher samples a distillation without {data} trains on: `n` sequences of seq + 1 tokens from seed `seed`, and
- * DISTILL_DEFAULTS.evalSamples held-out ones from another seed (never trained on).
+ * The teacher samples a distillation without {data} trains on: `n` sequences of seq + 1 tokens from seed `seed`, drawn
+ * with `rule`, and DISTILL_DEFAULTS.evalSamples held-out ones from another seed at temperature 1 over the whole
+ * distribution whatever the training samples' rule (the teacher's own distribution, the same text for every rule):
+ * never trained on.
  */
-export function drawTeacherSamples(teacher: Model, n: number, settings: Pick<DistillSettings, 'seq' | 'seed'>, progress?: ProgressSink): TeacherSamples {
-  const train = sampleSequences(teacher, n, settings.seq + 1, settings.seed, 64, progress);
-  const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64);
+export function drawTeacherSamples(
+  teacher: Model, n: number, settings: Pick<DistillSettings, 'seq' | 'seed'>,
+  rule: SamplingRule = { temperature: DISTILL_DEFAULTS.sampleTemperature, topP: DISTILL_DEFAULTS.sampleTopP }, progress?: ProgressSink,
+): TeacherSamples {
+  const train = sampleSequences(teacher, n, settings.seq + 1, settings.seed, 64, progress, rule);
+  const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64, undefined, PLAIN_SAMPLING);
   return { train, eval: heldOut };
 }
 
@@ -191,6 +205,11 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
     for (const k of ['teacher', 'student', 'tokenizer', 'data', 'evalText', 'selfGenerate', 'samples'] as const) {
       if (job[k] !== undefined) throw new OptionError(k, undefined, `cannot be given with {resume} (the run's ${RUN_RECORD} fixes it)`);
     }
+    // The sampling rule made the cached samples: the same value is accepted, another one refused.
+    const was = savedRule(saved);
+    for (const [k, v] of [['sampleTemperature', was.temperature], ['sampleTopP', was.topP]] as const) {
+      if (job[k] !== undefined && job[k] !== v) throw new OptionError(k, job[k], `cannot change on {resume} (the run's teacher samples were drawn with ${v})`);
+    }
   } else {
     if (!job.teacher) throw new OptionError('teacher', undefined, 'required (a model path)');
     if (!job.student) throw new OptionError('student', undefined, 'required (a model path)');
@@ -207,6 +226,7 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
   const settings = resolveSettings(job.settings, saved ? (saved.settings as unknown as Record<string, unknown>) : undefined);
   checkSettings(settings, saved?.settings ?? null);
   if (job.selfGenerate !== undefined && !CHECKS.steps[0](job.selfGenerate)) throw new OptionError('selfGenerate', undefined, `expected a positive integer, got '${job.selfGenerate}'`);
+  const rule = samplingRule(job, saved);
   // Cheap checks first: the texts are read before a model is loaded and long before any teacher sample is drawn.
   const dataPath = saved?.data ?? job.data;
   const evalText = saved?.evalText ?? job.evalText;
@@ -281,7 +301,7 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
     if (!trainSeqs && cached) trainSeqs = cached.train;
     if (!trainSeqs) {
       // A headers-only engine reads the teacher's weights here, and only here (real-scale runs give {data}).
-      const drawn = job.samples ?? drawTeacherSamples(openTeacher(), selfN, settings, progress('teacher samples', selfN));
+      const drawn = job.samples ?? drawTeacherSamples(openTeacher(), selfN, settings, rule, progress('teacher samples', selfN));
       writeTeacherSamples(outDir, drawn);
       trainSeqs = drawn.train;
       evalSeqs ??= drawn.eval;
@@ -290,7 +310,8 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
     if (!evalSeqs || evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
     if (!job.resume) {
       writeRunRecord(outDir, {
-        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN, evalText, settings, ...opts.record,
+        teacher: teacherPath, student: studentPath, tokenizer: tokenizerPath, data: dataPath, selfGenerate: dataPath ? undefined : selfN,
+        ...(dataPath ? {} : { sampleTemperature: rule.temperature, sampleTopP: rule.topP }), evalText, settings, ...opts.record,
       });
     }
     return run({
@@ -304,6 +325,28 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
     }
     throw e;
   }
+}
+
+/** The rule a saved run drew its samples with: run.json's, or, absent (a run made before the rule was recorded),
+ *  plain sampling — what every run drew then, whatever today's default. */
+function savedRule(saved: RunRecord): SamplingRule {
+  return { temperature: saved.sampleTemperature ?? PLAIN_SAMPLING.temperature, topP: saved.sampleTopP ?? PLAIN_SAMPLING.topP };
+}
+
+/** The teacher samples' rule: the job's, or on resume the run's; checked in range, and refused with a corpus (there
+ *  are no samples to draw). */
+function samplingRule(job: DistillJob, saved: RunRecord | null): SamplingRule {
+  if (!saved && job.data !== undefined) {
+    for (const k of ['sampleTemperature', 'sampleTopP'] as const) {
+      if (job[k] !== undefined) throw new OptionError(k, job[k], 'only with teacher samples ({selfGenerate}), not with {data}');
+    }
+  }
+  const was = saved ? savedRule(saved) : null;
+  const t = job.sampleTemperature ?? was?.temperature ?? DISTILL_DEFAULTS.sampleTemperature;
+  const p = job.sampleTopP ?? was?.topP ?? DISTILL_DEFAULTS.sampleTopP;
+  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) throw new OptionError('sampleTemperature', undefined, `expected a positive number (0 would draw every sample greedily, all the same), got '${t}'`);
+  if (typeof p !== 'number' || !(p > 0 && p <= 1)) throw new OptionError('sampleTopP', undefined, `expected a number in (0, 1], got '${p}'`);
+  return { temperature: t, topP: p };
 }
 
 function train(
