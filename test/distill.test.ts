@@ -1,5 +1,6 @@
 // Distillation: a run killed midway and resumed reproduces the uninterrupted loss curve bit for bit; a diverging run
-// stops with a clear message and keeps its last good checkpoint; the result is a normal model directory.
+// stops with a clear message and keeps its last good checkpoint; the result is a normal model directory; teacher
+// samples drawn once and given to several runs train each exactly as drawing them would.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,11 @@ import { mulberry32, gaussian } from '../src/tensor/rng.js';
 import { defaultInvFreq, type ModelConfig } from '../src/model/config.js';
 import { modelTensors } from '../src/model/weights.js';
 import { saveHfModel } from '../src/io/hf.js';
+import { getBackend } from '../src/backends/index.js';
+import { loadModel } from '../src/io/load.js';
+import { Model } from '../src/model/model.js';
+import { drawTeacherSamples, runDistill } from '../src/train/run.js';
+import { readRunRecord } from '../src/io/run-files.js';
 import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 
 function losses(dir: string): string[] {
@@ -119,6 +125,29 @@ test('a GQA student (no MLA layer) trains, checkpoints and resumes in its own HF
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /--student .*stories260K\.bin: cannot be saved as a model directory .*half-split RoPE/);
     assert.ok(!existsSync(join(dir, 'bad')));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a run given teacher samples drawn once (drawTeacherSamples) trains exactly as one that draws them (--self-generate)', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const student = join(dir, 'student');
+    mlaOk(['convert', STORIES_BIN, '--tokenizer', STORIES_TOK, '--out', student, '--kv-ratio', '4', '--rope-dim', '4', '--rope-method', 'ecomla', '--basis', 'weight']);
+    mlaOk(['distill', '--teacher', STORIES_BIN, '--tokenizer', STORIES_TOK, '--student', student, '--out', join(dir, 'a'), '--steps', '3', '--batch', '2',
+      '--seq', '16', '--self-generate', '4', '--eval-every', '1', '--backend', 'ref']);
+    const be = getBackend('ref');
+    const t = loadModel(STORIES_BIN, { tokenizer: STORIES_TOK });
+    const samples = drawTeacherSamples(Model.fromWeights(t.config, t.weights, be), 4, { seq: 16, seed: 1 });
+    const job = { teacher: STORIES_BIN, tokenizer: STORIES_TOK, student, samples, settings: { steps: 3, batch: 2, seq: 16, evalEvery: 1 }, backend: be };
+    runDistill({ ...job, out: join(dir, 'b') });
+    assert.deepEqual(losses(join(dir, 'b')), losses(join(dir, 'a')));
+    assert.equal(readFileSync(join(dir, 'b', 'teacher-samples.json'), 'utf8'), readFileSync(join(dir, 'a', 'teacher-samples.json'), 'utf8'));
+    assert.equal(readRunRecord(join(dir, 'b')).selfGenerate, 4);
+    // Samples and a sample count (or a corpus) together are refused before anything is written.
+    assert.throws(() => runDistill({ ...job, selfGenerate: 4, out: join(dir, 'c') }), /'samples': give 'samples', 'data' or 'selfGenerate', not two of them/);
+    assert.ok(!existsSync(join(dir, 'c')));
   } finally {
     cleanup();
   }

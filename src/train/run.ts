@@ -21,6 +21,7 @@ import { CONVERSION_RECORD } from '../convert/record.js';
 import { checkOutput } from '../io/output.js';
 import {
   RUN_RECORD, TRAJECTORY_SETTINGS, checkStateMatchesRun, readRunRecord, readTeacherSamples, writeRunRecord, writeTeacherSamples, type RunRecord,
+  type TeacherSamples,
 } from '../io/run-files.js';
 
 /** Defaults chosen by measurement on stories260K (README: distillation results). */
@@ -45,6 +46,10 @@ export interface DistillJob {
   data?: string;
   /** Teacher samples to train on when there is no `data`. */
   selfGenerate?: number;
+  /** Teacher samples already drawn (drawTeacherSamples) to train and evaluate on instead of drawing `selfGenerate`:
+   *  several students trained on the same samples (bench/recipes.ts --distill). Cached in `out` like drawn ones;
+   *  draw them with the job's sampling rule (run.json records it). */
+  samples?: TeacherSamples;
   /** How the teacher's training samples are drawn: softmax(logits / sampleTemperature) within the top-sampleTopP
    *  nucleus (defaults DISTILL_DEFAULTS). The held-out teacher samples are always drawn at temperature 1 over the whole
    *  distribution, so runs that sample differently are evaluated on the same text. Not the KL temperature
@@ -124,6 +129,21 @@ function checkSettings(s: DistillSettings, saved: DistillSettings | null): void 
   }
 }
 
+/**
+ * The teacher samples a distillation without {data} trains on: `n` sequences of seq + 1 tokens from seed `seed`, drawn
+ * with `rule`, and DISTILL_DEFAULTS.evalSamples held-out ones from another seed at temperature 1 over the whole
+ * distribution whatever the training samples' rule (the teacher's own distribution, the same text for every rule):
+ * never trained on.
+ */
+export function drawTeacherSamples(
+  teacher: Model, n: number, settings: Pick<DistillSettings, 'seq' | 'seed'>,
+  rule: SamplingRule = { temperature: DISTILL_DEFAULTS.sampleTemperature, topP: DISTILL_DEFAULTS.sampleTopP }, progress?: ProgressSink,
+): TeacherSamples {
+  const train = sampleSequences(teacher, n, settings.seq + 1, settings.seed, 64, progress, rule);
+  const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64, undefined, PLAIN_SAMPLING);
+  return { train, eval: heldOut };
+}
+
 /** Run (or, with resume, continue) a distillation; the run directory ends as the distilled model's directory. */
 export function runDistill(job: DistillJob): DistillJobResult {
   return prepareDistill(job, {}, (p) => {
@@ -182,7 +202,7 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
   if (job.resume) {
     if (!existsSync(outDir)) throw new OptionError('resume', outDir, 'no such directory');
     saved = readRunRecord(outDir);
-    for (const k of ['teacher', 'student', 'tokenizer', 'data', 'evalText', 'selfGenerate'] as const) {
+    for (const k of ['teacher', 'student', 'tokenizer', 'data', 'evalText', 'selfGenerate', 'samples'] as const) {
       if (job[k] !== undefined) throw new OptionError(k, undefined, `cannot be given with {resume} (the run's ${RUN_RECORD} fixes it)`);
     }
     // The sampling rule made the cached samples: the same value is accepted, another one refused.
@@ -194,6 +214,8 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
     if (!job.teacher) throw new OptionError('teacher', undefined, 'required (a model path)');
     if (!job.student) throw new OptionError('student', undefined, 'required (a model path)');
     if (job.data !== undefined && job.selfGenerate !== undefined) throw new OptionError('data', job.data, 'give {data} or {selfGenerate}, not both');
+    if (job.samples !== undefined && (job.data !== undefined || job.selfGenerate !== undefined)) throw new OptionError('samples', undefined, 'give {samples}, {data} or {selfGenerate}, not two of them');
+    if (job.samples !== undefined && job.samples.train.length === 0) throw new OptionError('samples', undefined, 'no training sequence');
     // The output first: never an input, and writable (its nearest existing ancestor a directory).
     checkOutput({ flag: '{out}', out: outDir, inputs: [job.teacher, job.student, job.tokenizer, job.data, job.evalText], kind: 'dir', overwrite: true, merge: true });
     if (existsSync(outDir) && readdirSync(outDir).length > 0) throw new OptionError('out', outDir, 'already exists and is not empty (use {resume} to continue it)');
@@ -275,17 +297,14 @@ export function prepareDistill<R>(job: DistillJob, opts: PrepareOptions, run: (p
   mkdirSync(outDir, { recursive: true });
   try {
     // Data: a corpus, or teacher samples (cached in DIR so a resume trains on the same ones).
-    const selfN = saved?.selfGenerate ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
+    const selfN = saved?.selfGenerate ?? job.samples?.train.length ?? job.selfGenerate ?? DISTILL_DEFAULTS.selfGenerate;
     if (!trainSeqs && cached) trainSeqs = cached.train;
     if (!trainSeqs) {
       // A headers-only engine reads the teacher's weights here, and only here (real-scale runs give {data}).
-      const teacher = openTeacher();
-      trainSeqs = sampleSequences(teacher, selfN, settings.seq + 1, settings.seed, 64, progress('teacher samples', selfN), rule);
-      // Held-out teacher samples from another seed, at temperature 1 over the whole distribution whatever the training
-      // samples' rule (the teacher's own distribution, the same text for every rule): never trained on.
-      const heldOut = sampleSequences(teacher, DISTILL_DEFAULTS.evalSamples, settings.seq + 1, settings.seed + 1_000_003, 64, undefined, PLAIN_SAMPLING);
-      writeTeacherSamples(outDir, { train: trainSeqs, eval: heldOut });
-      evalSeqs ??= heldOut;
+      const drawn = job.samples ?? drawTeacherSamples(openTeacher(), selfN, settings, rule, progress('teacher samples', selfN));
+      writeTeacherSamples(outDir, drawn);
+      trainSeqs = drawn.train;
+      evalSeqs ??= drawn.eval;
     }
     evalSeqs ??= cached?.eval ?? null;
     if (!evalSeqs || evalSeqs.length === 0) throw new OptionError('evalText', undefined, 'required: no held-out text (training on a corpus keeps no held-out part)');
