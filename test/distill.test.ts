@@ -16,7 +16,7 @@ import { saveHfModel } from '../src/io/hf.js';
 import { getBackend } from '../src/backends/index.js';
 import { loadModel } from '../src/io/load.js';
 import { Model } from '../src/model/model.js';
-import { drawTeacherSamples, runDistill } from '../src/train/run.js';
+import { defaultWarmup, drawTeacherSamples, runDistill } from '../src/train/run.js';
 import { readRunRecord } from '../src/io/run-files.js';
 import { CLI, STORIES_BIN, STORIES_TOK, mla, mlaOk, tempDir } from './helpers.js';
 
@@ -151,4 +151,16 @@ test('a run given teacher samples drawn once (drawTeacherSamples) trains exactly
   } finally {
     cleanup();
   }
+});
+
+test('the default warmup is 3 % of the run but never a full-lr first step on a short run', () => {
+  // Long runs: 3 % (the default 8M tokens at seq 256 × batch 16 are 1,953 steps → 59).
+  assert.equal(defaultWarmup(1953), 59);
+  assert.equal(defaultWarmup(667), 20);
+  // Short runs: at least min(20, a quarter of the run), so the first step's lr is at most lr/2 from 5 steps on.
+  assert.equal(defaultWarmup(32), 8);
+  assert.equal(defaultWarmup(8), 2);
+  assert.equal(defaultWarmup(100), 20);
+  assert.equal(defaultWarmup(1), 1);
+  for (let n = 1; n <= 3000; n++) assert.ok(defaultWarmup(n) >= 1 && defaultWarmup(n) <= Math.max(1, Math.ceil(n / 4), Math.round(n * 0.03)));
 });

@@ -32,7 +32,7 @@ export const distillSpec = {
     batch: { type: 'string', value: 'B', defaultText: String(DISTILL_DEFAULTS.batch), doc: 'sequences per micro-batch' },
     accum: { type: 'string', value: 'K', defaultText: '1', doc: 'micro-batches accumulated per step' },
     lr: { type: 'string', value: 'X', defaultText: String(DISTILL_DEFAULTS.lr), doc: 'peak AdamW learning rate (β 0.9/0.95, cosine decay to 0.1·lr)' },
-    warmup: { type: 'string', value: 'N', defaultText: '3 % of the steps', doc: 'linear warmup steps' },
+    warmup: { type: 'string', value: 'N', defaultText: '3 % of the steps, at least min(20, steps / 4)', doc: 'linear warmup steps' },
     clip: { type: 'string', value: 'C', defaultText: '1', doc: 'global gradient-norm clip (0 disables)' },
     'weight-decay': { type: 'string', value: 'W', defaultText: '0', doc: 'AdamW decoupled weight decay' },
     'kl-weight': { type: 'string', value: 'W', defaultText: '1', doc: 'weight of KL(teacher ‖ student) in the loss' },
