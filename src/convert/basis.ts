@@ -137,7 +137,7 @@ function activationFactorization(inp: BasisInput): Factorization {
 function leadingColumnsTimes(model: Model, E: Float64Array, n: number, R: number, W: Float64Array, C: number): Float64Array {
   const Er = new Float64Array(n * R);
   for (let i = 0; i < n; i++) Er.set(E.subarray(i * n, i * n + R), i * R);
-  return matmulF64(model, Er, n, R, W, n, C, true, false);
+  return matmulF64(model.be, Er, n, R, W, n, C, true, false);
 }
 
 /** Up-projection rows from an orthonormal basis e(i, r) (i < 2·KD): key rows scaled back by α. */

@@ -6,6 +6,7 @@ import { noGrad } from '../autograd/var.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Var } from '../autograd/var.js';
 import type { Model } from '../model/model.js';
+import type { Backend } from '../tensor/backend.js';
 import { forward } from '../model/forward.js';
 import { sampleSequences, sampleToken } from '../model/generate.js';
 import { KVCache } from '../model/cache.js';
@@ -304,8 +305,8 @@ export function crossMoment(
   W2: Float64Array, b2: Float64Array | null, m2: number,
 ): Float64Array {
   const C = st.mean.length;
-  const WS = matmulF64(model, W, m, C, st.second, C, C, false, false);
-  const out = matmulF64(model, WS, m, C, W2, m2, C, false, true);
+  const WS = matmulF64(model.be, W, m, C, st.second, C, C, false, false);
+  const out = matmulF64(model.be, WS, m, C, W2, m2, C, false, true);
   if (b || b2) {
     const wmu = matVec(W, m, C, st.mean);
     const w2mu = matVec(W2, m2, C, st.mean);
@@ -323,7 +324,7 @@ export function crossMoment(
 /** The diagonal of crossMoment(W, b, W, b): E[(wᵢ·x + bᵢ)²] per row, without the (m, m) product. */
 export function secondMomentDiag(model: Model, st: LayerStats, W: Float64Array, b: Float64Array | null, m: number): Float64Array {
   const C = st.mean.length;
-  const WS = matmulF64(model, W, m, C, st.second, C, C, false, false);
+  const WS = matmulF64(model.be, W, m, C, st.second, C, C, false, false);
   const wmu = b ? matVec(W, m, C, st.mean) : null;
   const out = new Float64Array(m);
   for (let i = 0; i < m; i++) {
@@ -334,12 +335,11 @@ export function secondMomentDiag(model: Model, st: LayerStats, W: Float64Array, 
   return out;
 }
 
-/** op(A)·op(B) on the model's backend (its dtype: f32 on cpu, f64 on ref) for float64 operands, as float64.
+/** op(A)·op(B) on a backend (its dtype: f32 on cpu, f64 on ref) for float64 operands, as float64.
  *  A is (ra, ca) and B (rb, cb) as stored; transA/transB as in the matmul op. */
 export function matmulF64(
-  model: Model, A: Float64Array, ra: number, ca: number, B: Float64Array, rb: number, cb: number, transA: boolean, transB: boolean,
+  be: Backend, A: Float64Array, ra: number, ca: number, B: Float64Array, rb: number, cb: number, transA: boolean, transB: boolean,
 ): Float64Array {
-  const be = model.be;
   const t = (d: Float64Array, r: number, c: number) => new Tensor([r, c], Float32Array.from(d)).to(be.dtype);
   return tidy(() => Float64Array.from(be.run('matmul', [t(A, ra, ca), t(B, rb, cb)], { transA, transB })[0]!.data));
 }

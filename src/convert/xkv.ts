@@ -28,7 +28,7 @@ import type { Tokenizer } from '../io/tokenizer.js';
 import { OptionError } from '../errors.js';
 import type { ProgressSink } from '../progress.js';
 import { silentProgress } from '../progress.js';
-import { calibrationSequences, collectStats, crossMoment, type LayerStats } from './calibrate.js';
+import { calibrationSequences, collectStats, crossMoment, matmulF64, type LayerStats } from './calibrate.js';
 import { convert, planRanks, type ConvertGiven, type ConvertOptions, type ConvertResult, type LayerReport } from './convert.js';
 import { energyKept } from './basis.js';
 import { f64, kvHeadOf } from './heads.js';
@@ -99,10 +99,7 @@ const BACKEND_WORK = 1e8;
 
 /** Row-major product of (r, k) and (k, c): f64 loops for small products, the backend's matmul for large ones. */
 function mm(be: Backend, a: Float64Array, r: number, k: number, b: Float64Array, c: number): Float64Array {
-  if (r * k * c > BACKEND_WORK) {
-    const t = (d: Float64Array, rows: number, cols: number) => new Tensor([rows, cols], Float32Array.from(d)).to(be.dtype);
-    return tidy(() => Float64Array.from(be.run('matmul', [t(a, r, k), t(b, k, c)], { transA: false, transB: false })[0].data));
-  }
+  if (r * k * c > BACKEND_WORK) return matmulF64(be, a, r, k, b, k, c, false, false);
   const out = new Float64Array(r * c);
   for (let i = 0; i < r; i++) {
     for (let t = 0; t < k; t++) {
