@@ -8,9 +8,11 @@
 // to an earlier row's (mha2mla picks x-ecomla's pairs on stories260K) reuses that row's distillation. Runs go to --work
 // DIR (default: a temporary directory, removed at the end); a cell whose DIR/<cell>/bench.json exists is read back, so
 // an interrupted run continues where it stopped.
+// Every cell is measured twice on each text: perplexity and the mean KL(teacher ‖ student) per token (see scores()).
 // Usage: node dist/bench/recipes.js [--model M --tokenizer T] [--texts a.txt,b.txt] [--ctx N] [--ratios 2:4,4:4,6.4:4,10:2]
 //   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2] [--freqfold F|auto] [--kv-balance energy|transmla]
-//   [--distill TOKENS [--work DIR]] [--json]
+//   [--distill TOKENS [--seed S] [--work DIR]] [--json]
+// --seed: the distillations' seed (teacher samples and data order; default 1), to measure the seed noise.
 // --freqfold / --kv-balance override the transmla recipe's (auto / transmla) to compare its parts; `--freqfold 1
 // --kv-balance energy` is the transmla recipe before FreqFold and TransMLA's balance were added.
 // The transmla recipe's `auto` fold is chosen as `mla convert` does (PlanSearch.freqfold) and shown in stderr.
@@ -24,6 +26,7 @@ import { tmpdir } from 'node:os';
 import { openModel } from '../src/infer/open.js';
 import { Model } from '../src/model/model.js';
 import { perplexity } from '../src/eval/perplexity.js';
+import { compareModels } from '../src/eval/compare.js';
 import { readUtf8File } from '../src/io/text.js';
 import { writeTextAtomic } from '../src/io/run-files.js';
 import { tokenizerFiles } from '../src/io/tokenizer-files.js';
@@ -49,6 +52,7 @@ const { values } = parseArgs({
     backend: { type: 'string', default: 'auto' },
     freqfold: { type: 'string' },
     'kv-balance': { type: 'string' },
+    seed: { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -68,8 +72,9 @@ process.stderr.write(`teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!
 // Distillation: the defaults of `mla distill` but for the token budget; evaluation and checkpoints only at the end
 // (they do not change the trajectory, and at a few dozen steps every-step evaluation would cost more than training).
 const work = distillTokens === null ? null : values.work ?? mkdtempSync(join(tmpdir(), 'mla-recipes-'));
-const distillSettings = distillTokens === null ? null : resolveSettings({ tokens: distillTokens });
-const distillOverrides = distillSettings && { tokens: distillTokens!, evalEvery: distillSettings.steps, checkpointEvery: distillSettings.steps };
+const seed = Number(values.seed);
+const distillSettings = distillTokens === null ? null : resolveSettings({ tokens: distillTokens, seed });
+const distillOverrides = distillSettings && { tokens: distillTokens!, seed, evalEvery: distillSettings.steps, checkpointEvery: distillSettings.steps };
 // One epoch of distinct teacher samples, drawn once: every student trains on the same sequences in the same order.
 const samples = distillSettings && drawTeacherSamples(teacher, distillSettings.steps * distillSettings.batch, distillSettings);
 if (work) process.stderr.write(`distilling every student for ${distillTokens} tokens (${distillSettings!.steps} steps of ${distillSettings!.batch} × ${distillSettings!.seq}, ${samples!.train.length} teacher samples) in ${work}\n`);
@@ -84,7 +89,17 @@ function fingerprint(r: ConvertResult): string {
   return h.digest('hex');
 }
 
-interface Distilled { fingerprint: string; seconds: number; ppl: number[] }
+/** Perplexity and mean KL(teacher ‖ model) per token on each text. */
+interface Scores { ppl: number[]; kl: number[] }
+interface Distilled extends Scores { fingerprint: string; seconds: number }
+
+// A student can score a LOWER perplexity than its teacher on real text (a weak teacher that is overconfident there:
+// a flatter, less recovered student pays less for its misses), so perplexity alone can rank a worse conversion
+// first. KL to the teacher on the same windows is what conversion and distillation minimise; both are measured.
+function scores(m: Model): Scores {
+  const rows = texts.map((t) => compareModels({ name: 'teacher', model: teacher }, [{ name: 'student', model: m }], t.ids, ctx)[1]!);
+  return { ppl: rows.map((r) => r.perplexity), kl: rows.map((r) => r.kl) };
+}
 const byFingerprint = new Map<string, Distilled>();
 
 /** Distil the converted student `r` (cell directory `dir`) and measure it on every text. A conversion identical to an
@@ -95,11 +110,10 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
   const same = byFingerprint.get(fp);
   if (same) return { ...same, reused: 'an identical conversion' };
   const doneFile = join(dir, 'bench.json');
-  const measure = (m: Model) => texts.map((t) => perplexity(m, t.ids, ctx).perplexity);
   if (existsSync(doneFile)) {
-    const done = JSON.parse(readFileSync(doneFile, 'utf8')) as { fingerprint: string; seconds: number; tokens: number };
-    if (done.fingerprint === fp && done.tokens === distillTokens) {
-      const d = { ...done, ppl: measure(openModel(join(dir, 'distilled'), { backend: values.backend }).model) };
+    const done = JSON.parse(readFileSync(doneFile, 'utf8')) as { fingerprint: string; seconds: number; tokens: number; seed?: number };
+    if (done.fingerprint === fp && done.tokens === distillTokens && (done.seed ?? 1) === seed) {
+      const d = { ...done, ...scores(openModel(join(dir, 'distilled'), { backend: values.backend }).model) };
       byFingerprint.set(fp, d);
       return { ...d, reused: doneFile };
     }
@@ -112,13 +126,13 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
     out: join(dir, 'distilled'), teacher: values.model, student: join(dir, 'student'), tokenizer: values.tokenizer,
     samples: samples!, settings: distillOverrides!, backend: teacher.be,
   });
-  const d: Distilled = { fingerprint: fp, seconds: (Date.now() - t0) / 1000, ppl: measure(res.student) };
-  writeTextAtomic(doneFile, JSON.stringify({ fingerprint: fp, seconds: d.seconds, tokens: distillTokens }) + '\n');
+  const d: Distilled = { fingerprint: fp, seconds: (Date.now() - t0) / 1000, ...scores(res.student) };
+  writeTextAtomic(doneFile, JSON.stringify({ fingerprint: fp, seconds: d.seconds, tokens: distillTokens, seed }) + '\n');
   byFingerprint.set(fp, d);
   return { ...d, reused: null };
 }
 
-const rows: { recipe: string; free: (number[] | null)[]; dist: (number[] | null)[]; notes: (string | null)[] }[] = [];
+const rows: { recipe: string; free: (Scores | null)[]; dist: (Scores | null)[]; notes: (string | null)[] }[] = [];
 for (const recipe of recipes) {
   const row: (typeof rows)[number] = { recipe, free: [], dist: [], notes: [] };
   for (const [ratio, ropeDim] of settings) {
@@ -157,26 +171,27 @@ for (const recipe of recipes) {
     }
     const convertSeconds = (Date.now() - t0) / 1000;
     const student = Model.fromWeights(r.config, r.weights, teacher.be);
-    const free = texts.map((t) => perplexity(student, t.ids, ctx).perplexity);
+    const free = scores(student);
     const rank = r.layers.map((l) => l.kvRank ?? 'kept').join(',');
     const dr = r.layers.find((l) => l.ropeDim !== null)?.ropeDim ?? ropeDim;
     const tag = `${recipe} ${r.compression.toFixed(2)}× (${rank}+${dr})${fold}`;
-    process.stderr.write(`${tag} training-free: ${texts.map((t, i) => `${t.name} ${free[i]!.toFixed(3)}`).join(', ')} (converted in ${convertSeconds.toFixed(0)} s)\n`);
+    const said = (v: Scores) => texts.map((t, i) => `${t.name} ${v.ppl[i]!.toFixed(3)} (KL ${v.kl[i]!.toFixed(4)})`).join(', ');
+    process.stderr.write(`${tag} training-free: ${said(free)} (converted in ${convertSeconds.toFixed(0)} s)\n`);
     row.free.push(free);
     let d: ReturnType<typeof distilled> | null = null;
     if (work) {
       d = distilled(r, opts, join(work, `${recipe.replace(':', '')}-${ratio}`));
-      process.stderr.write(`${tag} distilled: ${texts.map((t, i) => `${t.name} ${d!.ppl[i]!.toFixed(3)}`).join(', ')} (${d.reused ? `read back: ${d.reused}` : `${d.seconds.toFixed(0)} s`})\n`);
+      process.stderr.write(`${tag} distilled: ${said(d)} (${d.reused ? `read back: ${d.reused}` : `${d.seconds.toFixed(0)} s`})\n`);
     }
-    row.dist.push(d?.ppl ?? null);
+    row.dist.push(d ? { ppl: d.ppl, kl: d.kl } : null);
     // The plan where the row chooses it (the others' r_kv + d_r follow from the ratio and the rope dim given).
     const ranks = r.layers.flatMap((l) => (l.kvRank === null ? [] : [l.kvRank]));
     const kept = r.layers.flatMap((l, i) => (l.kvRank === null ? [i] : []));
     row.notes.push(recipe === 'search' ? `d_r ${dr}, r ${Math.min(...ranks)}–${Math.max(...ranks)}` : kept.length > 0 ? `layer ${kept.join(', ')} kept, r ${ranks[0]} + ${dr}` : null);
     if (values.json) {
       process.stdout.write(JSON.stringify({
-        recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, freqfold: opts.freqfold ?? 1, texts: texts.map((t) => t.name), ppl: free,
-        ...(d ? { distill_tokens: distillTokens, distilled_ppl: d.ppl } : {}),
+        recipe, ratio: r.compression, kv_rank: rank, rope_dim: dr, freqfold: opts.freqfold ?? 1, texts: texts.map((t) => t.name), ppl: free.ppl, kl: free.kl,
+        ...(d ? { distill_tokens: distillTokens, distilled_ppl: d.ppl, distilled_kl: d.kl } : {}),
       }) + '\n');
     }
   }
@@ -185,34 +200,41 @@ for (const recipe of recipes) {
 if (work && values.work === undefined) rmSync(work, { recursive: true, force: true });
 
 if (!values.json) {
-  // One column per ratio; a cell is 'training-free → distilled', each 'held-out / calib' (one value per text), the best
-  // of each (by the first text) in bold; a searched or hybrid plan in brackets.
-  const fmt = (v: number[] | null) => (v ? v.map((p) => p.toFixed(2)).join(' / ') : '-');
-  const bestOf = (i: number, dist: boolean) => Math.min(...rows.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity));
-  const part = (v: number[] | null, best: number) => (v && v[0] === best ? `**${fmt(v)}**` : fmt(v));
+  // Two tables, one column per ratio; a cell is 'training-free → distilled'. Perplexity: one value per text; mean KL
+  // to the teacher: the mean over the texts. Bold: the best of each (perplexity by the first text). A searched or
+  // hybrid plan in brackets.
+  const ppl0 = (v: Scores | null) => v?.ppl[0] ?? Infinity;
+  const meanKl = (v: Scores | null) => (v ? v.kl.reduce((a, b) => a + b, 0) / v.kl.length : Infinity);
+  const measures = [
+    { name: 'perplexity', key: ppl0, fmt: (v: Scores) => v.ppl.map((p) => p.toFixed(2)).join(' / ') },
+    { name: `mean KL(teacher ‖ student) per token over the ${texts.length} text(s)`, key: meanKl, fmt: (v: Scores) => meanKl(v).toFixed(4) },
+  ];
   const head = ['recipe', ...settings.map(([x, d]) => `${x}× (d_r ${d})`)];
   const lines = [
-    `teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx}); cells: ${distillTokens === null ? '' : 'training-free → distilled, each '}${texts.map((t) => t.name).join(' / ')}`,
-    '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`,
+    `teacher: ${texts.map((t, i) => `${t.name} ${teacherPpl[i]!.toFixed(2)}`).join(', ')} (windows of ${ctx}); texts: ${texts.map((t) => t.name).join(' / ')}`,
   ];
-  for (const r of rows) {
-    lines.push(`| ${[r.recipe, ...settings.map((_, i) => {
-      if (!r.free[i]) return '-';
-      const c = part(r.free[i]!, bestOf(i, false)) + (distillTokens === null ? '' : ` → ${part(r.dist[i]!, bestOf(i, true))}`);
-      return r.notes[i] ? `${c} (${r.notes[i]})` : c;
-    })].join(' | ')} |`);
-  }
-  // Per ratio: ours (best of its rows) against the best seed recipe, on the first text.
   const oursRows = rows.filter((r) => ours(r.recipe));
   const seedRows = rows.filter((r) => !ours(r.recipe));
-  if (oursRows.length > 0 && seedRows.length > 0) {
+  for (const m of measures) {
+    const bestOf = (i: number, dist: boolean) => Math.min(...rows.map((r) => m.key((dist ? r.dist : r.free)[i] ?? null)));
+    const part = (v: Scores | null, best: number) => (v === null ? '-' : m.key(v) === best ? `**${m.fmt(v)}**` : m.fmt(v));
+    lines.push('', `${m.name}${distillTokens === null ? '' : ', training-free → distilled'}:`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+    for (const r of rows) {
+      lines.push(`| ${[r.recipe, ...settings.map((_, i) => {
+        if (!r.free[i]) return '-';
+        const c = part(r.free[i]!, bestOf(i, false)) + (distillTokens === null ? '' : ` → ${part(r.dist[i]!, bestOf(i, true))}`);
+        return r.notes[i] ? `${c} (${r.notes[i]})` : c;
+      })].join(' | ')} |`);
+    }
+    // Per ratio: ours (best of its rows) against the best seed recipe.
+    if (oursRows.length === 0 || seedRows.length === 0) continue;
     lines.push('');
     for (const { i, dist } of settings.flatMap((_, i) => [{ i, dist: false }, ...(distillTokens === null ? [] : [{ i, dist: true }])])) {
-      const min = (rs: typeof rows) => Math.min(...rs.map((r) => (dist ? r.dist : r.free)[i]?.[0] ?? Infinity));
+      const min = (rs: typeof rows) => Math.min(...rs.map((r) => m.key((dist ? r.dist : r.free)[i] ?? null)));
       const o = min(oursRows);
       const p = min(seedRows);
       if (o === Infinity || p === Infinity) continue;
-      lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'}: ours ${o.toFixed(2)} vs best seed recipe ${p.toFixed(2)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
+      lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'} ${m.name.split(' ')[0]}: ours ${o.toFixed(4)} vs best seed recipe ${p.toFixed(4)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
     }
   }
   if (distillTokens !== null) lines.push('', `distilled: \`mla distill\` defaults (${DISTILL_DEFAULTS.seq} × ${DISTILL_DEFAULTS.batch}, lr ${DISTILL_DEFAULTS.lr}) for ${distillTokens} tokens on the same ${samples!.train.length} teacher samples`);
