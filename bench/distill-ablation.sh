@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Ablations of the distillation recipe at 6.4× (README "Distillation recipe ablations"): each variant distils the same
-# converted student for TOKENS tokens, then `mla ppl` scores it on three held-out texts. Every variant that trains on
+# converted student for TOKENS tokens, then `mla compare` scores it on three held-out texts: perplexity and the mean
+# KL(teacher ‖ student) per token (the distillation's objective on real text; a student can beat a weak teacher's
+# perplexity by staying flatter, so perplexity alone can mislead). Every variant that trains on
 # teacher samples draws SELF (not the default 8,192) of them, alike for all, to keep the sweep short.
 #
 # Usage: bash bench/distill-ablation.sh [OUT=runs/ablation] [VARIANT...]
@@ -52,6 +54,8 @@ mkdir -p "$out"
 init="$out/init"
 [ -f "$init/config.json" ] || mla convert "$TEACHER" "${tok[@]}" --out "$init" --kv-ratio "$KV_RATIO" --rope-dim "$ROPE_DIM" --overwrite >/dev/null 2>&1
 ppl() { mla ppl "$1" "${tok[@]}" --text "$2" --json 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s).perplexity.toFixed(3)))"; }
+# "PPL KL" of a student against the teacher on one text
+pplkl() { mla compare "$TEACHER" "$1" "${tok[@]}" --text "$2" --json 2>/dev/null | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const r=JSON.parse(s).rows[1];console.log(r.perplexity.toFixed(3)+' '+r.kl.toFixed(4))})"; }
 
 train() { # name flags
   local name=$1 flags=$2 dir="$out/$1"
@@ -67,10 +71,10 @@ train() { # name flags
 
 score() { # name flags
   local name=$1 flags=$2 dir="$out/$1"
-  [ -f "$dir/result.json" ] && return 0
-  local p=()
-  for t in "${TEXTS[@]}"; do p+=("$(ppl "$dir" "$t")"); done
-  printf '{"name":"%s","flags":"%s","ppl":[%s,%s,%s]}\n' "$name" "$flags" "${p[0]}" "${p[1]}" "${p[2]}" >"$dir/result.json"
+  [ -f "$dir/result.json" ] && grep -q '"kl"' "$dir/result.json" && return 0
+  local p=() k=() pk
+  for t in "${TEXTS[@]}"; do pk=$(pplkl "$dir" "$t"); p+=("${pk% *}"); k+=("${pk#* }"); done
+  printf '{"name":"%s","flags":"%s","ppl":[%s,%s,%s],"kl":[%s,%s,%s]}\n' "$name" "$flags" "${p[0]}" "${p[1]}" "${p[2]}" "${k[0]}" "${k[1]}" "${k[2]}" >"$dir/result.json"
 }
 
 i=0
@@ -89,16 +93,17 @@ for v in "${VARIANTS[@]}"; do
 done
 
 tp=(); for t in "${TEXTS[@]}"; do tp+=("$(ppl "$TEACHER" "$t")"); done
-ip=(); for t in "${TEXTS[@]}"; do ip+=("$(ppl "$init" "$t")"); done
+ip=(); ik=(); for t in "${TEXTS[@]}"; do pk=$(pplkl "$init" "$t"); ip+=("${pk% *}"); ik+=("${pk#* }"); done
 # geo. mean: of the two texts held out from every variant (calib+ce trains on stories-calib.txt).
-echo "| variant (seed $SEED, $TOKENS tokens) | flags | stories-heldout | stories-heldout2 | stories-calib | geo. mean heldout, heldout2 |"
-echo "|---|---|---:|---:|---:|---:|"
-row() { node -e "const [n,f,...p]=process.argv.slice(1);const g=Math.sqrt(p[0]*p[1]);console.log('| '+n+' | '+(f&&f!=='-'?'\`'+f+'\`':'')+' | '+p.map((x)=>(+x).toFixed(3)).join(' | ')+' | '+g.toFixed(3)+' |')" "$@"; }
-row teacher "" "${tp[@]}"
-row "conversion (no training)" "" "${ip[@]}"
+echo "| variant (seed $SEED, $TOKENS tokens) | flags | stories-heldout | stories-heldout2 | stories-calib | geo. mean heldout, heldout2 | KL to the teacher: heldout / heldout2 / calib |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+# row NAME FLAGS PPL1 PPL2 PPL3 [KL1 KL2 KL3]
+row() { node -e "const [n,f,...v]=process.argv.slice(1);const p=v.slice(0,3),k=v.slice(3);const g=Math.sqrt(p[0]*p[1]);console.log('| '+n+' | '+(f&&f!=='-'?'\`'+f+'\`':'')+' | '+p.map((x)=>(+x).toFixed(3)).join(' | ')+' | '+g.toFixed(3)+' | '+(k.length?k.map((x)=>(+x).toFixed(4)).join(' / '):'-')+' |')" "$@"; }
+row teacher "" "${tp[@]}" 0 0 0
+row "conversion (no training)" "" "${ip[@]}" "${ik[@]}"
 for v in "${VARIANTS[@]}"; do
   name=${v%%|*}
   f="$out/$name/result.json"
   [ -f "$f" ] || continue
-  node -e "const r=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8'));console.log([r.name,r.flags||'-',...r.ppl].join('\t'))" "$f" | while IFS=$'\t' read -r n fl a b c; do row "$n" "$fl" "$a" "$b" "$c"; done
+  node -e "const r=JSON.parse(require('fs').readFileSync(process.argv[1],'utf8'));console.log([r.name,r.flags||'-',...r.ppl,...r.kl].join('\t'))" "$f" | while IFS=$'\t' read -r n fl a b c d e g; do row "$n" "$fl" "$a" "$b" "$c" "$d" "$e" "$g"; done
 done

@@ -9,7 +9,7 @@ import { readText } from '../eval/text.js';
 import { readTaskFile } from '../eval/task-file.js';
 import { openModel, requireTokenizer, resolveBackend } from '../infer/open.js';
 import { runCompare } from '../eval/compare-run.js';
-import { compareTable } from '../report/report.js';
+import { belowTeacherNotes, compareTable } from '../report/report.js';
 import { UserError } from '../errors.js';
 import { Progress } from './progress.js';
 
@@ -57,6 +57,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
     teacher: { name: modelName(teacherPath), path: teacherPath, model: t.model }, students, tokenizer, text: values.text, ctx,
     tasks: values.tasks, out: values.out, cacheDtype, progress: (n) => new Progress('compare', n, 'tok'),
   });
+  for (const n of belowTeacherNotes(rows)) process.stderr.write(`note: ${n}\n`);
   if (values.json) process.stdout.write(JSON.stringify({ rows, report }, null, 2) + '\n');
   else process.stdout.write(compareTable(rows) + '\n' + (report ? `wrote ${report}\n` : ''));
 }

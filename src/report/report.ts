@@ -69,6 +69,19 @@ export interface ReportInput {
   textFile: string;
 }
 
+/**
+ * Students that score a lower perplexity than the teacher while far from it: lower is then not closer. A student can
+ * beat a weak teacher on text where the teacher is overconfident by staying flatter (less recovered), so conversions
+ * and distillations are ranked by KL to the teacher there, not by perplexity. rows[0] is the teacher.
+ */
+export function belowTeacherNotes(rows: CompareRow[]): string[] {
+  const teacher = rows[0];
+  if (!teacher) return [];
+  return rows.slice(1).filter((r) => r.perplexity < teacher.perplexity && r.kl > 0).map((r) =>
+    `${r.name} scores a lower perplexity than the teacher (${fmtNum(r.perplexity)} against ${fmtNum(teacher.perplexity)}) at KL ${r.kl.toFixed(4)} nats/token from it: `
+    + 'not closer to the teacher (a flatter student pays less where the teacher is overconfident); rank such students by KL to the teacher.');
+}
+
 /** Write report.md and its charts into dir; returns the report's path. */
 export function writeReport(dir: string, inp: ReportInput): string {
   mkdirSync(dir, { recursive: true });
@@ -85,6 +98,7 @@ export function writeReport(dir: string, inp: ReportInput): string {
     '',
     compareTable(inp.rows),
     '',
+    ...belowTeacherNotes(inp.rows).map((n) => `Note: ${n}\n`),
     '![KV size against perplexity](kv-vs-ppl.svg)',
     '',
   ];
