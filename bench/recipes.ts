@@ -206,8 +206,8 @@ if (!values.json) {
   const ppl0 = (v: Scores | null) => v?.ppl[0] ?? Infinity;
   const meanKl = (v: Scores | null) => (v ? v.kl.reduce((a, b) => a + b, 0) / v.kl.length : Infinity);
   const measures = [
-    { name: 'perplexity', key: ppl0, fmt: (v: Scores) => v.ppl.map((p) => p.toFixed(2)).join(' / ') },
-    { name: `mean KL(teacher ‖ student) per token over the ${texts.length} text(s)`, key: meanKl, fmt: (v: Scores) => meanKl(v).toFixed(4) },
+    { name: 'perplexity', short: 'perplexity', key: ppl0, fmt: (v: Scores) => v.ppl.map((p) => p.toFixed(2)).join(' / ') },
+    { name: `mean KL(teacher ‖ student) per token over the ${texts.length} text(s)`, short: 'KL', key: meanKl, fmt: (v: Scores) => meanKl(v).toFixed(4) },
   ];
   const head = ['recipe', ...settings.map(([x, d]) => `${x}× (d_r ${d})`)];
   const lines = [
@@ -234,7 +234,7 @@ if (!values.json) {
       const o = min(oursRows);
       const p = min(seedRows);
       if (o === Infinity || p === Infinity) continue;
-      lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'} ${m.name.split(' ')[0]}: ours ${o.toFixed(4)} vs best seed recipe ${p.toFixed(4)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
+      lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'} ${m.short}: ours ${o.toFixed(4)} vs best seed recipe ${p.toFixed(4)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
     }
   }
   if (distillTokens !== null) lines.push('', `distilled: \`mla distill\` defaults (${DISTILL_DEFAULTS.seq} × ${DISTILL_DEFAULTS.batch}, lr ${DISTILL_DEFAULTS.lr}) for ${distillTokens} tokens on the same ${samples!.train.length} teacher samples`);
