@@ -11,8 +11,9 @@
 // Every cell is measured twice on each text: perplexity and the mean KL(teacher ‖ student) per token (see scores()).
 // Usage: node dist/bench/recipes.js [--model M --tokenizer T] [--texts a.txt,b.txt] [--ctx N] [--ratios 2:4,4:4,6.4:4,10:2]
 //   [--recipes x-ecomla,mha2mla,transmla,ours,search,auto:1,xkv:2] [--freqfold F|auto] [--kv-balance energy|transmla]
-//   [--distill TOKENS [--seed S] [--work DIR]] [--json]
-// --seed: the distillations' seed (teacher samples and data order; default 1), to measure the seed noise.
+//   [--distill TOKENS [--seed S] [--sample-temperature τ] [--work DIR]] [--json]
+// --seed: the distillations' seed (teacher samples and data order; default 1), to measure the seed noise;
+// --sample-temperature: the teacher samples' (default: mla distill's).
 // --freqfold / --kv-balance override the transmla recipe's (auto / transmla) to compare its parts; `--freqfold 1
 // --kv-balance energy` is the transmla recipe before FreqFold and TransMLA's balance were added.
 // The transmla recipe's `auto` fold is chosen as `mla convert` does (PlanSearch.freqfold) and shown in stderr.
@@ -53,6 +54,7 @@ const { values } = parseArgs({
     freqfold: { type: 'string' },
     'kv-balance': { type: 'string' },
     seed: { type: 'string', default: '1' },
+    'sample-temperature': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -76,7 +78,8 @@ const seed = Number(values.seed);
 const distillSettings = distillTokens === null ? null : resolveSettings({ tokens: distillTokens, seed });
 const distillOverrides = distillSettings && { tokens: distillTokens!, seed, evalEvery: distillSettings.steps, checkpointEvery: distillSettings.steps };
 // One epoch of distinct teacher samples, drawn once: every student trains on the same sequences in the same order.
-const samples = distillSettings && drawTeacherSamples(teacher, distillSettings.steps * distillSettings.batch, distillSettings);
+const sampleTemperature = Number(values['sample-temperature'] ?? DISTILL_DEFAULTS.sampleTemperature);
+const samples = distillSettings && drawTeacherSamples(teacher, distillSettings.steps * distillSettings.batch, distillSettings, { temperature: sampleTemperature, topP: DISTILL_DEFAULTS.sampleTopP });
 if (work) process.stderr.write(`distilling every student for ${distillTokens} tokens (${distillSettings!.steps} steps of ${distillSettings!.batch} × ${distillSettings!.seq}, ${samples!.train.length} teacher samples) in ${work}\n`);
 
 /** A conversion's identity: its config and every weight (two recipes that give the same student share a distillation). */
@@ -111,8 +114,8 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
   if (same) return { ...same, reused: 'an identical conversion' };
   const doneFile = join(dir, 'bench.json');
   if (existsSync(doneFile)) {
-    const done = JSON.parse(readFileSync(doneFile, 'utf8')) as { fingerprint: string; seconds: number; tokens: number; seed?: number };
-    if (done.fingerprint === fp && done.tokens === distillTokens && (done.seed ?? 1) === seed) {
+    const done = JSON.parse(readFileSync(doneFile, 'utf8')) as { fingerprint: string; seconds: number; tokens: number; seed?: number; sampleTemperature?: number };
+    if (done.fingerprint === fp && done.tokens === distillTokens && (done.seed ?? 1) === seed && (done.sampleTemperature ?? 1) === sampleTemperature) {
       const d = { ...done, ...scores(openModel(join(dir, 'distilled'), { backend: values.backend }).model) };
       byFingerprint.set(fp, d);
       return { ...d, reused: doneFile };
@@ -124,10 +127,10 @@ function distilled(r: ConvertResult, opts: ReturnType<typeof withConvertDefaults
   saveConverted(join(dir, 'student'), opts, r, { source: values.model, copyFiles: tokenizerFiles(values.model, values.tokenizer) });
   const res = runDistill({
     out: join(dir, 'distilled'), teacher: values.model, student: join(dir, 'student'), tokenizer: values.tokenizer,
-    samples: samples!, settings: distillOverrides!, backend: teacher.be,
+    samples: samples!, sampleTemperature, settings: distillOverrides!, backend: teacher.be,
   });
   const d: Distilled = { fingerprint: fp, seconds: (Date.now() - t0) / 1000, ...scores(res.student) };
-  writeTextAtomic(doneFile, JSON.stringify({ fingerprint: fp, seconds: d.seconds, tokens: distillTokens, seed }) + '\n');
+  writeTextAtomic(doneFile, JSON.stringify({ fingerprint: fp, seconds: d.seconds, tokens: distillTokens, seed, sampleTemperature }) + '\n');
   byFingerprint.set(fp, d);
   return { ...d, reused: null };
 }
@@ -237,6 +240,6 @@ if (!values.json) {
       lines.push(`${settings[i]![0]}× ${dist ? 'distilled' : 'training-free'} ${m.short}: ours ${o.toFixed(4)} vs best seed recipe ${p.toFixed(4)}: ${o < p ? 'ours wins' : 'A SEED RECIPE WINS'}`);
     }
   }
-  if (distillTokens !== null) lines.push('', `distilled: \`mla distill\` defaults (${DISTILL_DEFAULTS.seq} × ${DISTILL_DEFAULTS.batch}, lr ${DISTILL_DEFAULTS.lr}) for ${distillTokens} tokens on the same ${samples!.train.length} teacher samples`);
+  if (distillTokens !== null) lines.push('', `distilled: \`mla distill\` defaults (${DISTILL_DEFAULTS.seq} × ${DISTILL_DEFAULTS.batch}, lr ${DISTILL_DEFAULTS.lr}) for ${distillTokens} tokens on the same ${samples!.train.length} teacher samples (temperature ${sampleTemperature})`);
   process.stdout.write(lines.join('\n') + '\n');
 }
