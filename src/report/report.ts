@@ -69,6 +69,9 @@ export interface ReportInput {
   textFile: string;
 }
 
+/** KL (nats per token) above which a student is not the teacher up to rounding (a full-rank conversion is ~1e-6). */
+const FAR_KL = 0.01;
+
 /**
  * Students that score a lower perplexity than the teacher while far from it: lower is then not closer. A student can
  * beat a weak teacher on text where the teacher is overconfident by staying flatter (less recovered), so conversions
@@ -77,7 +80,7 @@ export interface ReportInput {
 export function belowTeacherNotes(rows: CompareRow[]): string[] {
   const teacher = rows[0];
   if (!teacher) return [];
-  return rows.slice(1).filter((r) => r.perplexity < teacher.perplexity && r.kl > 0).map((r) =>
+  return rows.slice(1).filter((r) => r.perplexity < teacher.perplexity && r.kl >= FAR_KL).map((r) =>
     `${r.name} scores a lower perplexity than the teacher (${fmtNum(r.perplexity)} against ${fmtNum(teacher.perplexity)}) at KL ${r.kl.toFixed(4)} nats/token from it: `
     + 'not closer to the teacher (a flatter student pays less where the teacher is overconfident); rank such students by KL to the teacher.');
 }
