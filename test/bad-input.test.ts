@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import { CLI, FIXTURES, STORIES_BIN, STORIES_TOK, mlaOk, tempDir } from './helpers.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 import { saveHfModel } from '../src/io/hf.js';
+import { DISTILL_DEFAULTS } from '../src/train/run.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fixtures (built once): the teacher as llama2.c and as an HF directory, a converted MLA student, text, tasks, a
@@ -370,7 +371,7 @@ const cases: Case[] = [
   { name: 'resume: run.json = {}', run: (d) => ['distill', '--resume', runCopy(d, (r) => writeFileSync(join(r, 'run.json'), '{}'))], expect: /run\.json: settings: missing|run\.json: teacher: expected a string, missing/ },
   { name: 'resume: run.json settings.seq a string', run: (d) => ['distill', '--resume', runCopy(d, (r) => editJson(join(r, 'run.json'), (j) => ((j.settings as Record<string, unknown>).seq = 'x')))], expect: /run\.json: settings\.seq: expected an integer ≥ 1, got "x"/ },
   { name: 'resume: run.json teacher gone', run: (d) => ['distill', '--resume', runCopy(d, (r) => editJson(join(r, 'run.json'), (j) => (j.teacher = join(d, 'gone.bin'))))], expect: /gone\.bin: no such file or directory/ },
-  { name: 'resume: another --sample-temperature', run: () => ['distill', '--resume', B.run, '--sample-temperature', '0.7'], expect: /--sample-temperature 0\.7: cannot change on --resume \(the run's teacher samples were drawn with 1\)/ },
+  { name: 'resume: another --sample-temperature', run: () => ['distill', '--resume', B.run, '--sample-temperature', '0.7'], expect: new RegExp(`--sample-temperature 0\\.7: cannot change on --resume \\(the run's teacher samples were drawn with ${String(DISTILL_DEFAULTS.sampleTemperature).replace('.', '\\.')}\\)`) },
   { name: 'resume: run.json from before the sampling rule, another --sample-top-p', run: (d) => ['distill', '--resume', runCopy(d, (r) => editJson(join(r, 'run.json'), (j) => { delete j.sampleTemperature; delete j.sampleTopP; })), '--sample-top-p', '0.5'], expect: /--sample-top-p 0\.5: cannot change on --resume \(the run's teacher samples were drawn with 1\)/ },
   { name: 'resume: run.json sampleTopP 2', run: (d) => ['distill', '--resume', runCopy(d, (r) => editJson(join(r, 'run.json'), (j) => (j.sampleTopP = 2)))], expect: /run\.json: sampleTopP: expected a number in \(0, 1\], got 2/ },
   { name: 'resume: log.jsonl corrupt line', run: (d) => ['distill', '--resume', runCopy(d, (r) => writeFileSync(join(r, 'log.jsonl'), '{"step": 0, "tokens": 0}\n{garbage\n{"step": 1, "tokens": 32}\n')), '--steps', '3'], expect: /log\.jsonl:2: not valid JSON/ },
