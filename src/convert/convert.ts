@@ -604,8 +604,7 @@ function convertLayer(
   // 3. Latent basis and rank.
   let balance: BasisInput['balance'];
   if (opts.kvBalance === 'transmla') {
-    const vm = crossMoment(calibrated(teacher), st, Wv, bv, KD, Wv, bv, KD);
-    const vDiag = Float64Array.from({ length: KD }, (_, i) => vm[i * KD + i]!);
+    const vDiag = secondMomentDiag(calibrated(teacher), st, Wv, bv, KD);
     balance = { alpha: transmlaBalance(balanceEnergies().kMoment, vDiag, pairing, Hkv, D, Dr, fold, comps, linalg), damping: 0.01, ropeDims: Dr };
   }
   const fact = factorize(opts.basis, { model: teacher.model, Kn, V: Wv, bk: bkn, bv, KD, C, stats: st, linalg, balance });
@@ -638,9 +637,8 @@ function convertLayer(
   }
   put('kv_b_proj.weight', [H * (Dn + D), R], kvb);
   if (opts.latentNorm) {
-    const m = crossMoment(calibrated(teacher), st, A, aBias, R, A, aBias, R);
     let tr = 0;
-    for (let i = 0; i < R; i++) tr += m[i * R + i]!;
+    for (const e of secondMomentDiag(calibrated(teacher), st, A, aBias, R)) tr += e;
     put('kv_a_layernorm.weight', [R], new Float64Array(R).fill(Math.sqrt(tr / R) || 1));
   }
 
@@ -692,9 +690,8 @@ function convertLayer(
     for (let r = 0; r < Rq; r++) for (let c = 0; c < C; c++) qa[r * C + c] = s[r]! * vt[r * C + c]!;
     const qbW = new Float64Array(H * Dqs * Rq);
     for (let i = 0; i < H * Dqs; i++) for (let r = 0; r < Rq; r++) qbW[i * Rq + r] = u[i * k + r]!;
-    const m = crossMoment(calibrated(teacher), st, qa, null, Rq, qa, null, Rq);
     let tr = 0;
-    for (let i = 0; i < Rq; i++) tr += m[i * Rq + i]!;
+    for (const e of secondMomentDiag(calibrated(teacher), st, qa, null, Rq)) tr += e;
     put('q_a_proj.weight', [Rq, C], qa);
     put('q_a_layernorm.weight', [Rq], new Float64Array(Rq).fill(Math.sqrt(tr / Rq) || 1));
     put('q_b_proj.weight', [H * Dqs, Rq], qbW);

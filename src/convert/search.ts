@@ -117,9 +117,11 @@ interface SearchContext {
 
 /** Refuse options without a KV budget for the search and auto:K (before any model is loaded). */
 export function requireBudget(opts: ConvertOptions): void {
-  if (opts.plan.kind !== 'ratio' && opts.plan.kind !== 'rank') {
-    throw new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
-  }
+  if (opts.plan.kind !== 'ratio' && opts.plan.kind !== 'rank') throw noBudget();
+}
+
+function noBudget(): OptionError {
+  return new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
 }
 
 /** Calibration statistics and the KL meter, prepared once for every candidate of a search and an auto hybrid. */
@@ -294,7 +296,7 @@ function score(ctx: SearchContext, opts: ConvertOptions, given: ConvertGiven = {
 /** Uniform rank for rope dim Dr at the context's budget, with `kept` layers left as they are. */
 function uniformRank(ctx: SearchContext, Dr: number, kept: number[]): number {
   const cfg = ctx.model.config;
-  if (ctx.budget === null) throw new OptionError('search', undefined, 'needs a KV budget: give {plan.ratio} or {plan.rank}, not a per-layer plan');
+  if (ctx.budget === null) throw noBudget();
   const keptValues = kept.reduce((s, l) => s + kvValuesPerToken(cfg.layers[l]!), 0);
   return Math.round((ctx.budget - keptValues) / (cfg.numLayers - kept.length) - Dr);
 }
